@@ -1,0 +1,208 @@
+"""The state file: the desired state of one environment, validated by pydantic.
+
+Every value here may end up in a shell command, a SQL statement, a unit file or an nginx config, so
+each field is restricted to what it can sanely hold; the operations still quote everything.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+
+# What a fresh server needs for any pinned site (the sandbox's warm layer installs exactly these).
+SYSTEM_PACKAGES = ("nginx", "mariadb-server", "python3-venv")
+# Installed into every release's virtualenv next to the app's own requirements.
+RUNTIME_REQUIREMENTS = ("gunicorn>=25", "PyMySQL>=1.1.3")
+DEFAULT_ENV = "sandbox"
+
+AppName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,23}$")]
+PackageName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9+.-]{0,62}$")]
+UserName = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")]
+ServerName = Annotated[str, StringConstraints(pattern=r"^(\*\.)?[a-z0-9]([a-z0-9-]{0,62}\.)*[a-z0-9-]{1,63}$")]
+ModulePath = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")]
+SshKey = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com)"
+        r" [A-Za-z0-9+/]+={0,3}( [\x21-\x7e ]{0,200})?$"
+    ),
+]
+
+
+class StateFileError(Exception):
+    """A state file that cannot be used; the message names the file and the field."""
+
+
+def _relative_path(value: str, what: str) -> str:
+    path = Path(value)
+    if value in ("", ".") or value == "./":
+        return "."
+    if path.is_absolute() or ".." in path.parts or not re.match(r"^[A-Za-z0-9_./-]+$", value):
+        raise ValueError(f"{what} must be a relative path inside the repository (letters, digits, _ . / -)")
+    return str(path)
+
+
+class Django(BaseModel):
+    """How to run the Django project found in the repository."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    settings: ModulePath = Field(description="The project's settings module, e.g. `mysite.settings`.")
+    wsgi: str = Field(
+        default="",
+        description="The WSGI application as `module:name`; default: `<settings package>.wsgi:application`.",
+    )
+    project_dir: str = Field(default=".", description="Folder of `manage.py` inside the repository.")
+    requirements: str = Field(
+        default="requirements.txt", description="The pip requirements file, relative to `project_dir`."
+    )
+
+    @field_validator("project_dir")
+    @classmethod
+    def _project_dir(cls, value: str) -> str:
+        return _relative_path(value, "project_dir")
+
+    @field_validator("requirements")
+    @classmethod
+    def _requirements(cls, value: str) -> str:
+        if _relative_path(value, "requirements") == ".":
+            raise ValueError("requirements must name a file")
+        return _relative_path(value, "requirements")
+
+    @field_validator("wsgi")
+    @classmethod
+    def _wsgi(cls, value: str) -> str:
+        if value and not re.match(r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$", value):
+            raise ValueError("wsgi must look like `package.wsgi:application`")
+        return value
+
+    @property
+    def wsgi_app(self) -> str:
+        return self.wsgi or self.settings.rsplit(".", 1)[0] + ".wsgi:application"
+
+
+class Site(BaseModel):
+    """How nginx serves the site."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    server_names: list[ServerName] = Field(
+        default_factory=list,
+        description="nginx `server_name`s (also Django's ALLOWED_HOSTS). Empty: the site answers any name "
+        "on its port (nginx `default_server`), and ALLOWED_HOSTS holds the host's address.",
+    )
+    port: int = Field(default=80, ge=1, le=65535, description="The port nginx listens on for this site.")
+    static_url: str = Field(
+        default="/static/",
+        pattern=r"^/[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*/$",
+        description="URL prefix nginx serves from `current/assets` (the project's STATIC_URL).",
+    )
+    health_url: str = Field(
+        default="/",
+        pattern=r"^/[A-Za-z0-9_./-]*$",
+        description="Path that must answer 2xx before a release is switched to.",
+    )
+    workers: int = Field(default=2, ge=1, le=64, description="gunicorn worker processes per release.")
+
+
+class User(BaseModel):
+    """An extra system user (e.g. a deploy user) converged with the rest."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: UserName = Field(description="Login name.")
+    ssh_keys: list[SshKey] = Field(default_factory=list, description="Public keys for `authorized_keys`.")
+    sudo: bool = Field(default=False, description="Passwordless sudo (a file in /etc/sudoers.d).")
+
+
+class State(BaseModel):
+    """One environment of one site (the file `state/<env>.yaml`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    app: AppName = Field(
+        description="Name of the site: the system user/group, `/srv/<app>`, the databases `<app>_v<N>`, "
+        "the systemd units `<app>@<release>`. Production and staging on one host need different names."
+    )
+    repository: str = Field(
+        min_length=1,
+        description="The git repository to build releases from: a path (relative to the state file) or URL.",
+    )
+    release: str = Field(
+        pattern=r"^[0-9a-f]{7,40}$",
+        description="The pinned release: a commit hash (`pinned pin REF` writes it).",
+    )
+    django: Django
+    site: Site = Field(default_factory=Site)
+    packages: list[PackageName] = Field(default_factory=list, description="Extra Debian packages.")
+    users: list[User] = Field(default_factory=list, description="Extra system users.")
+
+    @field_validator("repository")
+    @classmethod
+    def _repository(cls, value: str) -> str:
+        if "\n" in value or "\0" in value or value.startswith("-"):
+            raise ValueError("repository must be a path or URL (no newlines, not starting with '-')")
+        return value
+
+    @field_validator("users")
+    @classmethod
+    def _unique_users(cls, users: list[User]) -> list[User]:
+        names = [u.name for u in users]
+        if len(set(names)) != len(names):
+            raise ValueError("each user may be listed once")
+        if "root" in names:
+            raise ValueError("root cannot be managed as an extra user")
+        return users
+
+    @property
+    def root(self) -> str:
+        return f"/srv/{self.app}"
+
+
+def _describe(error: dict) -> str:
+    where = ".".join(str(p) for p in error["loc"]) or "(top level)"
+    kind = error["type"]
+    if kind == "missing":
+        return f"field '{where}' is required but missing"
+    if kind == "extra_forbidden":
+        return f"field '{where}' is not a known field (see the README's list of state file fields)"
+    if kind == "string_pattern_mismatch":
+        pattern = error.get("ctx", {}).get("pattern", "")
+        return f"field '{where}': {error['input']!r} is not allowed (must match {pattern})"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"field '{where}': {message} (got {error.get('input')!r})"
+
+
+def parse_state(text: str, source: str = "<state>") -> State:
+    """Validate a state file's text; any problem raises StateFileError naming `source` and the field."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise StateFileError(f"{source}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise StateFileError(f"{source}: must be a YAML mapping of fields (app, repository, release, ...)")
+    try:
+        return State.model_validate(data)
+    except ValidationError as exc:
+        lines = [_describe(e) for e in exc.errors()]
+        raise StateFileError(f"{source}: " + "; ".join(lines)) from None
+    except (ValueError, TypeError, RecursionError) as exc:  # odd YAML (huge ints, deep nesting)
+        raise StateFileError(f"{source}: cannot be read: {exc}") from None
+
+
+def state_path(env: str, base: Path | None = None) -> Path:
+    if not re.match(r"^[a-z][a-z0-9_-]{0,31}$", env):
+        raise StateFileError(f"environment {env!r}: use lowercase letters, digits, _ or - (e.g. production)")
+    return (base or Path(__file__).resolve().parent) / f"{env}.yaml"
+
+
+def load_state(path: Path) -> State:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise StateFileError(f"{path}: cannot read the state file: {exc.strerror}") from None
+    return parse_state(text, str(path))
