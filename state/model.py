@@ -206,3 +206,17 @@ def load_state(path: Path) -> State:
     except OSError as exc:
         raise StateFileError(f"{path}: cannot read the state file: {exc.strerror}") from None
     return parse_state(text, str(path))
+
+
+def selected_env(argv: list[str], environ) -> str:
+    """The environment of this run: `--data env=NAME` on pyinfra's command line, else PINNED_ENV, else
+    the demo's. (The inventory reads it too, before pyinfra connects, to validate the state file.)"""
+    for i, arg in enumerate(argv):
+        value = None
+        if arg == "--data" and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith("--data="):
+            value = arg.split("=", 1)[1]
+        if value and value.startswith("env="):
+            return value.split("=", 1)[1]
+    return environ.get("PINNED_ENV") or DEFAULT_ENV

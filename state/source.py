@@ -30,6 +30,8 @@ class Release:
     fingerprint: str  # of the Django migrations: equal fingerprints share a schema version
     requirements_hash: str  # names the shared virtualenv
     migrations: tuple[str, ...]  # app/migrations/xxxx.py paths, for the plan's text
+    requirements: str = ""  # the requirements file's text (installed into the shared virtualenv)
+    runtime: tuple[str, ...] = RUNTIME_REQUIREMENTS
 
     @property
     def id(self) -> str:
@@ -89,7 +91,7 @@ def release(repo: Path, commit: str, state: State) -> Release:
     commit = resolve(repo, commit)
     committed_at = int(_git(repo, "show", "-s", "--format=%ct", commit).strip())
     project = state.django.project_dir
-    listing = _git(repo, "ls-tree", "-r", "--full-tree", commit, "--", "" if project == "." else project)
+    listing = _git(repo, "ls-tree", "-r", "--full-tree", commit, *(["--", project] if project != "." else []))
     migrations: list[tuple[str, str]] = []
     for line in listing.splitlines():
         meta, _, path = line.partition("\t")
@@ -104,7 +106,8 @@ def release(repo: Path, commit: str, state: State) -> Release:
         raise SourceError(f"commit {commit[:12]} has no {req_path} (state file field django.requirements)")
     digest = hashlib.sha256(requirements + "\n".join(RUNTIME_REQUIREMENTS).encode()).hexdigest()
     return Release(commit=commit, committed_at=committed_at, fingerprint=fingerprint[:16],
-                   requirements_hash=digest[:16], migrations=tuple(sorted(p for p, _ in migrations)))
+                   requirements_hash=digest[:16], migrations=tuple(sorted(p for p, _ in migrations)),
+                   requirements=requirements.decode())
 
 
 def archive(repo: Path, rel: Release, state: State, dest_dir: Path) -> Path:

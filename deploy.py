@@ -1,0 +1,51 @@
+"""pinned: converge the hosts to state/<env>.yaml.
+
+    pyinfra inventory.py deploy.py --dry     # print the plan, change nothing
+    pyinfra inventory.py deploy.py           # print the plan, confirm, converge
+
+The plan is our own diff of desired vs observed state (state/plan.py), computed once for every host and
+printed first; below, each of this host's steps becomes exactly one operation, in the plan's order.
+"""
+
+from pyinfra import host
+
+from operations import database, files, release, system
+from operations.session import environment_run
+from state.plan import SYMBOL
+
+run = environment_run()
+app, lay, rel = run.state.app, run.desired.layout, run.desired.release
+
+# step kind -> (operation, its arguments from the step's details)
+OPERATIONS = {
+    "packages": (system.packages, lambda d: dict(packages=d["packages"])),
+    "service": (system.service, lambda d: dict(unit=d["unit"])),
+    "user": (system.user, lambda d: dict(login=d["name"], system=d["system"], home=d.get("home", ""),
+                                         keys=d.get("keys"))),
+    "directory": (system.directory, lambda d: dict(path=d["path"])),
+    "secrets": (system.secrets_file, lambda d: dict(path=d["path"], group=app)),
+    "database": (database.database, lambda d: dict(database=d["database"])),
+    "db-user": (database.account, lambda d: dict(user=d["user"], host=d["host"], secrets=lay.secrets,
+                                                 revoke=d.get("revoke", False))),
+    "config": (files.config_file, lambda d: dict(path=d["path"], content=d["content"], mode=d["mode"],
+                                                 owner=d["owner"], group=d["group"], reload=d.get("reload", ""))),
+    "nginx-default-site": (files.remove_file, lambda d: dict(path=d["path"], reload="nginx")),
+    "venv": (release.venv, lambda d: dict(path=d["path"], requirements=rel.requirements, extra=list(rel.runtime))),
+    "release": (release.build, lambda d: dict(app=app, root=lay.root, schema=d["schema"],
+                                              release_id=d["release_id"], archive=run.archive(), venv=d["venv"],
+                                              settings=d["settings"], metadata=d["metadata"])),
+    "migrate": (database.migrate, lambda d: dict(app=app, release_dir=d["release_dir"],
+                                                 schema_dir=lay.schema_dir(d["schema"]), database=d["database"],
+                                                 fingerprint=d["fingerprint"])),
+    "app": (release.start, lambda d: dict(app=app, release_id=d["release_id"], socket=d["socket"],
+                                          health_url=d["health_url"], health_host=d["health_host"])),
+    "link": (files.link, lambda d: dict(path=d["path"], target=d["target"])),
+    "switch": (release.switch, lambda d: dict(root=lay.root, target=d["target"], upstream_path=d["upstream_path"],
+                                              upstream=d["upstream"], from_release=d["from"],
+                                              release_id=d["release_id"], by=run.by)),
+    "stop": (release.stop, lambda d: dict(app=app, release_id=d["release_id"])),
+}
+
+for step in host.loop(run.plan.for_host(host.name)):
+    operation, arguments = OPERATIONS[step.kind]
+    operation(name=f"{SYMBOL[step.action]} {step.kind} {step.target}", **arguments(step.details))

@@ -1,0 +1,67 @@
+"""System setup: packages, services, users, folders, secrets."""
+
+from __future__ import annotations
+
+from pyinfra.api import operation
+from pyinfra.operations import apt, files, server, systemd
+
+from .files import sh
+
+# Generated on the server, never sent or printed: keeps values that exist, adds missing ones.
+SECRETS_SCRIPT = r'''
+import os, secrets, sys
+path, group = sys.argv[1], sys.argv[2]
+values = {}
+if os.path.exists(path):
+    for line in open(path):
+        key, sep, value = line.rstrip("\n").partition("=")
+        if sep:
+            values[key] = value
+values.setdefault("DB_PASSWORD", secrets.token_urlsafe(32))
+values.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
+tmp = path + ".pinned-tmp"
+fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+with os.fdopen(fd, "w") as handle:
+    handle.write("".join("%s=%s\n" % item for item in sorted(values.items())))
+import grp
+os.chown(tmp, 0, grp.getgrnam(group).gr_gid)
+os.chmod(tmp, 0o640)
+os.rename(tmp, path)
+'''
+
+
+@operation()
+def packages(packages: list[str]):
+    """Install Debian packages (apt update first)."""
+    yield from apt.packages._inner(packages=packages, update=True)
+
+
+@operation()
+def service(unit: str):
+    """Start and enable a system service."""
+    yield from systemd.service._inner(service=unit, running=True, enabled=True)
+
+
+@operation()
+def user(login: str, system: bool, home: str = "", keys: list[str] | None = None):
+    """The app's system user and group (no login), or an extra login user with its SSH keys."""
+    if system:
+        yield from server.group._inner(group=login, system=True)
+        yield from server.user._inner(user=login, group=login, home=home, shell="/usr/sbin/nologin",
+                                      system=True, create_home=False)
+    else:
+        yield from server.user._inner(user=login, shell="/bin/bash", create_home=True,
+                                      public_keys=keys or [], delete_keys=True)
+
+
+@operation()
+def directory(path: str):
+    """A folder of the app root: root-owned, so the app user cannot write its own code."""
+    yield from files.directory._inner(path=path, user="root", group="root", mode="0755")
+
+
+@operation()
+def secrets_file(path: str, group: str):
+    """Generate the app's secrets on the server (root-owned, readable by the app's group)."""
+    yield sh('install -d -o root -g "$2" -m 0750 "$(dirname "$1")"', path, group)
+    yield sh('python3 -c "$3" "$1" "$2"', path, group, SECRETS_SCRIPT)

@@ -1,0 +1,147 @@
+"""Desired state: what each host should have, rendered from the state file (pure: no host involved)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+
+from .layout import SETTINGS_MODULE, Layout
+from .model import SYSTEM_PACKAGES, State
+from .source import Release
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    autoescape=False,
+)
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """A host of the inventory: its name, the address others reach it at, its roles (web, db)."""
+
+    name: str
+    address: str
+    roles: tuple[str, ...] = ("web", "db")
+
+
+@dataclass(frozen=True)
+class ManagedFile:
+    path: str
+    content: str
+    label: str
+    mode: str = "0644"
+    owner: str = "root"
+    group: str = "root"
+
+
+@dataclass(frozen=True)
+class Desired:
+    """The environment as the state file wants it: the state, the pinned release, the hosts."""
+
+    env: str
+    state: State
+    release: Release
+    hosts: tuple[HostSpec, ...]
+    state_file: str = ""
+    meta: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.state.app)
+
+    @property
+    def web_hosts(self) -> tuple[HostSpec, ...]:
+        return tuple(h for h in self.hosts if "web" in h.roles)
+
+    @property
+    def db_host(self) -> HostSpec:
+        dbs = [h for h in self.hosts if "db" in h.roles]
+        return dbs[0]
+
+    def packages(self) -> tuple[str, ...]:
+        extra = [p for p in self.state.packages if p not in SYSTEM_PACKAGES]
+        return (*SYSTEM_PACKAGES, *extra)
+
+
+def render(template: str, **context) -> str:
+    return _env.get_template(template).render(**context)
+
+
+def site_files(desired: Desired) -> tuple[ManagedFile, ...]:
+    """Config files of a web host, other than the upstream (which follows `current`)."""
+    s, lay = desired.state, desired.layout
+    common = {"app": s.app, "root": lay.root, "run_dir": lay.run_dir}
+    return (
+        ManagedFile(lay.socket_template, render("app.socket.j2", **common), "systemd socket template"),
+        ManagedFile(
+            lay.service_template,
+            render("app.service.j2", **common, settings_module=SETTINGS_MODULE, workers=s.site.workers,
+                   wsgi=s.django.wsgi_app),
+            "systemd service template",
+        ),
+        ManagedFile(
+            lay.nginx_site,
+            render("nginx-site.conf.j2", **common, upstream_path=lay.nginx_upstream, upstream=lay.upstream_name,
+                   port=s.site.port, server_names=s.site.server_names, static_url=s.site.static_url),
+            "nginx site",
+        ),
+    )
+
+
+def user_files(desired: Desired) -> tuple[ManagedFile, ...]:
+    return tuple(
+        ManagedFile(Layout.sudoers(u.name), f"# Managed by pinned\n{u.name} ALL=(ALL) NOPASSWD:ALL\n",
+                    f"sudo rule of {u.name}", mode="0440")
+        for u in desired.state.users if u.sudo
+    )
+
+
+def upstream_file(desired: Desired, release_id: str) -> ManagedFile:
+    lay = desired.layout
+    return ManagedFile(
+        lay.nginx_upstream,
+        render("nginx-upstream.conf.j2", app=desired.state.app, upstream=lay.upstream_name,
+               socket=lay.socket(release_id)),
+        "nginx upstream",
+    )
+
+
+def allowed_hosts(desired: Desired, host: HostSpec) -> list[str]:
+    names = list(desired.state.site.server_names)
+    return names or [host.address, "localhost"]
+
+
+def health_host(desired: Desired, host: HostSpec) -> str:
+    return allowed_hosts(desired, host)[0]
+
+
+def settings_module(desired: Desired, host: HostSpec, schema: int, release_dir: str) -> str:
+    s, lay = desired.state, desired.layout
+    db = desired.db_host
+    return render(
+        "settings.py.j2",
+        release_id=desired.release.id, schema=schema, settings=s.django.settings,
+        secrets_path=lay.secrets, allowed_hosts=allowed_hosts(desired, host),
+        static_url=s.site.static_url,
+        database=lay.database(schema), db_user=s.app,
+        db_host="/run/mysqld/mysqld.sock" if db.name == host.name else db.address,
+    )
+
+
+def db_user_host(desired: Desired, web: HostSpec) -> str:
+    """The host part of the app's database account for a web host."""
+    return "localhost" if web.name == desired.db_host.name else web.address
+
+
+def release_metadata(desired: Desired, schema: int) -> str:
+    rel = desired.release
+    return json.dumps({
+        "id": rel.id, "commit": rel.commit, "schema": schema, "fingerprint": rel.fingerprint,
+        "requirements_hash": rel.requirements_hash, "status": "ready",
+    }, sort_keys=True)

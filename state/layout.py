@@ -1,0 +1,99 @@
+"""Where things live on a server, by app name: the one place that knows the paths."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Layout:
+    app: str
+
+    @property
+    def root(self) -> str:
+        return f"/srv/{self.app}"
+
+    @property
+    def versions(self) -> str:
+        return f"{self.root}/versions"
+
+    @property
+    def venvs(self) -> str:
+        return f"{self.root}/venvs"
+
+    @property
+    def by_id(self) -> str:
+        """Links `by-id/<release>` → the release folder: how the per-release units find it."""
+        return f"{self.root}/by-id"
+
+    @property
+    def current(self) -> str:
+        return f"{self.root}/current"
+
+    @property
+    def history(self) -> str:
+        return f"{self.root}/history.log"
+
+    def schema_dir(self, schema: int) -> str:
+        return f"{self.versions}/{schema}"
+
+    def release_dir(self, schema: int, release_id: str) -> str:
+        return f"{self.versions}/{schema}/{release_id}"
+
+    def building_dir(self, schema: int, release_id: str) -> str:
+        return f"{self.versions}/{schema}/.{release_id}.building"
+
+    def last(self, schema: int) -> str:
+        return f"{self.versions}/{schema}/last"
+
+    def venv(self, requirements_hash: str) -> str:
+        return f"{self.venvs}/{requirements_hash}"
+
+    def database(self, schema: int) -> str:
+        return f"{self.app}_v{schema}"
+
+    @property
+    def secrets_dir(self) -> str:
+        return f"/etc/pinned/{self.app}"
+
+    @property
+    def secrets(self) -> str:
+        return f"{self.secrets_dir}/secrets.env"
+
+    @property
+    def run_dir(self) -> str:
+        return f"/run/pinned-{self.app}"
+
+    def socket(self, release_id: str) -> str:
+        return f"{self.run_dir}/{release_id}.sock"
+
+    def unit(self, release_id: str, kind: str = "service") -> str:
+        return f"{self.app}@{release_id}.{kind}"
+
+    @property
+    def socket_template(self) -> str:
+        return f"/etc/systemd/system/{self.app}@.socket"
+
+    @property
+    def service_template(self) -> str:
+        return f"/etc/systemd/system/{self.app}@.service"
+
+    @property
+    def nginx_site(self) -> str:
+        return f"/etc/nginx/conf.d/pinned-{self.app}.conf"
+
+    @property
+    def nginx_upstream(self) -> str:
+        return f"/etc/nginx/pinned/{self.app}-upstream.conf"
+
+    @property
+    def upstream_name(self) -> str:
+        return f"pinned_{self.app}"
+
+    @staticmethod
+    def sudoers(user: str) -> str:
+        return f"/etc/sudoers.d/pinned-{user}"
+
+
+NGINX_DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
+SETTINGS_MODULE = "pinned_settings"
