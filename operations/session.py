@@ -96,7 +96,7 @@ def environment_run() -> Run:
                           state_file=str(path))
         observed = observe(desired, hosts)
         the_plan = plan(desired, observed)
-        rel_path = os.path.relpath(path)
+        rel_path = os.path.relpath(path) if path.is_relative_to(Path.cwd()) else str(path)
         print(render.render_text(the_plan, rel_path, color=sys.stdout.isatty()), flush=True)
         _runs[env] = Run(env, path, state, repo, desired, observed, the_plan)
         return _runs[env]

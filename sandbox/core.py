@@ -375,7 +375,8 @@ def _boot_host(sb: Sandbox, host: HostInfo, base: str) -> None:
          f"lowerdir={lower},upperdir={paths['upper']},workdir={paths['work']}", str(paths["merged"])])
     rootfs = paths["merged"]
     (rootfs / "etc/hostname").write_text(host.name + "\n")
-    hosts_text = (rootfs / "etc/hosts").read_text()
+    etc_hosts = rootfs / "etc/hosts"
+    hosts_text = etc_hosts.read_text() if etc_hosts.exists() else "127.0.0.1\tlocalhost\n::1\tlocalhost\n"
     (rootfs / "etc/hosts").write_text(hosts_text + f"{host.address}\t{host.name}\n")
     ssh_dir = rootfs / "root/.ssh"
     ssh_dir.mkdir(mode=0o700, exist_ok=True)

@@ -6,6 +6,7 @@ each field is restricted to what it can sanely hold; the operations still quote 
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated
@@ -197,7 +198,8 @@ def parse_state(text: str, source: str = "<state>") -> State:
 def state_path(env: str, base: Path | None = None) -> Path:
     if not re.match(r"^[a-z][a-z0-9_-]{0,31}$", env):
         raise StateFileError(f"environment {env!r}: use lowercase letters, digits, _ or - (e.g. production)")
-    return (base or Path(__file__).resolve().parent) / f"{env}.yaml"
+    default = os.environ.get("PINNED_STATE_DIR") or Path(__file__).resolve().parent
+    return Path(base or default) / f"{env}.yaml"
 
 
 def load_state(path: Path) -> State:

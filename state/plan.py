@@ -267,7 +267,7 @@ def plan_release(d: Desired, host: HostSpec, o: HostObserved, schema: int, first
             "upstream": upstream.content, "upstream_path": upstream.path,
         }, diff=file_diff(upstream.path, have_upstream.content if have_upstream else None, upstream.content)
             if have_upstream is None or have_upstream.content != upstream.content else ""))
-    if o.paths.get(NGINX_DEFAULT_SITE):
+    if o.paths.get(NGINX_DEFAULT_SITE) or "nginx" not in o.packages:  # Debian's nginx package enables it
         steps.append(Step(host.name, REMOVE, "nginx-default-site", NGINX_DEFAULT_SITE,
                           "Debian's welcome page would answer on the site's port", {"path": NGINX_DEFAULT_SITE}))
     for wanted in site_files(d):

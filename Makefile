@@ -1,0 +1,47 @@
+# pinned — make demo | make test | make bench | make clean  (run as root on Debian 12)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PYINFRA := $(VENV)/bin/pyinfra
+HOST_PACKAGES := debootstrap systemd-container iptables iproute2 openssh-client curl git python3-venv
+REPO := .build/agroguia
+
+.PHONY: demo test unit e2e bench clean deps venv images repo
+
+deps:  ## Debian packages the sandbox and the tests need (installed only when missing)
+	@missing=$$(for p in $(HOST_PACKAGES); do dpkg-query -W -f='$${db:Status-Status}\n' $$p 2>/dev/null | grep -qx installed || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "installing: $$missing"; apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi
+
+$(VENV)/.ready: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.ready
+
+images: deps venv  ## the cached base image and its warm layer (built once)
+	$(PY) -m sandbox image
+
+repo: venv  ## the example app's git repository (deterministic commits A, B, C)
+	$(PY) examples/build_repo.py $(REPO)
+
+demo: deps venv images repo  ## boot the sandbox host, deploy the example app, print its URL
+	$(PY) -m sandbox up --topology single
+	$(PYINFRA) -y inventory.py deploy.py
+	@url=$$($(PY) -c 'from sandbox.core import Sandbox; print("http://%s/" % Sandbox.load().hosts[0].address)'); \
+	echo; echo "The example app is online at $$url"; curl -fsS "$$url" | grep -E 'Release|<li>'
+
+unit: venv  ## fast tests, no hosts
+	$(PY) -m pytest -q -m 'not sandbox'
+
+test: deps venv images repo  ## the whole suite: unit tests and end-to-end tests on sandbox hosts
+	$(PY) -m pytest -q
+
+bench: deps venv images repo  ## benchmarks: figures and ratios (bench/results.json)
+	$(PY) -m bench
+
+clean:  ## stop the sandbox hosts and remove what the demo made (the image cache stays)
+	-$(PY) -m sandbox down
+	rm -rf .build .cache

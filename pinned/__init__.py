@@ -1,0 +1,1 @@
+"""The `pinned` command: plan, pin, releases, history — pyinfra stays the engine."""

@@ -1,0 +1,5 @@
+"""pinned — placeholder until the CLI lands."""
+
+
+def main() -> int:
+    return 0

@@ -1,0 +1,144 @@
+"""Shared fixtures: the example repository, and sandbox hosts for end-to-end tests.
+
+End-to-end tests boot real Debian hosts (systemd-nspawn, systemd as PID 1, sshd, nginx, MariaDB) under
+their own prefix (PINNED_TEST_PREFIX, default `ptest`) so they never touch the demo's hosts, and deploy
+to them over SSH with `pyinfra inventory.py deploy.py`, exactly as a user does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+REPO = ROOT / ".build" / "agroguia"
+PREFIX = os.environ.get("PINNED_TEST_PREFIX", "ptest")
+os.environ["PINNED_SANDBOX_PREFIX"] = PREFIX
+sys.path.insert(0, str(ROOT))
+
+from sandbox import core  # noqa: E402
+
+
+def sandbox_unavailable() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (network namespaces, mounts, systemd-nspawn): `make test` runs it as root"
+    for tool in ("systemd-nspawn", "debootstrap", "iptables"):
+        if not shutil.which(tool):
+            return f"needs {tool} (`make deps` installs it)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def commits() -> dict[str, dict[str, str]]:
+    """Tag -> {commit, time} of the example repository (built once, deterministic)."""
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "build_repo.py"), "--json", str(REPO)],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+class Sandbox:
+    """Boots hosts on demand (kept for the whole session) and stops them all at the end."""
+
+    def __init__(self):
+        self.booted: dict[str, core.HostInfo] = {}
+
+    def host(self, name: str, roles=("web", "db"), image: str = "warm") -> core.HostInfo:
+        if name not in self.booted:
+            sb = core.up([(name, list(roles))], image=image)
+            for h in sb.hosts:
+                if h.name == name:
+                    self.booted[name] = h
+        return self.booted[name]
+
+    def hosts(self, specs: list[tuple[str, tuple[str, ...]]], image: str = "warm") -> list[core.HostInfo]:
+        missing = [(n, list(r)) for n, r in specs if n not in self.booted]
+        if missing:
+            sb = core.up(missing, image=image)
+            for h in sb.hosts:
+                self.booted.setdefault(h.name, h)
+        return [self.booted[n] for n, _ in specs]
+
+    def ssh(self, name: str, command: str, check: bool = True) -> subprocess.CompletedProcess:
+        sb = core.Sandbox.load()
+        host = self.booted[name]
+        return subprocess.run(["ssh", *core.ssh_options(sb.ssh_key), f"root@{host.address}", command],
+                              capture_output=True, text=True, check=check)
+
+
+@pytest.fixture(scope="session")
+def sandbox():
+    reason = sandbox_unavailable()
+    if reason:
+        pytest.skip(reason)
+    box = Sandbox()
+    yield box
+    core.down()
+
+
+@dataclass
+class HttpResponse:
+    status: int
+    headers: dict
+    body: str
+
+
+def http_get(url: str, host_header: str | None = None, timeout: float = 10) -> HttpResponse:
+    request = urllib.request.Request(url, headers={"Host": host_header} if host_header else {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return HttpResponse(response.status, dict(response.headers), response.read().decode())
+    except urllib.error.HTTPError as exc:
+        return HttpResponse(exc.code, dict(exc.headers), exc.read().decode(errors="replace"))
+
+
+class Env:
+    """One environment (state file in a temporary folder) deployed to chosen sandbox hosts."""
+
+    def __init__(self, name: str, state_dir: Path, hosts: list[str], **state):
+        self.name, self.state_dir, self.hosts = name, state_dir, hosts
+        self.state = {
+            "app": "agroguia",
+            "repository": str(REPO),
+            "django": {"settings": "agroguia.settings"},
+            "site": {"health_url": "/health/"},
+            **state,
+        }
+        self.write()
+
+    @property
+    def path(self) -> Path:
+        return self.state_dir / f"{self.name}.yaml"
+
+    def write(self, **changes) -> None:
+        self.state.update(changes)
+        self.path.write_text(yaml.safe_dump(self.state, sort_keys=False))
+
+    def pyinfra(self, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+        env = {**os.environ, "PINNED_STATE_DIR": str(self.state_dir), "PINNED_SANDBOX_PREFIX": PREFIX}
+        limit = [a for h in self.hosts for a in ("--limit", h)]
+        cmd = [str(ROOT / ".venv" / "bin" / "pyinfra"), *limit, "inventory.py", "deploy.py",
+               "--data", f"env={self.name}", *args]
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"pyinfra failed ({proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}")
+        return proc
+
+    def deploy(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return self.pyinfra("-y", *args, check=check)
+
+
+@pytest.fixture
+def make_env(tmp_path):
+    def make(name: str, hosts: list[str], **state) -> Env:
+        return Env(name, tmp_path, hosts, **state)
+    return make

@@ -1,0 +1,90 @@
+"""A pure simulator of plan steps: what a host's observed state becomes once a step has run.
+
+It lets property tests check the plan without hosts: plan, apply, plan again must be empty.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+from state.desired import Desired
+from state.layout import NGINX_DEFAULT_SITE
+from state.observed import FileOnHost, HostObserved, ReleaseOnDisk, SchemaOnDisk
+from state.plan import Plan, Step
+
+
+def apply_step(o: HostObserved, step: Step, d: Desired) -> HostObserved:
+    det, app = step.details, d.state.app
+    units = {k: dict(v) for k, v in o.units.items()}
+    if step.kind == "packages":
+        paths = dict(o.paths)
+        if "nginx" in det["packages"]:
+            paths[NGINX_DEFAULT_SITE] = {"type": "link", "mode": "0777", "owner": "root", "group": "root"}
+        for pkg, unit in (("nginx", "nginx.service"), ("mariadb-server", "mariadb.service")):
+            if pkg in det["packages"]:
+                units[unit] = {"active": "active", "enabled": True}
+        return replace(o, reachable_python=True, packages=o.packages | set(det["packages"]), paths=paths,
+                       units=units, mysql_running=o.mysql_running or "mariadb-server" in det["packages"])
+    if step.kind == "service":
+        units[det["unit"]] = {"active": "active", "enabled": True}
+        return replace(o, units=units, mysql_running=o.mysql_running or det["unit"] == "mariadb.service")
+    if step.kind == "user":
+        keys = "".join(k + "\n" for k in det.get("keys") or []) or None
+        users = {**o.users, det["name"]: {"home": det.get("home", ""), "authorized_keys": keys}}
+        return replace(o, users=users)
+    if step.kind == "directory":
+        return replace(o, paths={**o.paths, det["path"]: {"type": "dir", "mode": "0755", "owner": "root",
+                                                         "group": "root"}})
+    if step.kind == "secrets":
+        return replace(o, secrets={"mode": "0640", "owner": "root", "group": app,
+                                   "keys": ["DB_PASSWORD", "SECRET_KEY"]})
+    if step.kind == "database":
+        return replace(o, databases=o.databases | {det["database"]})
+    if step.kind == "db-user":
+        account = f"{det['user']}@{det['host']}"
+        grant = f"GRANT ALL PRIVILEGES ON `{app}\\_v%`.* TO `{det['user']}`@`{det['host']}`"
+        return replace(o, db_users={**o.db_users, account: [grant]})
+    if step.kind == "config":
+        return replace(o, files={**o.files, det["path"]: FileOnHost(det["content"], det["mode"], det["owner"],
+                                                                    det["group"])})
+    if step.kind == "nginx-default-site":
+        return replace(o, paths={**o.paths, det["path"]: None})
+    if step.kind == "venv":
+        return replace(o, venvs=o.venvs | {det["path"].rsplit("/", 1)[1]})
+    if step.kind == "release":
+        meta = json.loads(det["metadata"])
+        rel = ReleaseOnDisk(id=det["release_id"], schema=det["schema"], status="ready", commit=meta["commit"],
+                            requirements_hash=meta["requirements_hash"])
+        schemas = dict(o.schemas)
+        schemas.setdefault(det["schema"], SchemaOnDisk(det["schema"], None, None, False, None, None))
+        return replace(o, releases={**o.releases, rel.id: rel}, schemas=schemas,
+                       by_id={**o.by_id, rel.id: f"../versions/{det['schema']}/{rel.id}"})
+    if step.kind == "migrate":
+        old = o.schemas.get(det["schema"])
+        schema = SchemaOnDisk(det["schema"], det["fingerprint"], det["database"], True, None,
+                              old.last if old else None)
+        return replace(o, schemas={**o.schemas, det["schema"]: schema})
+    if step.kind == "app":
+        for kind in ("socket", "service"):
+            units[f"{app}@{det['release_id']}.{kind}"] = {"active": "active", "enabled": kind == "socket"}
+        return replace(o, units=units)
+    if step.kind == "link":
+        number = int(det["path"].rstrip("/").split("/")[-2])
+        old = o.schemas.get(number) or SchemaOnDisk(number, None, None, False, None, None)
+        return replace(o, schemas={**o.schemas, number: replace(old, last=det["target"])})
+    if step.kind == "switch":
+        return replace(o, current=det["release_id"], current_target=det["target"],
+                       files={**o.files, det["upstream_path"]: FileOnHost(det["upstream"], "0644", "root", "root")})
+    if step.kind == "stop":
+        for kind in ("socket", "service"):
+            units.pop(f"{app}@{det['release_id']}.{kind}", None)
+        return replace(o, units=units)
+    raise AssertionError(f"the simulator does not know step kind {step.kind!r}")
+
+
+def apply_plan(plan: Plan, observed: dict[str, HostObserved], d: Desired) -> dict[str, HostObserved]:
+    result = dict(observed)
+    for step in plan.steps:
+        result[step.host] = apply_step(result[step.host], step, d)
+    return result
