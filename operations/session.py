@@ -1,7 +1,8 @@
-"""One run of pinned inside pyinfra: the environment's plan, computed once for all hosts and printed.
+"""One run of pinned: the environment's desired state, every host's observed state, and the plan.
 
-pyinfra executes deploy.py once per host (in parallel greenlets); the plan needs every host's facts,
-so the first host to ask computes it and the others wait for it.
+pyinfra executes deploy.py once per host (in parallel greenlets); the plan needs every host's facts, so
+the first host to ask computes it (printed once) and the others wait for it. The `pinned` command uses
+the same functions through pyinfra's API.
 """
 
 from __future__ import annotations
@@ -15,17 +16,17 @@ from pathlib import Path
 
 import gevent
 import gevent.lock
-from pyinfra import host as current_host
 from pyinfra import inventory
 from pyinfra.context import ctx_host
 
 from state import render
-from state.desired import Desired, HostSpec, site_files, upstream_file, user_files
-from state.layout import NGINX_DEFAULT_SITE, Layout
-from state.model import State, load_state, selected_env, state_path
+from state.check import check_env
+from state.desired import Desired, HostSpec, site_files, user_files
+from state.layout import NGINX_DEFAULT_SITE
+from state.model import State, selected_env
 from state.observed import HostObserved
 from state.plan import Plan, plan
-from state.source import archive, release, repository_path
+from state.source import archive, repository_path
 
 from .facts import AppState, observe_request
 
@@ -50,9 +51,10 @@ class Run:
     def by(self) -> str:
         return f"{os.environ.get('SUDO_USER') or getpass.getuser()}@{socket.gethostname()}"
 
-
-_lock = gevent.lock.RLock()
-_runs: dict[str, Run] = {}
+    @property
+    def display_path(self) -> str:
+        path = self.state_file
+        return os.path.relpath(path) if path.is_relative_to(Path.cwd()) else str(path)
 
 
 def host_spec(h) -> HostSpec:
@@ -62,6 +64,7 @@ def host_spec(h) -> HostSpec:
 
 
 def observe(d: Desired, hosts) -> dict[str, HostObserved]:
+    """Every host's observed state: one fact (one round trip) per host, all hosts at once."""
     lay = d.layout
     files = [f.path for f in (*site_files(d), *user_files(d))] + [lay.nginx_upstream]
     request = observe_request(
@@ -79,31 +82,27 @@ def observe(d: Desired, hosts) -> dict[str, HostObserved]:
     return dict(job.value for job in jobs)
 
 
+def compute(env: str, hosts) -> Run:
+    """Desired state from the state file, observed state from the hosts, and the plan between them."""
+    env, path, state, release = check_env(env)
+    specs = tuple(host_spec(h) for h in hosts)
+    if not any("web" in s.roles for s in specs) or not any("db" in s.roles for s in specs):
+        raise SystemExit("pinned: the inventory needs a host in group `web` and one in group `db`")
+    desired = Desired(env=env, state=state, release=release, hosts=specs, state_file=str(path))
+    observed = observe(desired, hosts)
+    return Run(env, path, state, repository_path(state, path), desired, observed, plan(desired, observed))
+
+
+_lock = gevent.lock.RLock()
+_runs: dict[str, Run] = {}
+
+
 def environment_run() -> Run:
-    """The run's plan (computed by the first host to ask, printed once)."""
+    """The run's plan inside `pyinfra inventory.py deploy.py` (computed once, printed once)."""
     env = selected_env(sys.argv, os.environ)
     with _lock:
-        if env in _runs:
-            return _runs[env]
-        path = state_path(env)
-        state = load_state(path)
-        repo = repository_path(state, path)
-        hosts = list(inventory.get_active_hosts())
-        specs = tuple(host_spec(h) for h in hosts)
-        if not any("web" in s.roles for s in specs) or not any("db" in s.roles for s in specs):
-            raise SystemExit("pinned: the inventory needs a host in group `web` and one in group `db`")
-        desired = Desired(env=env, state=state, release=release(repo, state.release, state), hosts=specs,
-                          state_file=str(path))
-        observed = observe(desired, hosts)
-        the_plan = plan(desired, observed)
-        rel_path = os.path.relpath(path) if path.is_relative_to(Path.cwd()) else str(path)
-        print(render.render_text(the_plan, rel_path, color=sys.stdout.isatty()), flush=True)
-        _runs[env] = Run(env, path, state, repo, desired, observed, the_plan)
+        if env not in _runs:
+            run = compute(env, inventory.get_active_hosts())
+            print(render.render_text(run.plan, run.display_path, color=sys.stdout.isatty()), flush=True)
+            _runs[env] = run
         return _runs[env]
-
-
-def my_steps(run: Run):
-    return run.plan.for_host(current_host.name)
-
-
-__all__ = ["Run", "environment_run", "my_steps", "Layout", "upstream_file"]

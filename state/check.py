@@ -10,7 +10,11 @@ from .source import SourceError, release, repository_path
 
 
 def check(argv: list[str], environ, base: Path | None = None):
-    env = selected_env(argv, environ)
+    return check_env(selected_env(argv, environ), base)
+
+
+def check_env(env: str, base: Path | None = None):
+    """(env, state file path, State, Release) of a valid environment; else StateFileError."""
     path = state_path(env, base)
     if not path.exists():
         raise StateFileError(f"{path}: no state file for environment {env!r} (create it, see the README)")
@@ -28,4 +32,4 @@ def check_or_exit(argv: list[str], environ) -> None:
         check(argv, environ)
     except StateFileError as exc:
         print(f"pinned: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(1)
