@@ -26,7 +26,7 @@ OPERATIONS = {
     "secrets": (system.secrets_file, lambda d: dict(path=d["path"], group=app)),
     "database": (database.database, lambda d: dict(database=d["database"])),
     "db-user": (database.account, lambda d: dict(user=d["user"], host=d["host"], secrets=lay.secrets,
-                                                 revoke=d.get("revoke", False))),
+                                                 pattern=lay.database_pattern, revoke=d.get("revoke", False))),
     "config": (files.config_file, lambda d: dict(path=d["path"], content=d["content"], mode=d["mode"],
                                                  owner=d["owner"], group=d["group"], reload=d.get("reload", ""))),
     "nginx-default-site": (files.remove_file, lambda d: dict(path=d["path"], reload="nginx")),

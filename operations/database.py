@@ -12,7 +12,7 @@ from .files import sh
 # the password is never in a command line, the plan or pyinfra's output.
 ACCOUNT_SCRIPT = r'''
 import sys
-secrets, user, host, revoke = sys.argv[1:5]
+secrets, user, host, revoke, pattern = sys.argv[1:6]
 password = None
 for line in open(secrets):
     key, sep, value = line.rstrip("\n").partition("=")
@@ -21,12 +21,11 @@ for line in open(secrets):
 def q(text):
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 account = "%s@%s" % (q(user), q(host))
-pattern = "`" + user.replace("_", "\\_") + "\\_v%`"
 sql = ["CREATE USER IF NOT EXISTS %s IDENTIFIED BY %s;" % (account, q(password)),
        "ALTER USER %s IDENTIFIED BY %s;" % (account, q(password))]
 if revoke == "1":
     sql.append("REVOKE ALL PRIVILEGES, GRANT OPTION FROM %s;" % account)
-sql.append("GRANT ALL PRIVILEGES ON %s.* TO %s;" % (pattern, account))
+sql.append("GRANT ALL PRIVILEGES ON `%s`.* TO %s;" % (pattern, account))
 print("\n".join(sql))
 '''
 
@@ -39,10 +38,10 @@ def database(database: str):
 
 
 @operation()
-def account(user: str, host: str, secrets: str, revoke: bool = False):
-    """The app's database account, with privileges on `<app>\\_v%` only."""
-    yield sh('sql=$(python3 -c "$5" "$1" "$2" "$3" "$4") && printf "%s\\n" "$sql" | mysql',
-             secrets, user, host, "1" if revoke else "0", ACCOUNT_SCRIPT)
+def account(user: str, host: str, secrets: str, pattern: str, revoke: bool = False):
+    """The app's database account, with privileges on the app's databases (`pattern`) only."""
+    yield sh('sql=$(python3 -c "$6" "$1" "$2" "$3" "$4" "$5") && printf "%s\\n" "$sql" | mysql',
+             secrets, user, host, "1" if revoke else "0", pattern, ACCOUNT_SCRIPT)
 
 
 @operation()

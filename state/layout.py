@@ -53,6 +53,11 @@ class Layout:
         return f"{self.app}_v{schema}"
 
     @property
+    def database_pattern(self) -> str:
+        """The LIKE pattern of all the app's databases (`_` escaped: `my_app` must not match `myXapp`)."""
+        return self.app.replace("_", "\\_") + "\\_v%"
+
+    @property
     def secrets_dir(self) -> str:
         return f"/etc/pinned/{self.app}"
 

@@ -171,14 +171,14 @@ def plan_database(d: Desired, host: HostSpec, o: HostObserved, schema: int) -> l
     for web in d.web_hosts:
         account = f"{app}@{db_user_host(d, web)}"
         grants = o.db_users.get(account)
-        pattern = f"ON `{app}\\_v%`.*"
+        pattern = f"ON `{lay.database_pattern}`.*"
         if grants is None:
             steps.append(Step(host.name, ADD, "db-user", account,
-                              f"privileges on {app}\\_v% only, for {web.name}",
+                              f"privileges on {lay.database_pattern} only, for {web.name}",
                               {"user": app, "host": db_user_host(d, web)}))
         elif not any("ALL PRIVILEGES" in g and pattern in g for g in grants) or len(grants) != 1:
             steps.append(Step(host.name, CHANGE, "db-user", account,
-                              f"privileges differ: should be ALL on {app}\\_v% only",
+                              f"privileges differ: should be ALL on {lay.database_pattern} only",
                               {"user": app, "host": db_user_host(d, web), "revoke": True}))
     return steps
 

@@ -133,6 +133,19 @@ class Env:
             raise AssertionError(f"pyinfra failed ({proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}")
         return proc
 
+    def pinned(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """The `pinned` command for this environment, limited to its hosts."""
+        env = {**os.environ, "PINNED_STATE_DIR": str(self.state_dir), "PINNED_SANDBOX_PREFIX": PREFIX}
+        limit = [a for h in self.hosts for a in ("--limit", h)]
+        cmd = [str(ROOT / ".venv" / "bin" / "pinned"), "--env", self.name, *limit, *args]
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        if check and proc.returncode not in (0, 2):
+            raise AssertionError(f"pinned {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def reload(self) -> None:
+        self.state = yaml.safe_load(self.path.read_text())
+
     def deploy(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return self.pyinfra("-y", *args, check=check)
 

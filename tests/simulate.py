@@ -43,7 +43,7 @@ def apply_step(o: HostObserved, step: Step, d: Desired) -> HostObserved:
         return replace(o, databases=o.databases | {det["database"]})
     if step.kind == "db-user":
         account = f"{det['user']}@{det['host']}"
-        grant = f"GRANT ALL PRIVILEGES ON `{app}\\_v%`.* TO `{det['user']}`@`{det['host']}`"
+        grant = f"GRANT ALL PRIVILEGES ON `{d.layout.database_pattern}`.* TO `{det['user']}`@`{det['host']}`"
         return replace(o, db_users={**o.db_users, account: [grant]})
     if step.kind == "config":
         return replace(o, files={**o.files, det["path"]: FileOnHost(det["content"], det["mode"], det["owner"],

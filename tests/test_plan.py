@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,8 +28,9 @@ BUILD_KINDS = {"venv", "release", "migrate"}
 
 def desired(tag: str, **state_changes) -> Desired:
     rel = RELEASES[tag]
-    state = State(app="agroguia", repository="/src", release=rel.commit,
-                  django=Django(settings="agroguia.settings"), site=Site(health_url="/health/"), **state_changes)
+    fields = {"app": "agroguia", **state_changes}
+    state = State(repository="/src", release=rel.commit, django=Django(settings="agroguia.settings"),
+                  site=Site(health_url="/health/"), **fields)
     return Desired(env="test", state=state, release=rel, hosts=(HOST,))
 
 
@@ -50,8 +52,9 @@ def test_fresh_host_gets_everything_in_order():
     assert p.summary["add"] > 0 and not p.warnings
 
 
-def test_converged_host_has_an_empty_plan():
-    d = desired("A")
+@pytest.mark.parametrize("app", ["agroguia", "agro_guia_staging"])
+def test_converged_host_has_an_empty_plan(app):
+    d = desired("A", app=app) if app != "agroguia" else desired("A")
     after = converge(d, EMPTY)
     again = plan(d, after)
     assert again.empty

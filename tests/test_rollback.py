@@ -1,0 +1,136 @@
+"""End to end: pin and roll back. A release still on disk comes back by a link switch: nothing is built,
+uploaded, installed or migrated. Every switch is in the history; the plan is honest and shows no secret."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from conftest import Env, http_get
+
+pytestmark = pytest.mark.sandbox
+HOST = "roll"
+BUILD_KINDS = ("venv", "release", "migrate", "packages", "database")
+
+
+@pytest.fixture(scope="module")
+def env(sandbox, commits, tmp_path_factory):
+    sandbox.host(HOST)
+    env = Env("roll", tmp_path_factory.mktemp("state"), [HOST], release=commits["A"]["commit"])
+    env.deploy()
+    return env
+
+
+def serves(sandbox, text):
+    host = sandbox.booted[HOST]
+    page = http_get(f"http://{host.address}/")
+    return page.status == 200 and text in page.body
+
+
+def tree_snapshot(sandbox):
+    """Every file and folder under the release tree and the venvs, with inode and mtime."""
+    out = sandbox.ssh(HOST, "find /srv/agroguia/versions /srv/agroguia/venvs -printf '%p %i %T@\\n' | sort").stdout
+    return out
+
+
+def test_pin_rollback_and_forward_again(env, sandbox, commits):
+    assert serves(sandbox, "Release: A")
+    # B: a code-only release, built.
+    assert env.pinned("pin", "B").returncode == 0
+    env.reload()
+    assert env.state["release"] == commits["B"]["commit"]
+    plan_b = env.pinned("plan", "--detailed-exitcode")
+    assert plan_b.returncode == 2 and "+ release /srv/agroguia/versions/0/" in plan_b.stdout
+    assert "+ venv" not in plan_b.stdout  # same requirements: the shared virtualenv is reused
+    env.deploy()
+    assert serves(sandbox, "Release: B")
+    assert env.pinned("plan", "--detailed-exitcode").returncode == 0
+
+    # Back to A: only the link switch and the app's restart.
+    before = tree_snapshot(sandbox)
+    env.pinned("pin", "A")
+    plan_a = json.loads(env.pinned("plan", "--json").stdout)
+    kinds = sorted({s["kind"] for s in plan_a["steps"]})
+    assert kinds == ["app", "stop", "switch"], plan_a
+    assert not any(s["kind"] in BUILD_KINDS for s in plan_a["steps"])
+    assert plan_a["summary"] == {"add": 1, "change": 1, "remove": 1}
+    deploy_a = env.deploy()
+    assert serves(sandbox, "Release: A")
+    assert tree_snapshot(sandbox) == before, "rollback created or touched files in the release tree or venvs"
+    assert "Starting operation: + release" not in deploy_a.stderr + deploy_a.stdout
+
+    # Forward to B again: likewise.
+    env.pinned("pin", "B")
+    plan_b2 = json.loads(env.pinned("plan", "--json").stdout)
+    assert sorted({s["kind"] for s in plan_b2["steps"]}) == ["app", "stop", "switch"]
+    env.deploy()
+    assert serves(sandbox, "Release: B")
+    assert tree_snapshot(sandbox) == before
+
+    history = env.pinned("history").stdout
+    rid = {t: f"{commits[t]['time']}-{commits[t]['commit'][:12]}" for t in "AB"}
+    switches = re.findall(r"switch from=(\S+) to=(\S+) by=\S+", history)
+    assert switches == [("none", rid["A"]), (rid["A"], rid["B"]), (rid["B"], rid["A"]), (rid["A"], rid["B"])]
+
+    releases = json.loads(env.pinned("releases", "--json").stdout)["hosts"][HOST]
+    flags = {r["id"]: (r["current"], r["pinned"], r["last"], r["status"]) for r in releases}
+    assert flags == {rid["A"]: (False, False, False, "ready"), rid["B"]: (True, True, True, "ready")}
+
+
+def test_unknown_ref_leaves_the_state_file_alone(env):
+    before = env.path.read_text()
+    proc = env.pinned("pin", "no-such-tag", check=False)
+    assert proc.returncode == 1 and "no-such-tag" in proc.stderr and "unchanged" in proc.stderr
+    assert env.path.read_text() == before
+
+
+def test_pin_keeps_comments_and_layout(env, commits):
+    env.path.write_text(f"# production of the guide\napp: agroguia  # the name\nrepository: {env.state['repository']}\n"
+                        f"release: {commits['A']['commit']}  # pinned by hand\n"
+                        "django:\n  settings: agroguia.settings\nsite:\n  health_url: /health/\n")
+    env.pinned("pin", "B")
+    text = env.path.read_text()
+    assert text.startswith("# production of the guide\napp: agroguia  # the name\n")
+    assert f"release: {commits['B']['commit']}  # pinned by hand\n" in text
+    env.reload()
+
+
+def test_plan_shows_no_secret(env, sandbox):
+    secrets = sandbox.ssh(HOST, "cat /etc/pinned/agroguia/secrets.env").stdout
+    values = [line.split("=", 1)[1] for line in secrets.split()]
+    sandbox.ssh(HOST, "rm /etc/pinned/agroguia/secrets.env.unused 2>/dev/null; chmod 0644 /etc/pinned/agroguia/secrets.env")
+    text = env.pinned("plan").stdout
+    as_json = env.pinned("plan", "--json").stdout
+    assert "~ secrets /etc/pinned/agroguia/secrets.env (sensitive)" in text
+    for value in values:
+        assert value not in text and value not in as_json
+    env.deploy()
+    assert sandbox.ssh(HOST, "stat -c %a /etc/pinned/agroguia/secrets.env").stdout.strip() == "640"
+    assert sandbox.ssh(HOST, "cat /etc/pinned/agroguia/secrets.env").stdout == secrets  # kept, not regenerated
+
+
+def test_hand_edit_of_the_nginx_site_is_drift_and_put_back(env, sandbox):
+    site = "/etc/nginx/conf.d/pinned-agroguia.conf"
+    original = sandbox.ssh(HOST, f"cat {site}").stdout
+    sandbox.ssh(HOST, f"sed -i 's/client_max_body_size 20m;/client_max_body_size 1m;/' {site}")
+    plan = env.pinned("plan", "--detailed-exitcode")
+    assert plan.returncode == 2
+    assert f"~ config {site}" in plan.stdout
+    assert "-    client_max_body_size 1m;" in plan.stdout and "+    client_max_body_size 20m;" in plan.stdout
+    env.deploy()
+    assert sandbox.ssh(HOST, f"cat {site}").stdout == original
+    assert env.pinned("plan", "--detailed-exitcode").returncode == 0
+
+
+def test_current_moved_by_hand_and_stopped_service_are_corrected(env, sandbox, commits):
+    rid_a = f"{commits['A']['time']}-{commits['A']['commit'][:12]}"
+    pinned_id = f"{commits['B']['time']}-{commits['B']['commit'][:12]}"
+    sandbox.ssh(HOST, f"ln -sfn versions/0/{rid_a} /srv/agroguia/current; systemctl stop agroguia@{pinned_id}.service")
+    plan = env.pinned("plan").stdout
+    assert f"~ switch /srv/agroguia/current  (versions/0/{rid_a} → versions/0/{pinned_id})" in plan
+    assert f"+ app agroguia@{pinned_id}  (release on disk is not running)" in plan
+    env.deploy()
+    assert serves(sandbox, "Release: B")
+    assert env.pinned("plan", "--detailed-exitcode").returncode == 0
