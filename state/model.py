@@ -164,8 +164,14 @@ class State(BaseModel):
         return f"/srv/{self.app}"
 
 
+def _short(value, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 5] + "…" + text[-4:]
+
+
 def _describe(error: dict) -> str:
-    where = ".".join(str(p) for p in error["loc"]) or "(top level)"
+    parts = [str(p) if re.match(r"^[A-Za-z0-9_]+$", str(p)) else _short(p, 40) for p in error["loc"]]
+    where = ".".join(parts) or "(top level)"
     kind = error["type"]
     if kind == "missing":
         return f"field '{where}' is required but missing"
@@ -173,9 +179,9 @@ def _describe(error: dict) -> str:
         return f"field '{where}' is not a known field (see the README's list of state file fields)"
     if kind == "string_pattern_mismatch":
         pattern = error.get("ctx", {}).get("pattern", "")
-        return f"field '{where}': {error['input']!r} is not allowed (must match {pattern})"
+        return f"field '{where}': {_short(error['input'])} is not allowed (must match {pattern})"
     message = error["msg"].removeprefix("Value error, ")
-    return f"field '{where}': {message} (got {error.get('input')!r})"
+    return f"field '{where}': {message} (got {_short(error.get('input'))})"
 
 
 def parse_state(text: str, source: str = "<state>") -> State:
