@@ -37,6 +37,8 @@ RELEASES = [
     ("A", "2026-11-20T10:00:00+00:00", None, "Release A: crop list, health check, admin"),
     ("B", "2026-11-21T10:00:00+00:00", "B", "Release B: new page heading (code only)"),
     ("C", "2026-11-22T10:00:00+00:00", "C", "Release C: add Crop.variety (schema change)"),
+    ("D", "2026-11-23T10:00:00+00:00", "D", "Release D: health check answers 500 (broken on purpose)"),
+    ("E", "2026-11-24T10:00:00+00:00", "E", "Release E: a migration that raises (broken on purpose)"),
 ]
 
 AUTHOR_NAME = "Agroguia Example"

@@ -37,6 +37,14 @@ def config_file(path: str, content: str, mode: str = "0644", owner: str = "root"
         yield StringCommand("mv", "-f", QuoteString(tmp), QuoteString(path))
     if reload == "systemd":
         yield "systemctl daemon-reload"
+    if reload == "mariadb":
+        yield "systemctl restart mariadb"
+
+
+@operation()
+def nothing():
+    """A slot of the plan with no step for this host (keeps every host on the same sequence of slots)."""
+    yield from ()
 
 
 @operation()

@@ -11,7 +11,8 @@ import getpass
 import os
 import socket
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from io import BytesIO
 from pathlib import Path
 
 import gevent
@@ -21,7 +22,7 @@ from pyinfra.context import ctx_host
 
 from state import render
 from state.check import check_env
-from state.desired import Desired, HostSpec, site_files, user_files
+from state.desired import Desired, HostSpec, mariadb_network_file, site_files, user_files
 from state.layout import NGINX_DEFAULT_SITE
 from state.model import State, selected_env
 from state.observed import HostObserved
@@ -42,6 +43,8 @@ class Run:
     desired: Desired
     observed: dict[str, HostObserved]
     plan: Plan
+    # The db host's secrets on their way to the web hosts: memory only (see system.secrets_read).
+    secrets: BytesIO = field(default_factory=BytesIO)
 
     def archive(self) -> str:
         cache = Path(os.environ.get("PINNED_CACHE", PROJECT / ".cache")) / "releases"
@@ -66,7 +69,7 @@ def host_spec(h) -> HostSpec:
 def observe(d: Desired, hosts) -> dict[str, HostObserved]:
     """Every host's observed state: one fact (one round trip) per host, all hosts at once."""
     lay = d.layout
-    files = [f.path for f in (*site_files(d), *user_files(d))] + [lay.nginx_upstream]
+    files = [f.path for f in (*site_files(d), *user_files(d), mariadb_network_file(d))] + [lay.nginx_upstream]
     request = observe_request(
         app=d.state.app, users=[u.name for u in d.state.users], packages=list(d.packages()),
         paths=[lay.root, lay.versions, lay.venvs, lay.by_id, NGINX_DEFAULT_SITE], files=files,

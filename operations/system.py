@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pyinfra.api import operation
+from io import BytesIO
+
+from pyinfra.api import FileDownloadCommand, FileUploadCommand, operation
 from pyinfra.operations import apt, files, server, systemd
 
 from .files import sh
@@ -65,3 +67,19 @@ def secrets_file(path: str, group: str):
     """Generate the app's secrets on the server (root-owned, readable by the app's group)."""
     yield sh('install -d -o root -g "$2" -m 0750 "$(dirname "$1")"', path, group)
     yield sh('python3 -c "$3" "$1" "$2"', path, group, SECRETS_SCRIPT)
+
+
+@operation()
+def secrets_read(path: str, buffer: BytesIO):
+    """Read the secrets file into the deploying machine's memory (never to its disk, never printed)."""
+    yield FileDownloadCommand(path, buffer)
+
+
+@operation()
+def secrets_copy(path: str, group: str, buffer: BytesIO):
+    """Write the db host's secrets (read into memory just before) on a web host: root-owned, 0640."""
+    own = BytesIO(buffer.getvalue())  # hosts upload at once: each reads its own copy of the bytes
+    yield sh('install -d -o root -g "$2" -m 0750 "$(dirname "$1")"', path, group)
+    yield FileUploadCommand(own, f"{path}.pinned-tmp")
+    yield sh('chown "root:$2" "$1.pinned-tmp" && chmod 0640 "$1.pinned-tmp" && mv -f "$1.pinned-tmp" "$1"',
+             path, group)

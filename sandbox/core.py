@@ -335,6 +335,8 @@ def _network_up(pfx: str, base: str) -> str:
     _iptables_down(pfx)
     _iptables("-N", chain)
     _iptables("-A", chain, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT")
+    # Hosts talk to each other on the bridge (seen here when br_netfilter makes bridged traffic pass FORWARD).
+    _iptables("-A", chain, "-s", f"{base}.0/24", "-d", f"{base}.0/24", "-j", "ACCEPT")
     for ns in nameservers():
         for proto in ("udp", "tcp"):
             _iptables("-A", chain, "-s", f"{base}.0/24", "-d", ns, "-p", proto, "--dport", "53",
@@ -343,7 +345,7 @@ def _network_up(pfx: str, base: str) -> str:
         for port in ("80", "443"):
             _iptables("-A", chain, "-s", f"{base}.0/24", "-d", address, "-p", "tcp", "--dport", port,
                       "-j", "ACCEPT")
-    # Hosts talk to each other on the bridge (bridged, not forwarded); anything else leaving is dropped.
+    # Anything else leaving the sandbox, or coming into it, is dropped.
     _iptables("-A", chain, "-s", f"{base}.0/24", "-j", "DROP")
     _iptables("-A", chain, "-d", f"{base}.0/24", "-j", "DROP")
     _iptables("-I", "FORWARD", "1", "-j", chain)
@@ -486,7 +488,7 @@ def up(hosts: list[tuple[str, list[str]]], image: str = "warm") -> Sandbox:
         if name in running:
             running[name].roles = roles
             continue
-        index = _host_index(sb, name)
+        index = _host_index(sb.hosts + to_boot, name)
         to_boot.append(HostInfo(name=name, address=f"{base}.{10 + index}", roles=roles, image=image,
                                 netns=f"{pfx}-{name}", veth=f"{pfx}v{index}", machine=f"{pfx}-{name}"))
     sb.hosts = [h for h in sb.hosts if h.name in running] + to_boot
@@ -503,11 +505,12 @@ def up(hosts: list[tuple[str, list[str]]], image: str = "warm") -> Sandbox:
     return sb
 
 
-def _host_index(sb: Sandbox, name: str) -> int:
-    used = {int(h.address.split(".")[-1]) - 10 for h in sb.hosts if h.name != name}
-    for h in sb.hosts:
+def _host_index(hosts: list[HostInfo], name: str) -> int:
+    """The host's number in the subnet: kept if it had one, else the lowest free one."""
+    for h in hosts:
         if h.name == name:
             return int(h.address.split(".")[-1]) - 10
+    used = {int(h.address.split(".")[-1]) - 10 for h in hosts}
     index = 1
     while index in used:
         index += 1

@@ -10,6 +10,10 @@ import jinja2
 
 from .layout import SETTINGS_MODULE, Layout
 from .model import SYSTEM_PACKAGES, State
+
+# Which role needs which of the system packages.
+ROLE_PACKAGES = tuple((p, "db" if p.startswith("mariadb") else "web") for p in SYSTEM_PACKAGES)
+MARIADB_NETWORK_CONF = "/etc/mysql/mariadb.conf.d/90-pinned.cnf"
 from .source import Release
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -64,9 +68,11 @@ class Desired:
         dbs = [h for h in self.hosts if "db" in h.roles]
         return dbs[0]
 
-    def packages(self) -> tuple[str, ...]:
-        extra = [p for p in self.state.packages if p not in SYSTEM_PACKAGES]
-        return (*SYSTEM_PACKAGES, *extra)
+    def packages(self, host: HostSpec | None = None) -> tuple[str, ...]:
+        """Debian packages of a host by its roles (all of them when no host is given)."""
+        roles = host.roles if host else ("web", "db")
+        wanted = [p for p, role in ROLE_PACKAGES if role in roles]
+        return (*wanted, *[p for p in self.state.packages if p not in wanted])
 
 
 def render(template: str, **context) -> str:
@@ -137,6 +143,24 @@ def settings_module(desired: Desired, host: HostSpec, schema: int, release_dir: 
 def db_user_host(desired: Desired, web: HostSpec) -> str:
     """The host part of the app's database account for a web host."""
     return "localhost" if web.name == desired.db_host.name else web.address
+
+
+def mariadb_network_file(desired: Desired) -> ManagedFile:
+    """MariaDB listens on the db host's address when web hosts elsewhere use it (local socket stays)."""
+    return ManagedFile(
+        MARIADB_NETWORK_CONF,
+        "# Managed by pinned: web hosts reach MariaDB on this address (accounts exist for their addresses only).\n"
+        f"[mysqld]\nbind-address = {desired.db_host.address}\n",
+        "MariaDB network",
+    )
+
+
+def schema_info(desired: Desired, schema: int, copied_from: int | None) -> str:
+    rel = desired.release
+    return json.dumps({
+        "schema": schema, "database": desired.layout.database(schema), "fingerprint": rel.fingerprint,
+        "migrations": list(rel.migrations), "copied_from": copied_from, "migrated": True,
+    }, sort_keys=True)
 
 
 def release_metadata(desired: Desired, schema: int) -> str:

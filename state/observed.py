@@ -26,6 +26,7 @@ class SchemaOnDisk:
     migrated: bool
     copied_from: int | None
     last: str | None  # release id the `last` link names
+    migrations: tuple[str, ...] = ()  # the migration files the database has (paths in the repository)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,11 @@ class HostObserved:
     databases: frozenset[str] = frozenset()
     db_users: dict = field(default_factory=dict)  # "user@host" -> [grant lines]
     history: tuple[str, ...] = ()
+    db_stats: dict = field(default_factory=dict)  # database -> (tables, estimated rows)
+
+    @property
+    def secrets_digest(self) -> str | None:
+        return (self.secrets or {}).get("digest")
 
     def unit_active(self, name: str) -> bool:
         return self.units.get(name, {}).get("active") == "active"
@@ -98,6 +104,7 @@ def parse(output: str) -> HostObserved:
             migrated=bool(info.get("migrated")),
             copied_from=info.get("copied_from"),
             last=last.rstrip("/").split("/")[-1] if last else None,
+            migrations=tuple(info.get("migrations") or ()),
         )
         for release_id, meta in (schema.get("releases") or {}).items():
             if not RELEASE_ID_RE.match(release_id):
@@ -131,4 +138,5 @@ def parse(output: str) -> HostObserved:
         databases=frozenset(mysql.get("databases") or ()),
         db_users=mysql.get("users") or {},
         history=tuple(data.get("history") or ()),
+        db_stats={k: tuple(v) for k, v in (mysql.get("stats") or {}).items()},
     )

@@ -2,6 +2,10 @@
 
 `plan()` composes small planners, one per concern. Each returns `Step`s: plain frozen data that the
 renderers print and deploy.py maps, one step to one operation. Nothing here touches a host.
+
+Steps carry a phase. deploy.py runs the phases in order, each on every host before the next starts, so
+the database work happens once on the db host before any web host migrates, and every web host has the
+new release built and healthy before `current` moves on any of them.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from .desired import (
     ManagedFile,
     db_user_host,
     health_host,
+    mariadb_network_file,
     release_metadata,
+    schema_info,
     settings_module,
     site_files,
     upstream_file,
@@ -26,6 +32,9 @@ from .observed import HostObserved
 
 ADD, CHANGE, REMOVE = "add", "change", "remove"
 SYMBOL = {ADD: "+", CHANGE: "~", REMOVE: "-"}
+# Phases, in order: each runs on every host before the next one starts.
+PHASES = ("system", "secrets", "share", "database", "prepare", "migrate", "schema", "start", "switch", "site",
+          "cleanup")
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,7 @@ class Step:
     details: dict = field(default_factory=dict, compare=False, hash=False)
     diff: str = ""  # unified diff of a config file
     sensitive: bool = False  # the target's value is a secret: never shown
+    phase: str = "system"
 
 
 # Every kind of step, documented (the README's table is generated from this).
@@ -46,14 +56,17 @@ STEP_KINDS = {
     "service": "start/enable a system service (nginx, MariaDB)",
     "user": "the app's system user and group, or an extra user with its SSH keys",
     "directory": "a folder of the app root, with owner and mode",
-    "secrets": "generate the secrets file on the server (database password, SECRET_KEY); never shown",
-    "database": "create the schema version's database",
+    "secrets": "generate the secrets file on the db host (database password, SECRET_KEY); never shown",
+    "secrets-read": "read the db host's secrets into the deploying machine's memory (never to disk or output)",
+    "secrets-copy": "copy the secrets to a web host from that memory; never shown",
+    "database": "create a schema version's database: empty (the first) or a verified copy of the current one",
     "db-user": "the app's database account and its privileges on `<app>\\_v%` only",
-    "config": "write a managed config file (unit templates, nginx site, sudo rules); shows a diff",
+    "config": "write a managed config file (unit templates, nginx site, MariaDB network, sudo rules); shows a diff",
     "nginx-default-site": "remove Debian's default nginx site (it would answer for the app's port)",
     "venv": "build a shared virtualenv for a requirements hash",
     "release": "upload and build a release (code, settings module, collectstatic) into versions/<N>/<id>",
-    "migrate": "run Django's migrations on a schema version's database, once",
+    "migrate": "run Django's migrations on a new schema version's database, once (first web host)",
+    "schema": "record a schema version on a web host (versions/<N>/schema.json)",
     "app": "start a release's socket and service, health-checked on its own socket",
     "link": "switch a schema version's `last` link (atomic: ln -s + mv -T)",
     "switch": "switch `current` and nginx's upstream to a release (atomic), reload nginx, record history",
@@ -70,6 +83,10 @@ class Plan:
 
     def for_host(self, host: str) -> list[Step]:
         return [s for s in self.steps if s.host == host]
+
+    def width(self, phase: str) -> int:
+        """The most steps any one host has in a phase."""
+        return max((sum(1 for s in self.steps if s.host == h and s.phase == phase) for h in self.hosts), default=0)
 
     @property
     def summary(self) -> dict[str, int]:
@@ -91,21 +108,111 @@ def file_diff(path: str, old: str | None, new: str) -> str:
     return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
 
 
-def config_step(host: str, observed: HostObserved, wanted: ManagedFile, **details) -> Step | None:
+def config_step(host: str, observed: HostObserved, wanted: ManagedFile, phase: str, **details) -> Step | None:
     have = observed.files.get(wanted.path)
     meta = {"path": wanted.path, "content": wanted.content, "mode": wanted.mode, "owner": wanted.owner,
             "group": wanted.group, "label": wanted.label, **details}
     if have is None:
         return Step(host, ADD, "config", wanted.path, f"{wanted.label}: missing", meta,
-                    diff=file_diff(wanted.path, None, wanted.content))
+                    diff=file_diff(wanted.path, None, wanted.content), phase=phase)
     if have.content != wanted.content:
         return Step(host, CHANGE, "config", wanted.path, f"{wanted.label}: content differs (drift)", meta,
-                    diff=file_diff(wanted.path, have.content, wanted.content))
+                    diff=file_diff(wanted.path, have.content, wanted.content), phase=phase)
     if (have.mode, have.owner, have.group) != (wanted.mode, wanted.owner, wanted.group):
         return Step(host, CHANGE, "config", wanted.path,
                     f"{wanted.label}: {have.owner}:{have.group} {have.mode} should be "
-                    f"{wanted.owner}:{wanted.group} {wanted.mode}", meta)
+                    f"{wanted.owner}:{wanted.group} {wanted.mode}", meta, phase=phase)
     return None
+
+
+def migration_names(paths) -> str:
+    return ", ".join(p.split("/")[-1].removesuffix(".py") for p in paths) or "none"
+
+
+# ------------------------------------------------------------------ schema versions
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """Where the pinned release's database lives, and what it takes to get there."""
+
+    schema: int
+    current_schema: int | None
+    new_database: bool = False  # create it: a copy of `copy_from`, or empty for the very first one
+    copy_from: int | None = None
+    migrate: bool = False
+    warnings: tuple[str, ...] = ()
+    blocked: bool = False  # a warning that stops the run: nothing may change
+
+
+def _history_events(observed: HostObserved, schema_of: dict[str, int]):
+    """(time, from schema, to schema) of every recorded switch."""
+    for line in observed.history:
+        parts = line.split()
+        fields = dict(p.split("=", 1) for p in parts[2:] if "=" in p)
+        if len(parts) >= 2 and parts[1] == "switch":
+            yield parts[0], schema_of.get(fields.get("from", "")), schema_of.get(fields.get("to", ""))
+
+
+def allocate_schema(d: Desired, observed: dict[str, HostObserved]) -> Allocation:
+    rel, lay = d.release, d.layout
+    webs = [observed[h.name] for h in d.web_hosts]
+    db = observed[d.db_host.name]
+    schemas: dict = {}
+    for o in webs:
+        for number, s in o.schemas.items():
+            if number not in schemas or (s.fingerprint and s.migrated):
+                schemas[number] = s
+    complete = {n: s for n, s in schemas.items() if s.fingerprint and s.migrated}
+    schema_of = {rid: r.schema for o in webs for rid, r in o.releases.items()}
+    current_schema = next((o.releases[o.current].schema for o in webs if o.current in o.releases), None)
+
+    number = None
+    for o in webs:
+        r = o.releases.get(rel.id)
+        if r and r.status == "ready" and r.schema in complete:
+            number = r.schema
+            break
+    if number is None and current_schema in complete and complete[current_schema].fingerprint == rel.fingerprint:
+        number = current_schema
+    if number is None:
+        same = [n for n, s in complete.items() if s.fingerprint == rel.fingerprint]
+        number = max(same) if same else None
+
+    if number is not None:
+        database = lay.database(number)
+        if db.mysql_running and database not in db.databases:
+            return Allocation(number, current_schema, blocked=True, warnings=(
+                f"schema version {number} is recorded on the web hosts but its database {database} is missing "
+                f"on {d.db_host.name}: restore it (or pin a release of another schema). Nothing will be changed.",))
+        warnings = []
+        if current_schema is not None and number != current_schema:
+            events = list(_history_events(webs[0], schema_of))
+            if number < current_schema:
+                since = next((t for t, _f, to in reversed(events) if to == current_schema), "unknown")
+                for t, frm, to in reversed(events):
+                    if to == current_schema and frm != current_schema:
+                        since = t
+                        break
+                warnings.append(
+                    f"rolling back across a schema change: writes made to {lay.database(current_schema)} since it "
+                    f"became current ({since}) will not be in {database}.")
+            else:
+                left = next((t for t, frm, to in reversed(events) if frm == number and to != number), "unknown")
+                warnings.append(f"returning to {database} as it was left when it stopped being current ({left}).")
+        return Allocation(number, current_schema, warnings=tuple(warnings))
+
+    # A new schema version: the first, or a copy of the current one, then migrated.
+    numbers = set(schemas) | {int(name.rsplit("_v", 1)[1]) for name in db.databases
+                              if name.rsplit("_v", 1)[-1].isdigit()}
+    unfinished = sorted(n for n in numbers if n not in complete and n != current_schema)
+    number = unfinished[-1] if unfinished else (max(numbers) + 1 if numbers else 0)
+    copy_from = current_schema if current_schema is not None and current_schema in complete else None
+    if copy_from is None and complete:
+        return Allocation(number, current_schema, blocked=True, warnings=(
+            f"release {rel.id} needs a new schema version but no release is current to copy the database from: "
+            f"fix `current` first (pin a release of schema {max(complete)}). Nothing will be changed.",))
+    return Allocation(number, current_schema, new_database=True, copy_from=copy_from, migrate=True)
 
 
 # ------------------------------------------------------------------ planners, one per concern
@@ -114,7 +221,7 @@ def config_step(host: str, observed: HostObserved, wanted: ManagedFile, **detail
 def plan_system(d: Desired, host: HostSpec, o: HostObserved) -> list[Step]:
     steps: list[Step] = []
     app, lay = d.state.app, d.layout
-    missing = [p for p in d.packages() if p not in o.packages]
+    missing = [p for p in d.packages(host) if p not in o.packages]
     if missing:
         steps.append(Step(host.name, ADD, "packages", " ".join(missing), "not installed",
                           {"packages": missing}))
@@ -137,7 +244,7 @@ def plan_system(d: Desired, host: HostSpec, o: HostObserved) -> list[Step]:
             steps.append(Step(host.name, CHANGE, "user", user.name, "SSH keys differ from the state file",
                               {"name": user.name, "system": False, "keys": list(user.ssh_keys)}))
     for wanted in user_files(d):
-        step = config_step(host.name, o, wanted)
+        step = config_step(host.name, o, wanted, "system")
         if step:
             steps.append(step)
     if "web" in host.roles:
@@ -150,24 +257,67 @@ def plan_system(d: Desired, host: HostSpec, o: HostObserved) -> list[Step]:
                 steps.append(Step(host.name, CHANGE, "directory", path,
                                   f"{have.get('owner')}:{have.get('group')} {have.get('mode')} should be "
                                   "root:root 0755 (the app user must not write its code)", {"path": path}))
-    sec = o.secrets
-    if not sec or not {"DB_PASSWORD", "SECRET_KEY"} <= set(sec.get("keys", ())):
-        steps.append(Step(host.name, ADD, "secrets", lay.secrets, "generated on the server",
-                          {"path": lay.secrets}, sensitive=True))
-    elif (sec.get("mode"), sec.get("owner"), sec.get("group")) != ("0640", "root", app):
-        steps.append(Step(host.name, CHANGE, "secrets", lay.secrets,
-                          f"{sec.get('owner')}:{sec.get('group')} {sec.get('mode')} should be root:{app} 0640",
-                          {"path": lay.secrets}, sensitive=True))
     return steps
 
 
-def plan_database(d: Desired, host: HostSpec, o: HostObserved, schema: int) -> list[Step]:
+def _secrets_ok(sec: dict | None, app: str) -> tuple[bool, bool]:
+    """(complete, permissions right)"""
+    complete = bool(sec) and {"DB_PASSWORD", "SECRET_KEY"} <= set(sec.get("keys", ()))
+    return complete, complete and (sec.get("mode"), sec.get("owner"), sec.get("group")) == ("0640", "root", app)
+
+
+def plan_secrets(d: Desired, observed: dict[str, HostObserved]) -> list[Step]:
+    """Secrets are generated on the db host; web hosts elsewhere get the same file (one SECRET_KEY for all)."""
     steps: list[Step] = []
     app, lay = d.state.app, d.layout
-    database = lay.database(schema)
-    if database not in o.databases:
-        steps.append(Step(host.name, ADD, "database", database, f"schema version {schema}",
-                          {"database": database}))
+    db = d.db_host
+    db_complete, db_perms = _secrets_ok(observed[db.name].secrets, app)
+    if not db_complete:
+        steps.append(Step(db.name, ADD, "secrets", lay.secrets, "generated on the server",
+                          {"path": lay.secrets}, sensitive=True, phase="secrets"))
+    elif not db_perms:
+        sec = observed[db.name].secrets
+        steps.append(Step(db.name, CHANGE, "secrets", lay.secrets,
+                          f"{sec.get('owner')}:{sec.get('group')} {sec.get('mode')} should be root:{app} 0640",
+                          {"path": lay.secrets}, sensitive=True, phase="secrets"))
+    copies = []
+    for web in d.web_hosts:
+        if web.name == db.name:
+            continue
+        o = observed[web.name]
+        complete, perms = _secrets_ok(o.secrets, app)
+        if not db_complete or not complete or o.secrets_digest != observed[db.name].secrets_digest or not perms:
+            reason = "missing" if not complete else ("differs from the db host's" if perms else "permissions")
+            copies.append(Step(web.name, CHANGE if complete else ADD, "secrets-copy", lay.secrets,
+                               f"{reason}: copied from {db.name}", {"path": lay.secrets}, sensitive=True,
+                               phase="share"))
+    if copies:
+        steps.append(Step(db.name, CHANGE, "secrets-read", lay.secrets,
+                          f"read into memory for {', '.join(s.host for s in copies)}", {"path": lay.secrets},
+                          sensitive=True, phase="secrets"))
+    return steps + copies
+
+
+def plan_database(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation) -> list[Step]:
+    steps: list[Step] = []
+    app, lay = d.state.app, d.layout
+    if any(w.name != host.name for w in d.web_hosts):
+        step = config_step(host.name, o, mariadb_network_file(d), "database", reload="mariadb")
+        if step:
+            steps.append(step)
+    database = lay.database(alloc.schema)
+    if alloc.new_database:
+        recreate = database in o.databases
+        if alloc.copy_from is not None:
+            source = lay.database(alloc.copy_from)
+            tables, rows = o.db_stats.get(source, (0, 0))
+            reason = f"copy of {source}: {tables} tables, ~{rows} rows; then migrate"
+        else:
+            source, reason = None, f"schema version {alloc.schema}"
+        if recreate:
+            reason = "left over from a deploy that did not finish: dropped and made again as a " + reason
+        steps.append(Step(host.name, CHANGE if recreate else ADD, "database", database, reason,
+                          {"database": database, "copy_from": source, "recreate": recreate}, phase="database"))
     for web in d.web_hosts:
         account = f"{app}@{db_user_host(d, web)}"
         grants = o.db_users.get(account)
@@ -175,57 +325,29 @@ def plan_database(d: Desired, host: HostSpec, o: HostObserved, schema: int) -> l
         if grants is None:
             steps.append(Step(host.name, ADD, "db-user", account,
                               f"privileges on {lay.database_pattern} only, for {web.name}",
-                              {"user": app, "host": db_user_host(d, web)}))
+                              {"user": app, "host": db_user_host(d, web)}, phase="database"))
         elif not any("ALL PRIVILEGES" in g and pattern in g for g in grants) or len(grants) != 1:
             steps.append(Step(host.name, CHANGE, "db-user", account,
                               f"privileges differ: should be ALL on {lay.database_pattern} only",
-                              {"user": app, "host": db_user_host(d, web), "revoke": True}))
+                              {"user": app, "host": db_user_host(d, web), "revoke": True}, phase="database"))
     return steps
 
 
-def allocate_schema(d: Desired, observed: dict[str, HostObserved]) -> tuple[int, bool, list[str]]:
-    """The schema version of the pinned release, whether it needs creating, and warnings."""
-    rel = d.release
-    webs = [observed[h.name] for h in d.web_hosts]
-    for o in webs:
-        if rel.id in o.releases:
-            return o.releases[rel.id].schema, False, []
-    schemas: dict[int, object] = {}
-    for o in webs:
-        schemas.update(o.schemas)
-    current_schema = None
-    for o in webs:
-        if o.current and o.current in o.releases:
-            current_schema = o.releases[o.current].schema
-            break
-    if current_schema is not None and getattr(schemas.get(current_schema), "fingerprint", None) == rel.fingerprint:
-        return current_schema, False, []
-    for number in sorted(schemas, reverse=True):
-        if getattr(schemas[number], "fingerprint", None) == rel.fingerprint:
-            return number, False, []
-    if not schemas or all(getattr(s, "fingerprint", None) is None for s in schemas.values()):
-        return 0, True, []
-    number = max(schemas) + 1
-    return number, True, [
-        f"release {rel.id} changes the database schema: schema version {number} would be a copy of "
-        f"schema {current_schema}, which this version of pinned does not do yet. Nothing will be changed."
-    ]
-
-
-def plan_release(d: Desired, host: HostSpec, o: HostObserved, schema: int, first_web: bool,
-                 schema_is_new: bool) -> list[Step]:
+def plan_release(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation, first_web: bool,
+                 source_migrations: tuple[str, ...], copied_from: int | None) -> list[Step]:
     steps: list[Step] = []
     rel, lay, app = d.release, d.layout, d.state.app
+    schema = alloc.schema
     release_dir = lay.release_dir(schema, rel.id)
     on_disk = o.releases.get(rel.id)
-    build = on_disk is None or on_disk.status != "ready"
+    build = on_disk is None or on_disk.status != "ready" or on_disk.schema != schema
     if build and rel.requirements_hash not in o.venvs:
         steps.append(Step(host.name, ADD, "venv", lay.venv(rel.requirements_hash),
                           "no virtualenv for these requirements yet",
-                          {"path": lay.venv(rel.requirements_hash)}))
+                          {"path": lay.venv(rel.requirements_hash)}, phase="prepare"))
     for wanted in site_files(d):
         if wanted.path.startswith("/etc/systemd/"):
-            step = config_step(host.name, o, wanted, reload="systemd")
+            step = config_step(host.name, o, wanted, "prepare", reload="systemd")
             if step:
                 steps.append(step)
     if build:
@@ -235,44 +357,51 @@ def plan_release(d: Desired, host: HostSpec, o: HostObserved, schema: int, first
             "venv": lay.venv(rel.requirements_hash),
             "settings": settings_module(d, host, schema, release_dir),
             "metadata": release_metadata(d, schema),
-        }))
-    schema_info = o.schemas.get(schema)
-    if first_web and (schema_is_new or schema_info is None or not schema_info.migrated):
-        migrations = ", ".join(p.split("/")[-1].removesuffix(".py") for p in rel.migrations) or "none"
+        }, phase="prepare"))
+    if first_web and alloc.migrate:
+        new = [m for m in rel.migrations if m not in source_migrations]
         steps.append(Step(host.name, CHANGE, "migrate", lay.database(schema),
-                          f"with release {rel.id}: {migrations}",
+                          f"with release {rel.id}: {migration_names(new)}",
                           {"schema": schema, "release_dir": release_dir, "database": lay.database(schema),
-                           "fingerprint": rel.fingerprint}))
+                           "release_id": rel.id}, phase="migrate"))
+    recorded = o.schemas.get(schema)
+    if alloc.migrate or recorded is None or not recorded.migrated or recorded.fingerprint != rel.fingerprint:
+        info = schema_info(d, schema, alloc.copy_from if alloc.new_database else copied_from)
+        steps.append(Step(host.name, ADD if recorded is None or not recorded.fingerprint else CHANGE, "schema",
+                          lay.schema_dir(schema) + "/schema.json",
+                          f"schema version {schema}: database {lay.database(schema)}",
+                          {"schema_dir": lay.schema_dir(schema), "info": info}, phase="schema"))
     socket, service = lay.unit(rel.id, "socket"), lay.unit(rel.id, "service")
     if build or not (o.unit_enabled(socket) and o.unit_active(socket) and o.unit_active(service)):
         steps.append(Step(host.name, ADD, "app", f"{app}@{rel.id}",
                           "new release" if build else "release on disk is not running",
                           {"release_id": rel.id, "health_url": d.state.site.health_url,
-                           "health_host": health_host(d, host), "socket": lay.socket(rel.id)}))
-    schema_last = schema_info.last if schema_info else None
+                           "health_host": health_host(d, host), "socket": lay.socket(rel.id)}, phase="start"))
+    schema_last = recorded.last if recorded else None
     last_valid = schema_last in o.releases and o.releases[schema_last].schema == schema
     if (build and on_disk is None and schema_last != rel.id) or not last_valid:
-        steps.append(Step(host.name, CHANGE, "link", lay.last(schema),
-                          f"{schema_last or 'missing'} → {rel.id}",
-                          {"path": lay.last(schema), "target": rel.id}))
+        steps.append(Step(host.name, CHANGE, "link", lay.last(schema), f"{schema_last or 'missing'} → {rel.id}",
+                          {"path": lay.last(schema), "target": rel.id}, phase="switch"))
     upstream = upstream_file(d, rel.id)
     have_upstream = o.files.get(upstream.path)
-    if o.current != rel.id or have_upstream is None or have_upstream.content != upstream.content:
+    upstream_differs = have_upstream is None or have_upstream.content != upstream.content
+    if o.current != rel.id or upstream_differs:
         if o.current != rel.id:
             reason = f"{o.current_target or 'missing'} → versions/{schema}/{rel.id}"
         else:
             reason = "nginx upstream differs from current (drift)"
+        diff = file_diff(upstream.path, have_upstream.content if have_upstream else None, upstream.content)
         steps.append(Step(host.name, CHANGE, "switch", lay.current, reason, {
             "target": f"versions/{schema}/{rel.id}", "release_id": rel.id, "from": o.current or "",
             "upstream": upstream.content, "upstream_path": upstream.path,
-        }, diff=file_diff(upstream.path, have_upstream.content if have_upstream else None, upstream.content)
-            if have_upstream is None or have_upstream.content != upstream.content else ""))
+        }, diff=diff if upstream_differs else "", phase="switch"))
     if o.paths.get(NGINX_DEFAULT_SITE) or "nginx" not in o.packages:  # Debian's nginx package enables it
         steps.append(Step(host.name, REMOVE, "nginx-default-site", NGINX_DEFAULT_SITE,
-                          "Debian's welcome page would answer on the site's port", {"path": NGINX_DEFAULT_SITE}))
+                          "Debian's welcome page would answer on the site's port", {"path": NGINX_DEFAULT_SITE},
+                          phase="site"))
     for wanted in site_files(d):
         if wanted.path.startswith("/etc/nginx/"):
-            step = config_step(host.name, o, wanted, reload="nginx")
+            step = config_step(host.name, o, wanted, "site", reload="nginx")
             if step:
                 steps.append(step)
     running = sorted({u.split("@", 1)[1].rsplit(".", 1)[0] for u, st in o.units.items()
@@ -281,21 +410,33 @@ def plan_release(d: Desired, host: HostSpec, o: HostObserved, schema: int, first
     for other in running:
         if other != rel.id:
             steps.append(Step(host.name, REMOVE, "stop", f"{app}@{other}", "no longer current",
-                              {"release_id": other}))
+                              {"release_id": other}, phase="cleanup"))
     return steps
 
 
 def plan(d: Desired, observed: dict[str, HostObserved]) -> Plan:
     """Diff the desired environment against every host's observed state."""
-    schema, schema_is_new, warnings = allocate_schema(d, observed)
-    if warnings:
-        return Plan(d.env, (), tuple(warnings), tuple(h.name for h in d.hosts))
+    hosts = tuple(h.name for h in d.hosts)
+    alloc = allocate_schema(d, observed)
+    if alloc.blocked:
+        return Plan(d.env, (), alloc.warnings, hosts)
+    source_migrations: tuple[str, ...] = ()
+    copied_from = None  # what an existing schema version records (for a web host that lacks its schema.json)
+    for h in d.web_hosts:
+        source = observed[h.name].schemas.get(alloc.copy_from) if alloc.copy_from is not None else None
+        if source and source.migrations:
+            source_migrations = source_migrations or source.migrations
+        target = observed[h.name].schemas.get(alloc.schema)
+        if target and target.migrated:
+            copied_from = target.copied_from
     steps: list[Step] = []
     for host in d.hosts:
-        o = observed[host.name]
-        steps += plan_system(d, host, o)
-        if "db" in host.roles:
-            steps += plan_database(d, host, o, schema)
-        if "web" in host.roles:
-            steps += plan_release(d, host, o, schema, host == d.web_hosts[0], schema_is_new)
-    return Plan(d.env, tuple(steps), tuple(warnings), tuple(h.name for h in d.hosts))
+        steps += plan_system(d, host, observed[host.name])
+    steps += plan_secrets(d, observed)
+    db = d.db_host
+    steps += plan_database(d, db, observed[db.name], alloc)
+    for i, web in enumerate(d.web_hosts):
+        steps += plan_release(d, web, observed[web.name], alloc, i == 0, source_migrations, copied_from)
+    order = {h: i for i, h in enumerate(hosts)}
+    steps.sort(key=lambda s: (order[s.host], PHASES.index(s.phase)))  # stable: planners' order within a phase
+    return Plan(d.env, tuple(steps), alloc.warnings, hosts)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -101,6 +102,14 @@ def http_get(url: str, host_header: str | None = None, timeout: float = 10) -> H
         return HttpResponse(exc.code, dict(exc.headers), exc.read().decode(errors="replace"))
 
 
+def failure_summary(proc: subprocess.CompletedProcess) -> str:
+    """The lines that say what failed (errors and the failing host's output), then the output's tail."""
+    lines = (proc.stdout + proc.stderr).splitlines()
+    wanted = [line for line in lines if re.search(r"rror|Traceback|pinned:|failed|Starting operation", line)
+              and "Success" not in line]
+    return "\n".join(wanted[-60:]) + "\n--- last lines ---\n" + "\n".join(lines[-40:])
+
+
 class Env:
     """One environment (state file in a temporary folder) deployed to chosen sandbox hosts."""
 
@@ -130,7 +139,7 @@ class Env:
                "--data", f"env={self.name}", *args]
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
         if check and proc.returncode != 0:
-            raise AssertionError(f"pyinfra failed ({proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}")
+            raise AssertionError(f"pyinfra failed ({proc.returncode}):\n{failure_summary(proc)}")
         return proc
 
     def pinned(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:

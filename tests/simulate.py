@@ -38,9 +38,16 @@ def apply_step(o: HostObserved, step: Step, d: Desired) -> HostObserved:
                                                          "group": "root"}})
     if step.kind == "secrets":
         return replace(o, secrets={"mode": "0640", "owner": "root", "group": app,
-                                   "keys": ["DB_PASSWORD", "SECRET_KEY"]})
+                                   "keys": ["DB_PASSWORD", "SECRET_KEY"], "digest": f"secrets-of-{step.host}"})
+    if step.kind == "secrets-read":
+        return o
+    if step.kind == "secrets-copy":
+        source = d.db_host.name
+        return replace(o, secrets={"mode": "0640", "owner": "root", "group": app,
+                                   "keys": ["DB_PASSWORD", "SECRET_KEY"], "digest": f"secrets-of-{source}"})
     if step.kind == "database":
-        return replace(o, databases=o.databases | {det["database"]})
+        return replace(o, databases=o.databases | {det["database"]},
+                       db_stats={**o.db_stats, det["database"]: o.db_stats.get(det["copy_from"], (0, 0))})
     if step.kind == "db-user":
         account = f"{det['user']}@{det['host']}"
         grant = f"GRANT ALL PRIVILEGES ON `{d.layout.database_pattern}`.* TO `{det['user']}`@`{det['host']}`"
@@ -61,10 +68,13 @@ def apply_step(o: HostObserved, step: Step, d: Desired) -> HostObserved:
         return replace(o, releases={**o.releases, rel.id: rel}, schemas=schemas,
                        by_id={**o.by_id, rel.id: f"../versions/{det['schema']}/{rel.id}"})
     if step.kind == "migrate":
-        old = o.schemas.get(det["schema"])
-        schema = SchemaOnDisk(det["schema"], det["fingerprint"], det["database"], True, None,
-                              old.last if old else None)
-        return replace(o, schemas={**o.schemas, det["schema"]: schema})
+        return o  # the database's content; what the web hosts record is the `schema` step
+    if step.kind == "schema":
+        info = json.loads(det["info"])
+        old = o.schemas.get(info["schema"])
+        schema = SchemaOnDisk(info["schema"], info["fingerprint"], info["database"], True, info["copied_from"],
+                              old.last if old else None, tuple(info["migrations"]))
+        return replace(o, schemas={**o.schemas, info["schema"]: schema})
     if step.kind == "app":
         for kind in ("socket", "service"):
             units[f"{app}@{det['release_id']}.{kind}"] = {"active": "active", "enabled": kind == "socket"}

@@ -2,6 +2,7 @@
 # about one app on this host as one JSON document, in one round trip. Reads, never writes.
 # Secrets are never read: only whether the secrets file exists, its mode and which keys it defines.
 import glob
+import hashlib
 import grp
 import json
 import os
@@ -91,9 +92,13 @@ out["files"] = files
 
 secrets = describe(args["secrets"])
 if secrets:
+    # Which keys are defined, and a digest to tell whether two hosts hold the same secrets (a SHA-256 of
+    # high-entropy values reveals nothing of them).
     try:
-        with open(args["secrets"]) as handle:
-            secrets["keys"] = sorted(line.split("=", 1)[0] for line in handle if "=" in line)
+        with open(args["secrets"], "rb") as handle:
+            data = handle.read()
+        secrets["keys"] = sorted(line.split(b"=", 1)[0].decode() for line in data.splitlines() if b"=" in line)
+        secrets["digest"] = hashlib.sha256(data).hexdigest()
     except OSError:
         secrets["keys"] = []
 out["secrets"] = secrets
@@ -152,9 +157,16 @@ mysql = {"running": False, "databases": [], "users": {}}
 if units["mariadb.service"]["active"] == "active":
     query = run(["mysql", "-N", "-B", "-e",
                  "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE '%s\\_v%%';"
-                 "SELECT CONCAT(user, '@', host) FROM mysql.user WHERE user = '%s'" % (app, app)])
+                 "SELECT CONCAT(user, '@', host) FROM mysql.user WHERE user = '%s'" % (app.replace("_", "\\_"), app)])
     if query is not None:
         mysql["running"] = True
+        stats = run(["mysql", "-N", "-B", "-e",
+                     "SELECT table_schema, COUNT(*), COALESCE(SUM(table_rows), 0) FROM information_schema.tables "
+                     "WHERE table_schema LIKE '%s\\_v%%' AND table_type = 'BASE TABLE' GROUP BY table_schema"
+                     % app.replace("_", "\\_")]) or ""
+        for line in stats.splitlines():
+            name, tables, rows = line.split("\t")
+            mysql.setdefault("stats", {})[name] = [int(tables), int(rows)]
         for line in query.splitlines():
             if "@" in line:
                 user, _, host = line.partition("@")
