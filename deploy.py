@@ -11,7 +11,7 @@ printed first. Below, each of this host's steps becomes exactly one operation. S
 
 from pyinfra import host
 
-from operations import database, files, release, system
+from operations import database, files, lock, release, system
 from operations.session import environment_run
 from state.plan import PHASES, SYMBOL
 
@@ -43,12 +43,14 @@ OPERATIONS = {
                                                  release_id=d["release_id"])),
     "schema": (database.schema_file, lambda d: dict(schema_dir=d["schema_dir"], info=d["info"])),
     "app": (release.start, lambda d: dict(app=app, release_id=d["release_id"], socket=d["socket"],
-                                          health_url=d["health_url"], health_host=d["health_host"])),
+                                          health_url=d["health_url"], health_host=d["health_host"],
+                                          release_dir=d["release_dir"])),
     "link": (files.link, lambda d: dict(path=d["path"], target=d["target"])),
     "switch": (release.switch, lambda d: dict(root=lay.root, target=d["target"], upstream_path=d["upstream_path"],
                                               upstream=d["upstream"], from_release=d["from"],
                                               release_id=d["release_id"], by=run.by)),
     "stop": (release.stop, lambda d: dict(app=app, release_id=d["release_id"])),
+    "prune": (release.prune, lambda d: dict(app=app, root=lay.root, release_id=d["release_id"], path=d["path"])),
 }
 
 # Every host walks the same sequence of slots (phase, i) — its i-th step of the phase, or nothing — so
@@ -61,3 +63,6 @@ for phase in host.loop(PHASES):
         operation, arguments = OPERATIONS[step.kind] if step else (files.nothing, lambda d: {})
         name = f"{SYMBOL[step.action]} {step.kind} {step.target}" if step else f"({phase}: nothing here)"
         operation(name=name, **arguments(step.details if step else {}))
+
+if run.lock_holder:
+    lock.release(app=app, ours=run.lock_holder, name="release the deploy lock")

@@ -6,7 +6,7 @@ from io import StringIO
 
 from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 
-from .files import NGINX_CHECK, atomic_link_command, sh
+from .files import atomic_link_command, sh
 
 
 @operation()
@@ -49,16 +49,64 @@ def build(app: str, root: str, schema: int, release_id: str, archive: str, venv:
     yield atomic_link_command(f"{root}/by-id/{release_id}", f"../versions/{schema}/{release_id}")
 
 
+# A release that fails its health check is marked failed, its instance stopped; `current` is untouched.
+HEALTH_SCRIPT = r'''
+sock=$1 host=$2 url=$3 app=$4 rid=$5 release_dir=$6
+i=0
+while [ $i -lt 60 ]; do
+    code=$(curl -s -o /dev/null -w "%{http_code}" --max-time 10 --unix-socket "$sock" -H "Host: $host" \
+           "http://localhost$url")
+    case "$code" in 2??) exit 0;; esac
+    i=$((i+1)); sleep 0.25
+done
+systemctl disable --quiet --now "$app@$rid.socket" "$app@$rid.service" 2>/dev/null
+python3 -c '
+import json, sys
+p = sys.argv[1] + "/.pinned/release.json"
+m = json.load(open(p)); m["status"] = "failed"; m["failure"] = "health check answered " + sys.argv[2]
+json.dump(m, open(p, "w"), sort_keys=True)' "$release_dir" "${code:-nothing}"
+echo "pinned: health check failed: http://$host$url on release $rid answered ${code:-nothing}" \
+     "(the release is marked failed; current is unchanged). Its log:" >&2
+journalctl -u "$app@$rid.service" -n 30 --no-pager -o cat >&2
+exit 1
+'''
+
+# nginx's upstream and `current` move together in one command, immune to a cut SSH connection (HUP).
+SWITCH_SCRIPT = r'''
+trap "" HUP
+up=$1 root=$2 target=$3 history=$4 from=$5 rid=$6 by=$7
+[ -e "$up" ] && cp -p "$up" "$up.pinned-old"
+mv -f "$up.pinned-tmp" "$up"
+if ! out=$(nginx -t 2>&1); then
+    echo "$out" >&2
+    if [ -e "$up.pinned-old" ]; then mv -f "$up.pinned-old" "$up"; else rm -f "$up"; fi
+    exit 1
+fi
+rm -f "$up.pinned-old"
+tmp="$root/.current.pinned-tmp"
+rm -f "$tmp" && ln -s "$target" "$tmp" && mv -T "$tmp" "$root/current"
+[ "$(readlink "$root/current")" = "$target" ] || { echo "pinned: current did not switch" >&2; exit 1; }
+touch "$root/$(dirname "$target")/served"  # this schema version's database now takes the site's writes
+if systemctl is-active --quiet nginx; then systemctl reload nginx; fi
+printf "%s switch from=%s to=%s by=%s\n" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$from" "$rid" "$by" >> "$history"
+'''
+
+# The old instance stops only once nginx has drained it: reloaded nginx keeps old workers until their
+# requests finish ("nginx: worker process is shutting down"); wait for them (30 s at most).
+STOP_SCRIPT = r'''
+i=0
+while [ $i -lt 300 ] && pgrep -f "nginx: worker process is shutting dow[n]" >/dev/null; do
+    i=$((i+1)); sleep 0.1
+done
+systemctl disable --quiet --now "$1@$2.socket" "$1@$2.service"
+'''
+
+
 @operation()
-def start(app: str, release_id: str, socket: str, health_url: str, health_host: str):
+def start(app: str, release_id: str, socket: str, health_url: str, health_host: str, release_dir: str):
     """Start a release's socket and service and check its health URL on its own socket: 2xx or fail."""
     yield sh('systemctl enable --quiet --now "$1@$2.socket" && systemctl start "$1@$2.service"', app, release_id)
-    yield sh('i=0; while [ $i -lt 40 ]; do '
-             'code=$(curl -s -o /dev/null -w "%{http_code}" --max-time 10 --unix-socket "$1" -H "Host: $2" '
-             '"http://localhost$3"); case "$code" in 2??) exit 0;; esac; i=$((i+1)); sleep 0.25; done; '
-             'echo "health check failed: http://$2$3 on $1 answered ${code:-nothing}" >&2; '
-             'journalctl -u "$4@$5.service" -n 30 --no-pager >&2; exit 1',
-             socket, health_host, health_url, app, release_id)
+    yield sh(HEALTH_SCRIPT, socket, health_host, health_url, app, release_id, release_dir)
 
 
 @operation()
@@ -67,14 +115,28 @@ def switch(root: str, target: str, upstream_path: str, upstream: str, from_relea
     """Point nginx's upstream and `current` at a release together, reload nginx, record the switch."""
     yield StringCommand("mkdir", "-p", QuoteString(upstream_path.rsplit("/", 1)[0]))
     yield FileUploadCommand(StringIO(upstream), f"{upstream_path}.pinned-tmp")
-    yield sh('if [ -e "$1" ]; then cp -p "$1" "$1.pinned-old"; fi; mv -f "$1.pinned-tmp" "$1"; ' + NGINX_CHECK,
-             upstream_path)
-    yield atomic_link_command(f"{root}/current", target)
-    yield sh('printf "%s switch from=%s to=%s by=%s\\n" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$2" "$3" "$4" >> "$1"',
-             f"{root}/history.log", from_release or "none", release_id, by)
+    yield sh(SWITCH_SCRIPT, upstream_path, root, target, f"{root}/history.log", from_release or "none",
+             release_id, by)
 
 
 @operation()
 def stop(app: str, release_id: str):
-    """Stop and disable a release that is no longer current (nginx no longer sends it requests)."""
-    yield sh('systemctl disable --quiet --now "$1@$2.socket" "$1@$2.service"', app, release_id)
+    """Stop and disable a release that is no longer current, once nginx no longer sends it requests."""
+    yield sh(STOP_SCRIPT, app, release_id)
+
+
+PRUNE_SCRIPT = r'''
+app=$1 root=$2 rid=$3 path=$4
+case "$path" in "$root"/versions/*/*|"$root"/venvs/*) ;; *) echo "pinned: refusing to remove $path" >&2; exit 1;; esac
+if [ -n "$rid" ]; then
+    systemctl disable --quiet --now "$app@$rid.socket" "$app@$rid.service" 2>/dev/null || true
+    rm -f "$root/by-id/$rid"
+fi
+rm -rf -- "$path"
+'''
+
+
+@operation()
+def prune(app: str, root: str, release_id: str, path: str):
+    """Remove a release (its units, its by-id link, its folder), a leftover build or an unused venv."""
+    yield sh(PRUNE_SCRIPT, app, root, release_id, path)

@@ -18,6 +18,7 @@ from pathlib import Path
 import gevent
 import gevent.lock
 from pyinfra import inventory
+from pyinfra.api.exceptions import PyinfraError
 from pyinfra.context import ctx_host
 
 from state import render
@@ -29,6 +30,7 @@ from state.observed import HostObserved
 from state.plan import Plan, plan
 from state.source import archive, repository_path
 
+from . import lock
 from .facts import AppState, observe_request
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -45,6 +47,7 @@ class Run:
     plan: Plan
     # The db host's secrets on their way to the web hosts: memory only (see system.secrets_read).
     secrets: BytesIO = field(default_factory=BytesIO)
+    lock_holder: str | None = None  # this run holds the deploy lock (released by its last operation)
 
     def archive(self) -> str:
         cache = Path(os.environ.get("PINNED_CACHE", PROJECT / ".cache")) / "releases"
@@ -85,15 +88,27 @@ def observe(d: Desired, hosts) -> dict[str, HostObserved]:
     return dict(job.value for job in jobs)
 
 
-def compute(env: str, hosts) -> Run:
-    """Desired state from the state file, observed state from the hosts, and the plan between them."""
+def compute(env: str, hosts, lock_holder: str | None = None) -> Run:
+    """Desired state from the state file, observed state from the hosts, and the plan between them.
+    With `lock_holder`, the deploy lock is taken on every host first (see operations.lock)."""
     env, path, state, release = check_env(env)
     specs = tuple(host_spec(h) for h in hosts)
     if not any("web" in s.roles for s in specs) or not any("db" in s.roles for s in specs):
-        raise SystemExit("pinned: the inventory needs a host in group `web` and one in group `db`")
+        raise PyinfraError("pinned: the inventory needs a host in group `web` and one in group `db`")
+    if lock_holder:
+        try:
+            for warning in lock.acquire(hosts, state.app, lock_holder):
+                print(f"pinned: warning: {warning}", file=sys.stderr, flush=True)
+        except lock.LockRefused as exc:
+            raise PyinfraError(f"pinned: refused: {exc}") from None
     desired = Desired(env=env, state=state, release=release, hosts=specs, state_file=str(path))
     observed = observe(desired, hosts)
-    return Run(env, path, state, repository_path(state, path), desired, observed, plan(desired, observed))
+    the_plan = plan(desired, observed)
+    run = Run(env, path, state, repository_path(state, path), desired, observed, the_plan)
+    run.lock_holder = lock_holder if lock_holder and not the_plan.empty else None
+    if lock_holder and the_plan.empty:  # nothing will run: no need to hold it
+        lock.release_now(hosts, state.app, lock_holder)
+    return run
 
 
 _lock = gevent.lock.RLock()
@@ -101,11 +116,14 @@ _runs: dict[str, Run] = {}
 
 
 def environment_run() -> Run:
-    """The run's plan inside `pyinfra inventory.py deploy.py` (computed once, printed once)."""
+    """The run's plan inside `pyinfra inventory.py deploy.py` (computed once, printed once). A real run
+    (not --dry) holds the deploy lock on every host until its last operation."""
     env = selected_env(sys.argv, os.environ)
     with _lock:
         if env not in _runs:
-            run = compute(env, inventory.get_active_hosts())
+            holder = None if "--dry" in sys.argv else lock.holder_line(
+                os.environ.get("SUDO_USER") or getpass.getuser())
+            run = compute(env, inventory.get_active_hosts(), holder)
             print(render.render_text(run.plan, run.display_path, color=sys.stdout.isatty()), flush=True)
             _runs[env] = run
         return _runs[env]

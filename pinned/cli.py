@@ -5,6 +5,7 @@
     pinned pin REF                               pin a commit/tag of the repository in the state file
     pinned releases [--json]                     releases on each host: schema, status, current, pinned, last
     pinned history                               switches of `current` recorded on the hosts
+    pinned unlock                                release a deploy lock left by a dead run (shows the holder)
 
 Every command takes `--env NAME` (the state file state/NAME.yaml; default: the demo's, `sandbox`).
 Exit status: 0 success (plan: no changes), 2 (plan --detailed-exitcode) changes pending, 1 error.
@@ -151,6 +152,29 @@ def cmd_history(args) -> int:
     return 0
 
 
+def cmd_unlock(args) -> int:
+    from operations import lock
+
+    run = _connect(args.env, args.limit)
+    hosts = [h for h in run_hosts()]
+    found = False
+    for host in hosts:
+        held = lock.show(host, run.state.app)
+        if held:
+            found = True
+            print(f"{host.name}: released the deploy lock of {lock.describe(held)}")
+            lock.force_release(host, run.state.app)
+    if not found:
+        print("no deploy lock is held")
+    return 0
+
+
+def run_hosts():
+    from pyinfra import inventory
+
+    return inventory.get_active_hosts()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pinned", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -167,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("releases", help="releases on each web host")
     p.add_argument("--json", action="store_true")
     sub.add_parser("history", help="switches of `current` recorded on the hosts")
+    sub.add_parser("unlock", help="release a deploy lock left by a dead run (shows who held it)")
     # --env and --limit are accepted after the command too (pinned plan --env staging).
     parser.add_argument("--limit", action="append", help="only this host or group (repeatable)")
     for action in sub.choices.values():
@@ -174,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         action.add_argument("--limit", action="append", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     commands = {"plan": cmd_plan, "deploy": cmd_deploy, "pin": cmd_pin, "releases": cmd_releases,
-                "history": cmd_history}
+                "history": cmd_history, "unlock": cmd_unlock}
     try:
         return commands[args.command](args)
     except (StateFileError, CliError) as exc:

@@ -139,6 +139,11 @@ class State(BaseModel):
     )
     django: Django
     site: Site = Field(default_factory=Site)
+    keep_releases: int = Field(
+        default=5, ge=1, le=1000,
+        description="Releases kept on disk per schema version. Never pruned: current, the pinned one, any "
+        "schema's `last`, or one newer than the pinned; failed releases go first.",
+    )
     packages: list[PackageName] = Field(default_factory=list, description="Extra Debian packages.")
     users: list[User] = Field(default_factory=list, description="Extra system users.")
 

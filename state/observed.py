@@ -27,6 +27,7 @@ class SchemaOnDisk:
     copied_from: int | None
     last: str | None  # release id the `last` link names
     migrations: tuple[str, ...] = ()  # the migration files the database has (paths in the repository)
+    served: bool = False  # a release of it has been current (its database may hold writes: never recopied)
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ def parse(output: str) -> HostObserved:
             copied_from=info.get("copied_from"),
             last=last.rstrip("/").split("/")[-1] if last else None,
             migrations=tuple(info.get("migrations") or ()),
+            served=bool(schema.get("served")),
         )
         for release_id, meta in (schema.get("releases") or {}).items():
             if not RELEASE_ID_RE.match(release_id):

@@ -28,7 +28,7 @@ from .desired import (
     user_files,
 )
 from .layout import NGINX_DEFAULT_SITE
-from .observed import HostObserved
+from .observed import HostObserved, ReleaseOnDisk
 
 ADD, CHANGE, REMOVE = "add", "change", "remove"
 SYMBOL = {ADD: "+", CHANGE: "~", REMOVE: "-"}
@@ -70,7 +70,8 @@ STEP_KINDS = {
     "app": "start a release's socket and service, health-checked on its own socket",
     "link": "switch a schema version's `last` link (atomic: ln -s + mv -T)",
     "switch": "switch `current` and nginx's upstream to a release (atomic), reload nginx, record history",
-    "stop": "stop and disable a release's service that is no longer current",
+    "stop": "stop and disable a release's service that is no longer current (once nginx has drained it)",
+    "prune": "remove a release beyond `keep_releases` (failed first), a leftover build, or an unused virtualenv",
 }
 
 
@@ -123,6 +124,21 @@ def config_step(host: str, observed: HostObserved, wanted: ManagedFile, phase: s
                     f"{wanted.label}: {have.owner}:{have.group} {have.mode} should be "
                     f"{wanted.owner}:{wanted.group} {wanted.mode}", meta, phase=phase)
     return None
+
+
+def needs_build(o: HostObserved, release_id: str, schema: int) -> bool:
+    """A release is built unless it is on disk, ready, in the schema version it belongs to."""
+    r = o.releases.get(release_id)
+    return r is None or r.status != "ready" or r.schema != schema
+
+
+def last_after(o: HostObserved, schema: int, release_id: str) -> str:
+    """What `last` of a schema version names after this run: the pinned release when it is newly placed
+    there (or `last` is missing or broken); otherwise it stays (a rollback does not move it)."""
+    recorded = o.schemas.get(schema)
+    last = recorded.last if recorded else None
+    valid = last in o.releases and o.releases[last].schema == schema
+    return release_id if release_id not in o.releases or not valid else last
 
 
 def migration_names(paths) -> str:
@@ -179,6 +195,14 @@ def allocate_schema(d: Desired, observed: dict[str, HostObserved]) -> Allocation
         same = [n for n, s in complete.items() if s.fingerprint == rel.fingerprint]
         number = max(same) if same else None
 
+    served = {n for n, s in schemas.items() if s.served} | {to for o in webs for _t, _f, to in
+                                                           _history_events(o, schema_of) if to is not None}
+    if number is not None and number != current_schema and number not in served and current_schema in complete:
+        # Made for a release that never went live (its deploy failed after the copy): the copy is stale,
+        # so it is made again from the current database.
+        return Allocation(number, current_schema, new_database=True, copy_from=current_schema, migrate=True,
+                          warnings=(f"{lay.database(number)} was copied for a deploy that never went live: "
+                                    f"it is copied again from {lay.database(current_schema)}.",))
     if number is not None:
         database = lay.database(number)
         if db.mysql_running and database not in db.databases:
@@ -340,7 +364,7 @@ def plan_release(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation,
     schema = alloc.schema
     release_dir = lay.release_dir(schema, rel.id)
     on_disk = o.releases.get(rel.id)
-    build = on_disk is None or on_disk.status != "ready" or on_disk.schema != schema
+    build = needs_build(o, rel.id, schema)
     if build and rel.requirements_hash not in o.venvs:
         steps.append(Step(host.name, ADD, "venv", lay.venv(rel.requirements_hash),
                           "no virtualenv for these requirements yet",
@@ -376,10 +400,10 @@ def plan_release(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation,
         steps.append(Step(host.name, ADD, "app", f"{app}@{rel.id}",
                           "new release" if build else "release on disk is not running",
                           {"release_id": rel.id, "health_url": d.state.site.health_url,
-                           "health_host": health_host(d, host), "socket": lay.socket(rel.id)}, phase="start"))
+                           "health_host": health_host(d, host), "socket": lay.socket(rel.id),
+                           "release_dir": release_dir}, phase="start"))
     schema_last = recorded.last if recorded else None
-    last_valid = schema_last in o.releases and o.releases[schema_last].schema == schema
-    if (build and on_disk is None and schema_last != rel.id) or not last_valid:
+    if last_after(o, schema, rel.id) != schema_last:
         steps.append(Step(host.name, CHANGE, "link", lay.last(schema), f"{schema_last or 'missing'} → {rel.id}",
                           {"path": lay.last(schema), "target": rel.id}, phase="switch"))
     upstream = upstream_file(d, rel.id)
@@ -414,6 +438,42 @@ def plan_release(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation,
     return steps
 
 
+def plan_retention(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation, building: bool) -> list[Step]:
+    """Prune releases beyond keep_releases per schema version, leftover builds, unused virtualenvs."""
+    steps: list[Step] = []
+    lay, pinned = d.layout, d.release.id
+    releases = dict(o.releases)
+    if building:
+        releases[pinned] = ReleaseOnDisk(pinned, alloc.schema, "ready", d.release.commit,
+                                         d.release.requirements_hash)
+    # As things stand after this run: the pinned release is current, and `last` of its schema version
+    # names it when it is newly placed there.
+    lasts = {n: s.last for n, s in o.schemas.items() if s.last}
+    lasts[alloc.schema] = last_after(o, alloc.schema, pinned)
+    protected = {pinned} | set(lasts.values())
+    removed: set[str] = set()
+    for number in sorted({r.schema for r in releases.values()}):
+        in_schema = sorted(rid for rid, r in releases.items() if r.schema == number)
+        excess = len(in_schema) - d.state.keep_releases
+        candidates = [rid for rid in in_schema if rid not in protected and rid < pinned]
+        candidates.sort(key=lambda rid: (releases[rid].status == "ready", rid))  # failed first, then oldest
+        for rid in candidates[:max(0, excess)]:
+            r = releases[rid]
+            removed.add(rid)
+            steps.append(Step(host.name, REMOVE, "prune", lay.release_dir(number, rid),
+                              f"{r.status}; keep_releases {d.state.keep_releases} in schema version {number}",
+                              {"release_id": rid, "path": lay.release_dir(number, rid)}, phase="cleanup"))
+    for path in o.building:
+        if path != lay.building_dir(alloc.schema, pinned) or not building:
+            steps.append(Step(host.name, REMOVE, "prune", path, "left by a deploy that did not finish",
+                              {"release_id": "", "path": path}, phase="cleanup"))
+    used = {r.requirements_hash for rid, r in releases.items() if rid not in removed} | {d.release.requirements_hash}
+    for venv in sorted(o.venvs - used):
+        steps.append(Step(host.name, REMOVE, "prune", lay.venv(venv), "no release kept on disk uses it",
+                          {"release_id": "", "path": lay.venv(venv)}, phase="cleanup"))
+    return steps
+
+
 def plan(d: Desired, observed: dict[str, HostObserved]) -> Plan:
     """Diff the desired environment against every host's observed state."""
     hosts = tuple(h.name for h in d.hosts)
@@ -436,7 +496,9 @@ def plan(d: Desired, observed: dict[str, HostObserved]) -> Plan:
     db = d.db_host
     steps += plan_database(d, db, observed[db.name], alloc)
     for i, web in enumerate(d.web_hosts):
-        steps += plan_release(d, web, observed[web.name], alloc, i == 0, source_migrations, copied_from)
+        o = observed[web.name]
+        steps += plan_release(d, web, o, alloc, i == 0, source_migrations, copied_from)
+        steps += plan_retention(d, web, o, alloc, needs_build(o, d.release.id, alloc.schema))
     order = {h: i for i, h in enumerate(hosts)}
     steps.sort(key=lambda s: (order[s.host], PHASES.index(s.phase)))  # stable: planners' order within a phase
     return Plan(d.env, tuple(steps), alloc.warnings, hosts)

@@ -73,7 +73,7 @@ def apply_step(o: HostObserved, step: Step, d: Desired) -> HostObserved:
         info = json.loads(det["info"])
         old = o.schemas.get(info["schema"])
         schema = SchemaOnDisk(info["schema"], info["fingerprint"], info["database"], True, info["copied_from"],
-                              old.last if old else None, tuple(info["migrations"]))
+                              old.last if old else None, tuple(info["migrations"]), old.served if old else False)
         return replace(o, schemas={**o.schemas, info["schema"]: schema})
     if step.kind == "app":
         for kind in ("socket", "service"):
@@ -84,12 +84,27 @@ def apply_step(o: HostObserved, step: Step, d: Desired) -> HostObserved:
         old = o.schemas.get(number) or SchemaOnDisk(number, None, None, False, None, None)
         return replace(o, schemas={**o.schemas, number: replace(old, last=det["target"])})
     if step.kind == "switch":
-        return replace(o, current=det["release_id"], current_target=det["target"],
+        number = int(det["target"].split("/")[1])
+        schemas = dict(o.schemas)
+        if number in schemas:
+            schemas[number] = replace(schemas[number], served=True)
+        return replace(o, current=det["release_id"], current_target=det["target"], schemas=schemas,
                        files={**o.files, det["upstream_path"]: FileOnHost(det["upstream"], "0644", "root", "root")})
     if step.kind == "stop":
         for kind in ("socket", "service"):
             units.pop(f"{app}@{det['release_id']}.{kind}", None)
         return replace(o, units=units)
+    if step.kind == "prune":
+        rid = det["release_id"]
+        if rid:
+            for kind in ("socket", "service"):
+                units.pop(f"{app}@{rid}.{kind}", None)
+            releases = {k: v for k, v in o.releases.items() if k != rid}
+            by_id = {k: v for k, v in o.by_id.items() if k != rid}
+            return replace(o, releases=releases, by_id=by_id, units=units)
+        if "/venvs/" in det["path"]:
+            return replace(o, venvs=o.venvs - {det["path"].rsplit("/", 1)[1]})
+        return replace(o, building=tuple(b for b in o.building if b != det["path"]))
     raise AssertionError(f"the simulator does not know step kind {step.kind!r}")
 
 

@@ -23,7 +23,14 @@ RELEASES = {
     "B": Release("b" * 40, 1_700_000_100, "fp0", "req0", ("crops/migrations/0001_initial.py",), "Django\n"),
     "B2": Release("c" * 40, 1_700_000_200, "fp0", "req1", ("crops/migrations/0001_initial.py",), "Django\nrich\n"),
 }
-BUILD_KINDS = {"venv", "release", "migrate"}
+# Code-only releases R1..R6 (schema 0) and S1, S2 (another schema: new migrations).
+for n in range(1, 7):
+    RELEASES[f"R{n}"] = Release(f"{n:x}" * 40, 1_700_001_000 + n, "fp0", "req0", ("crops/migrations/0001_initial.py",),
+                                "Django\n")
+for n in (1, 2):
+    RELEASES[f"S{n}"] = Release(f"e{n}" * 20, 1_700_002_000 + n, "fp1", "req0",
+                                ("crops/migrations/0001_initial.py", "crops/migrations/0002_more.py"), "Django\n")
+BUILD_KINDS = {"venv", "release", "migrate", "database"}
 
 
 def desired(tag: str, **state_changes) -> Desired:
@@ -158,3 +165,72 @@ def test_plan_is_deterministic():
     d = desired("B2")
     assert plan(d, EMPTY) == plan(d, EMPTY)
     assert render_text(plan(d, EMPTY), "x") == render_text(plan(d, EMPTY), "x")
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.sampled_from(sorted(RELEASES)), min_size=1, max_size=10), st.integers(min_value=1, max_value=3))
+def test_retention_never_prunes_what_must_stay(sequence, keep):
+    observed = EMPTY
+    for tag in sequence:
+        d = desired(tag, keep_releases=keep)
+        before = observed["server"]
+        p = plan(d, observed)
+        pruned = {s.details["release_id"] for s in p.steps if s.kind == "prune" and s.details["release_id"]}
+        assert d.release.id not in pruned
+        assert all(rid < d.release.id for rid in pruned)  # never one newer than the pinned release
+        assert all(s.action == "remove" for s in p.steps if s.kind == "prune")
+        if d.release.id in before.releases:
+            assert not BUILD_KINDS & {s.kind for s in p.steps}
+        observed = apply_plan(p, observed, d)
+        after = observed["server"]
+        assert after.current == d.release.id and d.release.id in after.releases
+        assert all(s.last in after.releases for s in after.schemas.values() if s.last)  # every `last` survives
+        assert plan(d, observed).empty
+        for number in after.schemas:
+            kept = [rid for rid, r in after.releases.items() if r.schema == number]
+            protected = {after.current} | {s.last for s in after.schemas.values() if s.last} | {
+                rid for rid in kept if rid > d.release.id}
+            assert len(kept) <= max(keep, len(protected & set(kept)))
+
+
+def test_schema_change_copies_then_rollback_warns_then_forward_returns():
+    a, s1 = desired("A"), desired("S1")
+    on_a = converge(a, EMPTY)
+    p = plan(s1, on_a)
+    database = [s for s in p.steps if s.kind == "database"]
+    assert len(database) == 1 and database[0].target == "agroguia_v1"
+    assert database[0].reason.startswith("copy of agroguia_v0")
+    migrate = [s for s in p.steps if s.kind == "migrate"]
+    assert len(migrate) == 1 and "0002_more" in migrate[0].reason and "0001_initial" not in migrate[0].reason
+    on_s1 = apply_plan(p, on_a, s1)
+    history = ("2026-01-01T00:00:00Z switch from=none to=" + a.release.id,
+               "2026-01-02T00:00:00Z switch from=" + a.release.id + " to=" + s1.release.id)
+    on_s1 = {"server": replace(on_s1["server"], history=history)}
+    back = plan(a, on_s1)
+    assert {s.kind for s in back.steps} == {"app", "switch", "stop"}
+    assert back.warnings and "agroguia_v1 since it became current (2026-01-02T00:00:00Z)" in back.warnings[0]
+    on_a2 = apply_plan(back, on_s1, a)
+    on_a2 = {"server": replace(on_a2["server"], history=history + (
+        "2026-01-03T00:00:00Z switch from=" + s1.release.id + " to=" + a.release.id,))}
+    forward = plan(s1, on_a2)
+    assert {s.kind for s in forward.steps} == {"app", "switch", "stop"}
+    assert "returning to agroguia_v1 as it was left" in forward.warnings[0] and "2026-01-03" in forward.warnings[0]
+
+
+def test_multi_host_plan_converges_and_shares_secrets():
+    hosts = (HostSpec("web1", "10.0.0.11", ("web",)), HostSpec("web2", "10.0.0.12", ("web",)),
+             HostSpec("db", "10.0.0.13", ("db",)))
+    d = replace(desired("A"), hosts=hosts)
+    empty = {h.name: HostObserved() for h in hosts}
+    p = plan(d, empty)
+    kinds = {(s.host, s.kind) for s in p.steps}
+    assert ("db", "secrets") in kinds and ("db", "secrets-read") in kinds
+    assert ("web1", "secrets-copy") in kinds and ("web2", "secrets-copy") in kinds
+    assert [s.host for s in p.steps if s.kind == "migrate"] == ["web1"]
+    assert {s.host for s in p.steps if s.kind == "database"} == {"db"}
+    assert not any(s.kind in ("release", "app", "switch") for s in p.steps if s.host == "db")
+    # Phases: every host's step of an earlier phase comes before any host's step of a later one.
+    from state.plan import PHASES
+    assert p.width("start") == 1 and PHASES.index("start") < PHASES.index("switch")
+    converged = apply_plan(p, empty, d)
+    assert plan(d, converged).empty

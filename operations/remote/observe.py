@@ -112,7 +112,8 @@ for schema_dir in sorted(glob.glob(root + "/versions/*")):
     number = os.path.basename(schema_dir)
     if not number.isdigit() or not os.path.isdir(schema_dir):
         continue
-    schema = {"info": read_json(schema_dir + "/schema.json"), "last": None, "releases": {}}
+    schema = {"info": read_json(schema_dir + "/schema.json"), "last": None, "releases": {},
+              "served": os.path.exists(schema_dir + "/served")}
     for entry in sorted(os.listdir(schema_dir)):
         path = os.path.join(schema_dir, entry)
         if entry == "last":
