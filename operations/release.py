@@ -86,7 +86,8 @@ rm -f "$up.pinned-old"
 tmp="$root/.current.pinned-tmp"
 rm -f "$tmp" && ln -s "$target" "$tmp" && mv -T "$tmp" "$root/current"
 [ "$(readlink "$root/current")" = "$target" ] || { echo "pinned: current did not switch" >&2; exit 1; }
-touch "$root/$(dirname "$target")/served"  # this schema version's database now takes the site's writes
+served="$root/$(dirname "$target")/served"  # this schema version's database now takes the site's writes
+[ -e "$served" ] || touch "$served"
 if systemctl is-active --quiet nginx; then systemctl reload nginx; fi
 printf "%s switch from=%s to=%s by=%s\n" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$from" "$rid" "$by" >> "$history"
 '''

@@ -29,8 +29,8 @@ TOPOLOGIES = {
     "single": [("server", ["web", "db"])],
     "multi": [("web1", ["web"]), ("web2", ["web"]), ("db", ["db"])],
 }
-PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{0,9}$")
-HOST_RE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
+PREFIX_RE = re.compile(r"[a-z][a-z0-9]{0,9}")  # used with fullmatch
+HOST_RE = re.compile(r"[a-z][a-z0-9]{0,11}")
 
 
 class SandboxError(Exception):
@@ -59,7 +59,7 @@ def cache_dir() -> Path:
 
 def prefix() -> str:
     value = os.environ.get("PINNED_SANDBOX_PREFIX", "pinned")
-    if not PREFIX_RE.match(value):
+    if not PREFIX_RE.fullmatch(value):
         raise SandboxError(
             f"PINNED_SANDBOX_PREFIX={value!r}: use 1-10 lowercase letters/digits starting with a letter"
         )
@@ -80,7 +80,7 @@ def subnet_base(pfx: str) -> str:
     """Three octets of the private /24 of this prefix (PINNED_SANDBOX_SUBNET overrides, e.g. 10.77.3)."""
     override = os.environ.get("PINNED_SANDBOX_SUBNET")
     if override:
-        if not re.match(r"^10\.\d{1,3}\.\d{1,3}$", override):
+        if not re.fullmatch(r"10\.\d{1,3}\.\d{1,3}", override):
             raise SandboxError(f"PINNED_SANDBOX_SUBNET={override!r}: give three octets like 10.77.3")
         return override
     crc = zlib.crc32(pfx.encode())
@@ -426,13 +426,26 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split()[2] != "Z"
+    try:  # the process may exit while we look
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def _host_running(host: HostInfo) -> bool:
+    """The host's nspawn process is alive (a pid of a crashed run may have been reused by another process)."""
+    if not _alive(host.pid):
+        return False
+    try:
+        cmdline = Path(f"/proc/{host.pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return f"--machine={host.machine}".encode() in cmdline
 
 
 def _teardown_host(pfx: str, host: HostInfo) -> None:
     paths = _host_paths(pfx, host.name)
-    pids = [host.pid] if host.pid else []
+    pids = [host.pid] if _host_running(host) else []
     # Also any nspawn left by a crashed run with this exact machine name.
     ps = run(["pgrep", "-f", f"systemd-nspawn .*--machine={host.machine} "], check=False).stdout.split()
     pids += [int(p) for p in ps]
@@ -480,10 +493,10 @@ def up(hosts: list[tuple[str, list[str]]], image: str = "warm") -> Sandbox:
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"pinned-sandbox-{pfx}", "-f", str(key)])
     sb = Sandbox.load(pfx) or Sandbox(prefix=pfx, subnet=f"{base}.0/24", bridge="", ssh_key=str(key))
     sb.bridge = _network_up(pfx, base)
-    running = {h.name: h for h in sb.hosts if _alive(h.pid)}
+    running = {h.name: h for h in sb.hosts if _host_running(h)}
     to_boot: list[HostInfo] = []
     for name, roles in hosts:
-        if not HOST_RE.match(name):
+        if not HOST_RE.fullmatch(name):
             raise SandboxError(f"host name {name!r}: use 1-12 lowercase letters/digits")
         if name in running:
             running[name].roles = roles
@@ -543,4 +556,4 @@ def status() -> list[dict]:
     if sb is None:
         return []
     return [{"name": h.name, "address": h.address, "roles": h.roles, "image": h.image,
-             "running": _alive(h.pid)} for h in sb.hosts]
+             "running": _host_running(h)} for h in sb.hosts]

@@ -42,7 +42,7 @@ def _relative_path(value: str, what: str) -> str:
     path = Path(value)
     if value in ("", ".") or value == "./":
         return "."
-    if path.is_absolute() or ".." in path.parts or not re.match(r"^[A-Za-z0-9_./-]+$", value):
+    if path.is_absolute() or ".." in path.parts or not re.fullmatch(r"[A-Za-z0-9_./-]+", value):
         raise ValueError(f"{what} must be a relative path inside the repository (letters, digits, _ . / -)")
     return str(path)
 
@@ -77,7 +77,7 @@ class Django(BaseModel):
     @field_validator("wsgi")
     @classmethod
     def _wsgi(cls, value: str) -> str:
-        if value and not re.match(r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$", value):
+        if value and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*", value):
             raise ValueError("wsgi must look like `package.wsgi:application`")
         return value
 
@@ -175,7 +175,7 @@ def _short(value, limit: int = 80) -> str:
 
 
 def _describe(error: dict) -> str:
-    parts = [str(p) if re.match(r"^[A-Za-z0-9_]+$", str(p)) else _short(p, 40) for p in error["loc"]]
+    parts = [str(p) if re.fullmatch(r"[A-Za-z0-9_]+", str(p)) else _short(p, 40) for p in error["loc"]]
     where = ".".join(parts) or "(top level)"
     kind = error["type"]
     if kind == "missing":
@@ -207,7 +207,7 @@ def parse_state(text: str, source: str = "<state>") -> State:
 
 
 def state_path(env: str, base: Path | None = None) -> Path:
-    if not re.match(r"^[a-z][a-z0-9_-]{0,31}$", env):
+    if not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", env):
         raise StateFileError(f"environment {env!r}: use lowercase letters, digits, _ or - (e.g. production)")
     default = os.environ.get("PINNED_STATE_DIR") or Path(__file__).resolve().parent
     return Path(base or default) / f"{env}.yaml"

@@ -78,7 +78,7 @@ def _release_from_target(target: str | None) -> str | None:
     if not target:
         return None
     parts = target.rstrip("/").split("/")
-    if len(parts) >= 3 and parts[-3] == "versions" and parts[-2].isdigit() and RELEASE_ID_RE.match(parts[-1]):
+    if len(parts) >= 3 and parts[-3] == "versions" and parts[-2].isdigit() and RELEASE_ID_RE.fullmatch(parts[-1]):
         return parts[-1]
     return None
 
@@ -109,7 +109,7 @@ def parse(output: str) -> HostObserved:
             served=bool(schema.get("served")),
         )
         for release_id, meta in (schema.get("releases") or {}).items():
-            if not RELEASE_ID_RE.match(release_id):
+            if not RELEASE_ID_RE.fullmatch(release_id):
                 continue
             releases[release_id] = ReleaseOnDisk(
                 id=release_id, schema=number, status=meta.get("status", "unknown"),

@@ -43,7 +43,7 @@ def release_id(commit: str, committed_at: int) -> str:
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime(committed_at)) + "-" + commit[:12]
 
 
-RELEASE_ID_RE = re.compile(r"^\d{8}T\d{6}-[0-9a-f]{12}$")
+RELEASE_ID_RE = re.compile(r"\d{8}T\d{6}-[0-9a-f]{12}")  # used with fullmatch
 
 
 def _git(repo: Path, *args: str, binary: bool = False) -> str | bytes:

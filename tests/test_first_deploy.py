@@ -74,7 +74,7 @@ def test_release_id_is_commit_time_and_hash(deployed, sandbox, commits):
     stamp = subprocess.run(["git", "-C", str(ROOT / ".build/agroguia"), "show", "-s", "--format=%ct", commit],
                            capture_output=True, text=True, check=True).stdout.strip()
     expected = time.strftime("%Y%m%dT%H%M%S", time.gmtime(int(stamp))) + "-" + commit[:12]
-    assert sandbox.ssh(HOST, "ls /srv/agroguia/versions/0").stdout.split() == [expected, "last", "schema.json"]
+    assert sandbox.ssh(HOST, "ls /srv/agroguia/versions/0").stdout.split() == [expected, "last", "schema.json", "served"]
 
 
 def test_second_run_changes_nothing(deployed):

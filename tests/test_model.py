@@ -110,3 +110,18 @@ def test_missing_state_file(tmp_path):
     proc = subprocess.run([str(ROOT / ".venv/bin/pyinfra"), "-y", "inventory.py", "deploy.py", "--data",
                            "env=nowhere"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and "no state file for environment 'nowhere'" in proc.stderr
+
+
+@pytest.mark.parametrize("field, value", [
+    ("app", "agroguia\n"), ("release", "a" * 40 + "\n"),
+])
+def test_a_trailing_newline_is_not_a_valid_value(field, value):
+    with pytest.raises(StateFileError):
+        parse_state(yaml.safe_dump({**GOOD, field: value}), "s.yaml")
+
+
+def test_project_dir_and_env_names_reject_newlines():
+    with pytest.raises(StateFileError):
+        parse_state(yaml.safe_dump({**GOOD, "django": {"settings": "a.settings", "project_dir": "src\n"}}), "s.yaml")
+    with pytest.raises(StateFileError):
+        state_path("prod\n")

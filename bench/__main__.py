@@ -1,0 +1,578 @@
+"""python -m bench [--runs N] [--only NAME[,NAME]] [--skip-multi]
+
+Boots sandbox hosts (prefix `pbench`, never another), times pinned's deploys on them, prints a table of
+figures and ratios and writes bench/results.json (fields: bench/README.md). It prints figures and shows
+targets next to them; it never asserts on timings. Progress goes to stderr; the table to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import datetime
+import json
+import os
+import platform
+import re
+import shlex
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+PREFIX = "pbench"
+os.environ["PINNED_SANDBOX_PREFIX"] = PREFIX  # before sandbox.core is imported
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import yaml  # noqa: E402
+
+from sandbox import core  # noqa: E402
+
+BENCH = ROOT / "bench"
+LOGS = BENCH / "logs"
+RESULTS = BENCH / "results.json"
+REPO = ROOT / ".build" / "agroguia"
+PYINFRA = str(ROOT / ".venv" / "bin" / "pyinfra")
+PINNED = str(ROOT / ".venv" / "bin" / "pinned")
+APP = "agroguia"
+SRV = f"/srv/{APP}"
+
+FIGURES = ("floor", "noop", "code_only", "rollback", "restart", "schema_change", "plan_1", "plan_100",
+           "setup_from_zero", "apt_pip_alone")
+ONE, MULTI = "1", "4+1"
+SINGLE_HOSTS = [("one", ["web", "db"])]
+MULTI_HOSTS = [("w1", ["web"]), ("w2", ["web"]), ("w3", ["web"]), ("w4", ["web"]), ("db", ["db"])]
+FRESH_SINGLE = [("fresh", ["web", "db"])]
+FRESH_MULTI = [("fw1", ["web"]), ("fw2", ["web"]), ("fw3", ["web"]), ("fw4", ["web"]), ("fdb", ["db"])]
+APT_HOST = [("apt", ["web", "db"])]
+APT_PIP = ("export DEBIAN_FRONTEND=noninteractive; "
+           "apt-get update -q && apt-get install -y -q nginx mariadb-server python3-venv && "
+           "python3 -m venv /tmp/v && "
+           "/tmp/v/bin/pip install -q 'Django>=5.2,<5.3' 'gunicorn>=25' 'PyMySQL>=1.1.3'")
+WHAT = {
+    "floor": "pyinfra connect + `exec -- true`",
+    "noop": "deploy A, already current",
+    "code_only": "deploy B (code only, not on disk: built)",
+    "rollback": "deploy A (on disk) while B is current",
+    "restart": "ssh: restart A's service until /health/ answers",
+    "schema_change": "deploy C (schema change) over A",
+    "plan_1": "pinned plan, 1 release on disk",
+    "plan_100": "pinned plan, 100 releases on disk",
+    "setup_from_zero": "deploy A to bare hosts (apt, pip, all)",
+    "apt_pip_alone": "ssh: apt-get + venv/pip installs only",
+}
+
+T0 = time.monotonic()
+
+
+def progress(msg: str) -> None:
+    print(f"bench [{time.monotonic() - T0:5.0f} s] {msg}", file=sys.stderr, flush=True)
+
+
+class Failed(Exception):
+    """A deploy or command that failed; the message is its error's first line."""
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+ERROR_LINES = (  # most telling first: an exception's own line, pinned's message, then any error-ish line
+    re.compile(r"^(\[\S+\] )?[A-Za-z_.]*(Error|Exception|Exit)\b: (?!executed \d+ command)"),
+    re.compile(r"^(\[\S+\] )?pinned: "),
+    re.compile(r"error|failed|refused|denied|cannot|no such|timed out", re.I),
+)
+
+
+def first_error_line(*texts: str) -> str:
+    lines = [ANSI.sub("", line).strip() for text in texts for line in (text or "").splitlines()]
+    lines = [line for line in lines if line and not re.search(r"Traceback \(most recent|Error: executed \d+ comm", line)]
+    for pattern in ERROR_LINES:
+        for line in lines:
+            if pattern.search(line):
+                return line[:300]
+    return (lines[-1] if lines else "no output")[:300]
+
+
+def save_log(name: str, cmd: list[str] | str, proc) -> Path:
+    LOGS.mkdir(exist_ok=True)
+    path = LOGS / (re.sub(r"[^A-Za-z0-9_.+-]+", "_", name) + ".log")
+    shown = cmd if isinstance(cmd, str) else shlex.join(cmd)
+    path.write_text(f"$ {shown}\nexit {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}\n")
+    return path
+
+
+# ---------------------------------------------------------------- hosts and commands
+
+
+class HostSet:
+    """Sandbox hosts deployed together as one environment (a state file in a temporary folder)."""
+
+    def __init__(self, label: str, specs: list[tuple[str, list[str]]], image: str, env: str, state_dir: Path,
+                 commits: dict):
+        self.label, self.specs, self.image, self.env = label, specs, image, env
+        self.state_dir, self.commits = state_dir, commits
+        self.names = [name for name, _ in specs]
+        self.web = [name for name, roles in specs if "web" in roles]
+        self.info: dict[str, core.HostInfo] = {}
+        self.key = ""
+
+    def boot(self) -> None:
+        progress(f"booting {', '.join(self.names)} ({self.image} image, not timed)")
+        try:
+            sb = core.up([(name, list(roles)) for name, roles in self.specs], image=self.image)
+        except core.SandboxError as exc:
+            raise Failed(f"booting {', '.join(self.names)}: {str(exc).splitlines()[0]}") from None
+        self.key = sb.ssh_key
+        self.info = {h.name: h for h in sb.hosts if h.name in self.names}
+
+    def down(self) -> None:
+        core.down(self.names)
+
+    def pin(self, tag: str) -> None:
+        state = {"app": APP, "repository": str(REPO), "release": self.commits[tag]["commit"],
+                 "django": {"settings": "agroguia.settings"}, "site": {"health_url": "/health/"}}
+        (self.state_dir / f"{self.env}.yaml").write_text(yaml.safe_dump(state, sort_keys=False))
+
+    def limit(self, names: list[str] | None = None) -> list[str]:
+        return [a for name in (names or self.names) for a in ("--limit", name)]
+
+    def run(self, what: str, cmd: list[str], ok=(0,), timeout: float = 1800):
+        """(seconds, process) of a command run like a user runs it; Failed unless its exit code is ok."""
+        env = {**os.environ, "PINNED_STATE_DIR": str(self.state_dir), "PINNED_SANDBOX_PREFIX": PREFIX}
+        started = time.perf_counter()
+        try:
+            proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise Failed(f"{what}: timed out after {timeout:.0f} s") from None
+        seconds = time.perf_counter() - started
+        if proc.returncode not in ok:
+            log = save_log(f"{what}-{self.label}", cmd, proc)
+            raise Failed(f"{what} exited {proc.returncode}: {first_error_line(proc.stderr, proc.stdout)} "
+                         f"(log: {log.relative_to(ROOT)})")
+        return seconds, proc
+
+    def deploy(self, tag: str, what: str) -> float:
+        """Seconds of one deploy of release `tag`; Failed unless it exits 0 and every web host's `current`
+        is then that release (checked after the clock stops)."""
+        self.pin(tag)
+        seconds = self.run(what, [PYINFRA, "-y", *self.limit(), "--data", f"env={self.env}", "inventory.py",
+                                  "deploy.py"])[0]
+        want = self.release_id(tag)
+        for name in self.web:
+            current = self.ssh_out(name, f"readlink {SRV}/current || true", f"{what}-check").strip()
+            if not current.endswith("/" + want):
+                raise Failed(f"{what}: pyinfra exited 0 but {name}'s current is {current or 'missing'}, not {want}")
+        return seconds
+
+    def floor(self) -> float:
+        return self.run("floor", [PYINFRA, "-y", *self.limit(), "--data", f"env={self.env}", "inventory.py",
+                                  "exec", "--", "true"])[0]
+
+    def plan(self, what: str, detailed: bool = False):
+        extra = ["--detailed-exitcode"] if detailed else []
+        return self.run(what, [PINNED, "--env", self.env, *self.limit(), "plan", *extra],
+                        ok=(0, 2) if detailed else (0,))
+
+    def ssh(self, name: str, command: str, what: str, timeout: float = 1800) -> float:
+        cmd = ["ssh", *core.ssh_options(self.key), f"root@{self.info[name].address}", command]
+        return self.run(f"{what}-{name}", cmd, timeout=timeout)[0]
+
+    def ssh_out(self, name: str, command: str, what: str) -> str:
+        cmd = ["ssh", *core.ssh_options(self.key), f"root@{self.info[name].address}", command]
+        return self.run(f"{what}-{name}", cmd)[1].stdout
+
+    def ssh_all(self, names: list[str], command: str, what: str) -> None:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(names)) as pool:
+            for future in [pool.submit(self.ssh, name, command, what) for name in names]:
+                future.result()
+
+    def release_id(self, tag: str) -> str:
+        return f"{self.commits[tag]['time']}-{self.commits[tag]['commit'][:12]}"
+
+
+# ---------------------------------------------------------------- results
+
+
+class Results:
+    def __init__(self, runs: int):
+        self.runs = runs
+        self.figures: dict[str, dict] = {}
+
+    @staticmethod
+    def key(name: str, hosts: str) -> str:
+        return name if hosts == ONE else f"{name}_{hosts}"
+
+    def record(self, name: str, hosts: str, runs: list[float], error: str | None = None, note: str = "") -> None:
+        fig = {"figure": name, "hosts": hosts, "what": WHAT[name], "median": None, "min": None, "max": None,
+               "runs": [round(s, 3) for s in runs]}
+        if runs and not error:
+            fig.update(median=round(statistics.median(runs), 3), min=round(min(runs), 3), max=round(max(runs), 3))
+        if error:
+            fig["error"] = error
+        if note:
+            fig["note"] = note
+        self.figures[self.key(name, hosts)] = fig
+        if error:
+            progress(f"{self.key(name, hosts)}: FAILED: {error}")
+        else:
+            progress(f"{self.key(name, hosts)}: median {fig['median']:.2f} s (runs {', '.join(f'{s:.2f}' for s in runs)})")
+
+    def fail(self, names, hosts: str, error: str) -> None:
+        for name in names:
+            self.record(name, hosts, [], error)
+
+    def measure(self, name: str, hosts: str, n: int, once, note: str = "") -> bool:
+        """Run `once(i)` (returns seconds, raises Failed) n times; a failure ends the figure (null)."""
+        runs: list[float] = []
+        for i in range(n):
+            progress(f"{self.key(name, hosts)}: run {i + 1}/{n}")
+            try:
+                runs.append(once(i))
+            except Failed as exc:
+                self.record(name, hosts, runs, str(exc), note)
+                return False
+        self.record(name, hosts, runs, note=note)
+        return True
+
+    def median(self, name: str, hosts: str):
+        fig = self.figures.get(self.key(name, hosts))
+        return fig["median"] if fig else None
+
+
+def evaluate(res: Results) -> None:
+    """Ratios and targets (shown next to the figures, never asserted)."""
+    for fig in res.figures.values():
+        name, hosts, median = fig["figure"], fig["hosts"], fig["median"]
+        floor = res.median("floor", hosts)
+        fig["ratio_to_floor"] = round(median / floor, 2) if median and floor else None
+        checks = []
+
+        def check(target: str, value, limit, unit: str = "×") -> None:
+            met = None if value is None or limit is None else value <= limit
+            shown = None if value is None else (f"{value:.2f}{unit}" if unit == "×" else f"{value:.2f} s")
+            checks.append({"target": target, "value": None if value is None else round(value, 3),
+                           "limit": None if limit is None else round(limit, 3), "shown": shown, "met": met})
+
+        if name == "noop":
+            check("≤ 1.5× floor", fig["ratio_to_floor"], 1.5)
+        elif name == "code_only":
+            check("≤ 4× floor", fig["ratio_to_floor"], 4)
+        elif name == "rollback":
+            restart = res.median("restart", hosts) or res.median("restart", ONE)
+            limit = 2 * floor + restart if floor and restart else None
+            check("≤ 2× floor + restart", median, limit, unit="s")
+        elif name == "setup_from_zero" and hosts == ONE:
+            apt = res.median("apt_pip_alone", ONE)
+            check("≤ 1.2× apt_pip_alone", median / apt if median and apt else None, 1.2)
+        elif name == "plan_100":
+            p1 = res.median("plan_1", hosts)
+            check("≤ 1.1× plan_1", median / p1 if median and p1 else None, 1.1)
+        if hosts == MULTI:
+            single = res.median(name, ONE)
+            fig["scaling_to_1_host"] = round(median / single, 2) if median and single else None
+            if name != "floor":
+                check("≤ 1.3× 1 host", fig["scaling_to_1_host"], 1.3)
+        fig["target"] = "; ".join(c["target"] for c in checks) or None
+        fig["checks"] = checks
+        fig["target_met"] = (None if not checks or any(c["met"] is None for c in checks)
+                             else all(c["met"] for c in checks))
+
+
+def table(res: Results) -> str:
+    def num(x, fmt="{:.2f}"):
+        return "—" if x is None else fmt.format(x)
+
+    rows = [("figure", "hosts", "median s", "min", "max", "×floor", "×1 host", "target → actual", "met")]
+    order = {name: i for i, name in enumerate(FIGURES)}
+    for fig in sorted(res.figures.values(), key=lambda f: (order[f["figure"]], f["hosts"] != ONE)):
+        targets = "; ".join(
+            f"{c['target']}" + (f" (= {c['limit']:.2f} s)" if c["target"].endswith("restart") and c["limit"] else "")
+            + f" → {c['shown'] or '—'}" for c in fig["checks"])
+        met = {True: "yes", False: "NO", None: "—"}[fig["target_met"]]
+        rows.append((fig["figure"], fig["hosts"], num(fig["median"]), num(fig["min"]), num(fig["max"]),
+                     num(fig["ratio_to_floor"], "{:.2f}×"), num(fig.get("scaling_to_1_host"), "{:.2f}×"),
+                     targets or "", met if fig["checks"] else ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for i, r in enumerate(rows):
+        lines.append("  ".join(c.ljust(w) if j in (0, 1, 7) else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths)))
+                     .rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    errors = [(k, f["error"]) for k, f in res.figures.items() if f.get("error")]
+    if errors:
+        lines.append("")
+        lines.append("not measured / failed:")
+        lines += [f"  {k}: {e}" for k, e in errors]
+    return "\n".join(lines)
+
+
+def machine() -> dict:
+    mem_kb = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            mem_kb = int(line.split()[1])
+    return {"nproc": os.cpu_count(), "memory_gib": round(mem_kb / 1024 / 1024, 1),
+            "python": platform.python_version(), "pyinfra": metadata.version("pyinfra"),
+            "kernel": platform.release(), "loadavg_at_start": list(os.getloadavg()),
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+# ---------------------------------------------------------------- the figures
+
+FAKES = r"""
+import json, os, secrets, subprocess, sys
+root, count = sys.argv[1], int(sys.argv[2])
+current = os.path.realpath(root + "/current")
+schema = os.path.dirname(current)
+made = []
+for n in range(count):
+    commit = secrets.token_hex(20)
+    rid = "20250101T00%02d%02d-%s" % (n // 60, n % 60, commit[:12])
+    dst = os.path.join(schema, rid)
+    subprocess.run(["cp", "-al", current, dst], check=True)
+    meta_path = os.path.join(dst, ".pinned", "release.json")
+    with open(meta_path) as handle:
+        meta = json.load(handle)
+    meta.update(id=rid, commit=commit)
+    os.unlink(meta_path)  # hard-linked copy: write a new file, never the real release's
+    with open(meta_path, "w") as handle:
+        json.dump(meta, handle, sort_keys=True)
+    made.append(dst)
+print(json.dumps(made))
+"""
+
+
+def remove_release(hs: HostSet, tag: str, current_tag: str) -> None:
+    """Remove a (non-current) release from the web hosts, so the next deploy of it builds it again."""
+    rid, cur = hs.release_id(tag), hs.release_id(current_tag)
+    script = (
+        f"link={SRV}/by-id/{rid}; dir=$(readlink -e \"$link\" || true); "
+        f"systemctl disable --quiet --now '{APP}@{rid}.socket' '{APP}@{rid}.service' 2>/dev/null || true; "
+        f"schema=$(dirname \"${{dir:-{SRV}/versions/0/{rid}}}\"); "
+        f"rm -rf \"$link\" \"$schema/{rid}\"; "
+        f"if [ \"$(readlink \"$schema/last\")\" = \"{rid}\" ]; then "
+        f"ln -sfn {cur} \"$schema/.last.bench\" && mv -T \"$schema/.last.bench\" \"$schema/last\"; fi"
+    )
+    hs.ssh_all(hs.web, script, f"remove-{tag}")
+
+
+def warm_figures(res: Results, hs: HostSet, n: int, want: set[str]) -> str | None:
+    """floor, noop, restart, code_only, rollback, plan_1/plan_100 on warm hosts. Returns a setup error."""
+    label = hs.label
+    deployed = {"noop", "code_only", "rollback", "restart", "plan_1", "plan_100"} & want
+    if label == MULTI:
+        deployed -= {"restart", "plan_1", "plan_100"}
+    try:
+        hs.boot()
+    except Failed as exc:
+        res.fail(["floor", *sorted(deployed)], label, str(exc))
+        return str(exc)
+    hs.pin("A")
+    res.measure("floor", label, n, lambda i: hs.floor())
+    if not deployed:
+        return None
+    progress(f"deploying A to {', '.join(hs.names)} (setup, not timed)")
+    try:
+        hs.deploy("A", "setup-deploy-A")
+    except Failed as exc:
+        error = f"setup deploy of A failed: {exc}"
+        res.fail(sorted(deployed), label, error)
+        return error
+
+    if "noop" in deployed:
+        res.measure("noop", label, n, lambda i: hs.deploy("A", "noop"))
+
+    if "restart" in deployed:
+        rid, host = hs.release_id("A"), hs.web[0]
+        address = hs.info[host].address
+        restart = (f"systemctl restart '{APP}@{rid}.service' || exit 1; i=0; while [ $i -lt 100 ]; do "
+                   f"code=$(curl -s -o /dev/null -w '%{{http_code}}' --max-time 10 --unix-socket "
+                   f"/run/pinned-{APP}/{rid}.sock -H 'Host: {address}' http://localhost/health/); "
+                   f"case \"$code\" in 2??) exit 0;; esac; i=$((i+1)); sleep 0.1; done; exit 1")
+        res.measure("restart", label, n, lambda i: hs.ssh(host, restart, "restart"))
+
+    if {"code_only", "rollback"} & deployed:
+        code, back, err_code, err_back = [], [], None, None
+        for i in range(n):
+            progress(f"code_only/rollback ({label}): run {i + 1}/{n}")
+            try:
+                code.append(hs.deploy("B", "code_only"))
+            except Failed as exc:
+                err_code = str(exc)
+                err_back = f"not measured (code_only failed): {exc}"
+                break
+            try:
+                back.append(hs.deploy("A", "rollback"))
+            except Failed as exc:
+                err_back = str(exc)
+                break
+            try:
+                remove_release(hs, "B", "A")
+                if i == 0:
+                    _, plan = hs.plan("plan-after-cleanup", detailed=True)
+                    if plan.returncode != 0:
+                        progress(f"warning: after removing B, the plan for A is not empty:\n{plan.stdout[-1500:]}")
+            except Failed as exc:
+                err_code = err_back = f"cleanup between runs failed: {exc}"
+                break
+        if "code_only" in deployed:
+            res.record("code_only", label, code, err_code)
+        if "rollback" in deployed:
+            res.record("rollback", label, back, err_back)
+
+    if {"plan_1", "plan_100"} & deployed:
+        host = hs.web[0]
+        count = (f"find {SRV}/versions -mindepth 2 -maxdepth 2 -type d "
+                 f"-name '[0-9]???????T??????-????????????' | wc -l")
+        try:
+            on_disk = hs.ssh_out(host, count, "count-releases").strip()
+        except Failed:
+            on_disk = "?"
+        res.measure("plan_1", label, n, lambda i: hs.plan("plan_1")[0], note=f"{on_disk} release(s) on disk")
+        made: list[str] = []
+        try:
+            progress(f"plan_100: making 99 fake releases on {host} (not timed)")
+            out = hs.ssh_out(host, f"python3 -c {shlex.quote(FAKES)} {SRV} 99", "make-fakes")
+            made = json.loads(out.strip().splitlines()[-1])
+            on_disk = hs.ssh_out(host, count, "count-releases").strip()
+            res.measure("plan_100", label, n, lambda i: hs.plan("plan_100")[0],
+                        note=f"{on_disk} release(s) on disk")
+        except (Failed, ValueError) as exc:
+            res.fail(["plan_100"], label, f"making the fake releases failed: {exc}")
+        finally:
+            if made:
+                progress(f"removing the {len(made)} fake releases")
+                try:
+                    hs.ssh(host, "rm -rf " + " ".join(shlex.quote(p) for p in made), "remove-fakes")
+                except Failed as exc:
+                    progress(f"warning: {exc}")
+    return None
+
+
+def fresh_figure(res: Results, name: str, label: str, n: int, specs, image: str, env: str, state_dir: Path,
+                 commits: dict, body) -> None:
+    """A figure measured on newly booted hosts each run (booting not timed); the hosts stop after each run."""
+    def once(i: int) -> float:
+        hs = HostSet(label, specs, image, env, state_dir, commits)
+        try:
+            hs.boot()
+            return body(hs)
+        finally:
+            hs.down()
+    res.measure(name, label, n, once)
+
+
+def setup_from_zero(hs: HostSet) -> float:
+    return hs.deploy("A", "setup_from_zero")
+
+
+def apt_pip_alone(hs: HostSet) -> float:
+    return hs.ssh(hs.names[0], APT_PIP, "apt_pip_alone")
+
+
+def schema_change(hs: HostSet) -> float:
+    progress(f"deploying A to {', '.join(hs.names)} (setup, not timed)")
+    try:
+        hs.deploy("A", "schema-setup-deploy-A")
+    except Failed as exc:
+        raise Failed(f"setup deploy of A failed: {exc}") from None
+    return hs.deploy("C", "schema_change")
+
+
+def phase(res: Results, label: str, n: int, want: set[str], state_dir: Path, commits: dict) -> None:
+    warm_specs, fresh_specs = (SINGLE_HOSTS, FRESH_SINGLE) if label == ONE else (MULTI_HOSTS, FRESH_MULTI)
+    env = "bench1" if label == ONE else "bench5"
+    progress(f"=== {label} host(s): {', '.join(name for name, _ in warm_specs)}")
+    hs = HostSet(label, warm_specs, "warm", env, state_dir, commits)
+    try:
+        setup_error = warm_figures(res, hs, n, want)
+    finally:
+        hs.down()
+    fresh = [f for f in ("setup_from_zero", "schema_change") if f in want]
+    if label == MULTI and setup_error:
+        # The warm hosts could not even be deployed: the same deploy on other hosts would fail alike.
+        res.fail(fresh, label, setup_error)
+        return
+    if "setup_from_zero" in want:
+        fresh_figure(res, "setup_from_zero", label, n, fresh_specs, "base", env, state_dir, commits,
+                     setup_from_zero)
+    if label == ONE and "apt_pip_alone" in want:
+        fresh_figure(res, "apt_pip_alone", label, n, APT_HOST, "base", env, state_dir, commits, apt_pip_alone)
+    if "schema_change" in want:
+        fresh_figure(res, "schema_change", label, n, fresh_specs, "warm", env, state_dir, commits, schema_change)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3, help="runs per figure (default: %(default)s)")
+    parser.add_argument("--only", default="", help=f"only these figures, comma-separated: {', '.join(FIGURES)} "
+                                                   "(floor is always measured: the ratios need it)")
+    parser.add_argument("--skip-multi", action="store_true", help="only the 1-host figures")
+    args = parser.parse_args(argv)
+    want = {f.strip() for f in args.only.split(",") if f.strip()} or set(FIGURES)
+    unknown = want - set(FIGURES)
+    if unknown or args.runs < 1:
+        parser.error(f"unknown figure(s): {', '.join(sorted(unknown))}" if unknown else "--runs must be ≥ 1")
+    if "rollback" in want:
+        want.add("restart")  # its target is 2× floor + restart
+    if os.geteuid() != 0:
+        print("bench: needs root (the sandbox: network namespaces, mounts, systemd-nspawn)", file=sys.stderr)
+        return 1
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_term)
+
+    for old in LOGS.glob("*.log"):  # logs of failed commands are of the last run only
+        old.unlink()
+    res = Results(args.runs)
+    info = machine()
+    interrupted = crashed = False
+    progress(f"machine: {info}")
+    commits = json.loads(subprocess.run([sys.executable, str(ROOT / "examples" / "build_repo.py"), "--json",
+                                         str(REPO)], check=True, capture_output=True, text=True).stdout)
+    progress("commits: " + ", ".join(f"{t}={c['commit'][:12]}" for t, c in commits.items()))
+    try:
+        core.down()  # leftovers of an interrupted run of this prefix (only pbench)
+        with tempfile.TemporaryDirectory(prefix="pinned-bench-") as tmp:
+            phase(res, ONE, args.runs, want, Path(tmp), commits)
+            if args.skip_multi:
+                progress("skipping the 4+1 figures (--skip-multi)")
+            else:
+                phase(res, MULTI, args.runs, want - {"apt_pip_alone", "restart", "plan_1", "plan_100"},
+                      Path(tmp), commits)
+    except KeyboardInterrupt:
+        interrupted = True
+        progress("interrupted: stopping the hosts")
+    except Exception:
+        crashed = True
+        raise
+    finally:
+        try:
+            core.down()
+        except Exception as exc:  # noqa: BLE001 - report, keep the figures
+            progress(f"warning: stopping the sandbox hosts: {exc}")
+        if crashed:
+            report(res, args.runs, info, "CRASHED")
+    return report(res, args.runs, info, "INTERRUPTED" if interrupted else "")
+
+
+def report(res: Results, runs: int, info: dict, status: str) -> int:
+    evaluate(res)
+    wall = time.monotonic() - T0
+    print(table(res))
+    print(f"\nwall time {wall:.0f} s, {runs} run(s) per figure" + (f" ({status})" if status else ""))
+    out = {"machine": info, "runs": runs, "wall_s": round(wall, 1), "status": status or "complete",
+           "figures": res.figures}
+    RESULTS.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
+    progress(f"wrote {RESULTS.relative_to(ROOT)}")
+    return 130 if status else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
