@@ -6,6 +6,8 @@
     pinned releases [--json]                     releases on each host: schema, status, current, pinned, last
     pinned history                               switches of `current` recorded on the hosts
     pinned unlock                                release a deploy lock left by a dead run (shows the holder)
+    pinned databases [--json]                    the schema versions' databases: size, last use
+    pinned drop-database NAME                    drop one (never the current or the pinned schema's)
 
 Every command takes `--env NAME` (the state file state/NAME.yaml; default: the demo's, `sandbox`).
 Exit status: 0 success (plan: no changes), 2 (plan --detailed-exitcode) changes pending, 1 error.
@@ -156,9 +158,8 @@ def cmd_unlock(args) -> int:
     from operations import lock
 
     run = _connect(args.env, args.limit)
-    hosts = [h for h in run_hosts()]
     found = False
-    for host in hosts:
+    for host in run_hosts():
         held = lock.show(host, run.state.app)
         if held:
             found = True
@@ -166,6 +167,73 @@ def cmd_unlock(args) -> int:
             lock.force_release(host, run.state.app)
     if not found:
         print("no deploy lock is held")
+    return 0
+
+
+def schema_usage(run) -> dict[int, str]:
+    """When each schema version was last current: 'current', a time from the history, or 'never'."""
+    from state.plan import _history_events
+
+    o = run.observed[run.desired.web_hosts[0].name]
+    schema_of = {rid: r.schema for rid, r in o.releases.items()}
+    usage: dict[int, str] = {}
+    current = o.releases[o.current].schema if o.current in o.releases else None
+    for when, frm, to in _history_events(o, schema_of):
+        if frm is not None:
+            usage[frm] = when
+        if to is not None:
+            usage.setdefault(to, when)
+    if current is not None:
+        usage[current] = "current"
+    return usage
+
+
+def cmd_databases(args) -> int:
+    run = _connect(args.env, args.limit)
+    db = run.observed[run.desired.db_host.name]
+    usage = schema_usage(run)
+    rows = []
+    for name in sorted(db.databases, key=lambda n: int(n.rsplit("_v", 1)[1])):
+        number = int(name.rsplit("_v", 1)[1])
+        tables, rows_estimate, size = (tuple(db.db_stats.get(name, ())) + (0, 0, 0))[:3]
+        rows.append({"database": name, "schema": number, "tables": tables, "rows": rows_estimate,
+                     "bytes": size, "last_used": usage.get(number, "never")})
+    if args.json:
+        print(json.dumps({"env": run.env, "db_host": run.desired.db_host.name, "databases": rows}, indent=2))
+        return 0
+    print(f"{run.desired.db_host.name}:")
+    for r in rows:
+        print(f"  {r['database']:<24} {r['tables']:>4} tables  ~{r['rows']:>8} rows  {r['bytes'] / 1048576:8.1f} MiB"
+              f"  last used: {r['last_used']}")
+    return 0
+
+
+def cmd_drop_database(args) -> int:
+    from operations.files import sh
+
+    run = _connect(args.env, args.limit)
+    lay, db_spec = run.desired.layout, run.desired.db_host
+    db = run.observed[db_spec.name]
+    name = args.database
+    if name not in db.databases:
+        raise CliError(f"{name}: no such database of {run.state.app} on {db_spec.name} (see `pinned databases`)")
+    number = int(name.rsplit("_v", 1)[1])
+    current = {run.observed[w.name].releases[run.observed[w.name].current].schema for w in run.desired.web_hosts
+               if run.observed[w.name].current in run.observed[w.name].releases}
+    pinned_schema = next((run.observed[w.name].releases[run.desired.release.id].schema for w in run.desired.web_hosts
+                          if run.desired.release.id in run.observed[w.name].releases), None)
+    if number in current:
+        raise CliError(f"{name} is the database of the current release: it cannot be dropped")
+    if number == pinned_schema:
+        raise CliError(f"{name} is the database of the pinned release ({run.desired.release.id}): pin another first")
+    hosts = {h.name: h for h in run_hosts()}
+    ok, out = hosts[db_spec.name].run_shell_command(sh('mysql -e "DROP DATABASE \\`$1\\`"', name))
+    if not ok:
+        raise CliError(f"dropping {name} on {db_spec.name} failed: {out.stderr.strip()}")
+    # The schema version is no longer complete: a later pin of one of its releases copies it again.
+    for web in run.desired.web_hosts:
+        hosts[web.name].run_shell_command(sh('rm -f "$1/schema.json" "$1/served"', lay.schema_dir(number)))
+    print(f"dropped {name} on {db_spec.name}; releases of schema version {number} stay on disk")
     return 0
 
 
@@ -192,6 +260,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     sub.add_parser("history", help="switches of `current` recorded on the hosts")
     sub.add_parser("unlock", help="release a deploy lock left by a dead run (shows who held it)")
+    p = sub.add_parser("databases", help="the schema versions' databases: size and last use")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("drop-database", help="drop one schema version's database (never the current or pinned)")
+    p.add_argument("database", help="its full name, e.g. agroguia_v0")
     # --env and --limit are accepted after the command too (pinned plan --env staging).
     parser.add_argument("--limit", action="append", help="only this host or group (repeatable)")
     for action in sub.choices.values():
@@ -199,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         action.add_argument("--limit", action="append", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     commands = {"plan": cmd_plan, "deploy": cmd_deploy, "pin": cmd_pin, "releases": cmd_releases,
-                "history": cmd_history, "unlock": cmd_unlock}
+                "history": cmd_history, "unlock": cmd_unlock,
+                "databases": cmd_databases, "drop-database": cmd_drop_database}
     try:
         return commands[args.command](args)
     except (StateFileError, CliError) as exc:

@@ -60,7 +60,7 @@ class HostObserved:
     databases: frozenset[str] = frozenset()
     db_users: dict = field(default_factory=dict)  # "user@host" -> [grant lines]
     history: tuple[str, ...] = ()
-    db_stats: dict = field(default_factory=dict)  # database -> (tables, estimated rows)
+    db_stats: dict = field(default_factory=dict)  # database -> (tables, estimated rows, bytes)
 
     @property
     def secrets_digest(self) -> str | None:

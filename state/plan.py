@@ -334,7 +334,7 @@ def plan_database(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation
         recreate = database in o.databases
         if alloc.copy_from is not None:
             source = lay.database(alloc.copy_from)
-            tables, rows = o.db_stats.get(source, (0, 0))
+            tables, rows = o.db_stats.get(source, (0, 0))[:2]
             reason = f"copy of {source}: {tables} tables, ~{rows} rows; then migrate"
         else:
             source, reason = None, f"schema version {alloc.schema}"

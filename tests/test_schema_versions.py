@@ -133,3 +133,20 @@ def test_app_account_is_confined_to_its_databases(multi, sandbox):
     # The account exists for the web hosts' addresses only.
     accounts = sandbox.ssh(DB, "mysql -N -B -e \"SELECT host FROM mysql.user WHERE user='agroguia'\"").stdout.split()
     assert sorted(accounts) == sorted(sandbox.booted[w].address for w in WEBS)
+
+
+def test_databases_are_listed_and_dropped_only_on_request(multi, sandbox, commits):
+    env = multi
+    env.write(release=commits["C"]["commit"])
+    env.deploy()
+    listed = json.loads(env.pinned("databases", "--json").stdout)["databases"]
+    by_name = {d["database"]: d for d in listed}
+    assert set(by_name) == {"agroguia_v0", "agroguia_v1"}
+    assert by_name["agroguia_v1"]["last_used"] == "current" and by_name["agroguia_v0"]["last_used"] != "never"
+    assert all(d["bytes"] > 0 and d["tables"] > 0 for d in listed)
+    refused = env.pinned("drop-database", "agroguia_v1", check=False)
+    assert refused.returncode == 1 and "current release" in refused.stderr
+    dropped = env.pinned("drop-database", "agroguia_v0")
+    assert dropped.returncode == 0
+    assert "agroguia_v0" not in sandbox.ssh(DB, "mysql -N -B -e 'SHOW DATABASES'").stdout.split()
+    assert "Release: C" in http_get(f"http://{sandbox.booted[WEBS[0]].address}/").body

@@ -162,12 +162,13 @@ if units["mariadb.service"]["active"] == "active":
     if query is not None:
         mysql["running"] = True
         stats = run(["mysql", "-N", "-B", "-e",
-                     "SELECT table_schema, COUNT(*), COALESCE(SUM(table_rows), 0) FROM information_schema.tables "
+                     "SELECT table_schema, COUNT(*), COALESCE(SUM(table_rows), 0), "
+                     "COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables "
                      "WHERE table_schema LIKE '%s\\_v%%' AND table_type = 'BASE TABLE' GROUP BY table_schema"
                      % app.replace("_", "\\_")]) or ""
         for line in stats.splitlines():
-            name, tables, rows = line.split("\t")
-            mysql.setdefault("stats", {})[name] = [int(tables), int(rows)]
+            name, tables, rows, size = line.split("\t")
+            mysql.setdefault("stats", {})[name] = [int(tables), int(rows), int(size)]
         for line in query.splitlines():
             if "@" in line:
                 user, _, host = line.partition("@")
