@@ -21,16 +21,32 @@ def venv(path: str, requirements: str, extra: list[str]):
     yield StringCommand("touch", QuoteString(f"{path}/.pinned-ready"))
 
 
+# A new release starts as hard links of the base release's code (never of what differs per release:
+# assets/, the settings module, the venv link, the metadata); then the links of deleted and changed files
+# are removed and the changed files extracted anew: the base release's files are never written to.
+HARDLINK_SCRIPT = r'''
+building=$1 base=$2
+shift 2
+cp -al "$base/." "$building/"
+rm -rf "$building/assets" "$building/.pinned" "$building/pinned_settings.py" "$building/.venv"
+mkdir -p "$building/.pinned"
+for path in "$@"; do rm -f -- "$building/$path"; done
+'''
+
+
 @operation()
 def build(app: str, root: str, schema: int, release_id: str, archive: str, venv: str, settings: str,
-          metadata: str):
+          metadata: str, base_dir: str = "", replaced: list[str] | None = None):
     """Upload a release and build it in `versions/<N>/.<id>.building`; only a finished build is renamed
-    to `versions/<N>/<id>` (so no half-built release is ever used), then linked from `by-id/`."""
+    to `versions/<N>/<id>` (so no half-built release is ever used), then linked from `by-id/`. With a
+    base release on the host, only the changed files are sent (`archive` holds just those)."""
     schema_dir = f"{root}/versions/{schema}"
     building = f"{schema_dir}/.{release_id}.building"
     final = f"{schema_dir}/{release_id}"
     tarball = f"{schema_dir}/.{release_id}.tar.gz"
     yield sh('rm -rf "$1" && mkdir -p "$1/.pinned"', building)
+    if base_dir:
+        yield sh(HARDLINK_SCRIPT, building, base_dir, *(replaced or []))
     yield FileUploadCommand(archive, tarball)
     yield sh('tar -xzf "$2" -C "$1" --no-same-owner --no-same-permissions && rm -f "$2" && '
              'chown -R root:root "$1" && chmod -R u+rwX,go+rX,go-w "$1"', building, tarball)

@@ -11,7 +11,7 @@ import getpass
 import os
 import socket
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from io import BytesIO
 from pathlib import Path
 
@@ -28,7 +28,7 @@ from state.layout import NGINX_DEFAULT_SITE
 from state.model import State, selected_env
 from state.observed import HostObserved
 from state.plan import Plan, plan
-from state.source import archive, repository_path
+from state.source import archive, repository_path, transfer_sizes
 
 from . import lock
 from .facts import AppState, observe_request
@@ -49,9 +49,9 @@ class Run:
     secrets: BytesIO = field(default_factory=BytesIO)
     lock_holder: str | None = None  # this run holds the deploy lock (released by its last operation)
 
-    def archive(self) -> str:
-        cache = Path(os.environ.get("PINNED_CACHE", PROJECT / ".cache")) / "releases"
-        return str(archive(self.repo, self.desired.release, self.state, cache))
+    def archive(self, base_commit: str = "") -> str:
+        """The release's tarball: whole, or only what changed since `base_commit`."""
+        return str(archive(self.repo, self.desired.release, self.state, release_cache(), base_commit or None))
 
     @property
     def by(self) -> str:
@@ -61,6 +61,10 @@ class Run:
     def display_path(self) -> str:
         path = self.state_file
         return os.path.relpath(path) if path.is_relative_to(Path.cwd()) else str(path)
+
+
+def release_cache() -> Path:
+    return Path(os.environ.get("PINNED_CACHE", PROJECT / ".cache")) / "releases"
 
 
 def host_spec(h) -> HostSpec:
@@ -103,6 +107,12 @@ def compute(env: str, hosts, lock_holder: str | None = None) -> Run:
             raise PyinfraError(f"pinned: refused: {exc}") from None
     desired = Desired(env=env, state=state, release=release, hosts=specs, state_file=str(path))
     observed = observe(desired, hosts)
+    # What a new release costs to send: whole, or as a delta from the release each web host serves.
+    bases = {o.releases[o.current].commit for o in observed.values()
+             if o.current in o.releases and o.releases[o.current].status == "ready" and o.releases[o.current].commit}
+    if not all(desired.release.id in observed[w.name].releases for w in desired.web_hosts):
+        desired = replace(desired, transfers=transfer_sizes(repository_path(state, path), release, state, bases,
+                                                            release_cache()))
     the_plan = plan(desired, observed)
     run = Run(env, path, state, repository_path(state, path), desired, observed, the_plan)
     run.lock_holder = lock_holder if lock_holder and not the_plan.empty else None

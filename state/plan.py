@@ -64,7 +64,8 @@ STEP_KINDS = {
     "config": "write a managed config file (unit templates, nginx site, MariaDB network, sudo rules); shows a diff",
     "nginx-default-site": "remove Debian's default nginx site (it would answer for the app's port)",
     "venv": "build a shared virtualenv for a requirements hash",
-    "release": "upload and build a release (code, settings module, collectstatic) into versions/<N>/<id>",
+    "release": "build a release into versions/<N>/<id>: hard links of the served release + the changed files "
+               "(or all of it), settings module, collectstatic",
     "migrate": "run Django's migrations on a new schema version's database, once (first web host)",
     "schema": "record a schema version on a web host (versions/<N>/schema.json)",
     "app": "start a release's socket and service, health-checked on its own socket",
@@ -376,11 +377,22 @@ def plan_release(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation,
                 steps.append(step)
     if build:
         reason = "not on disk" if on_disk is None else f"on disk but {on_disk.status}"
-        steps.append(Step(host.name, ADD, "release", release_dir, f"{reason}: build from {rel.commit[:12]}", {
+        base = o.releases.get(o.current) if o.current else None
+        transfer = d.transfers.get(base.commit) if base and base.status == "ready" else None
+        if transfer is not None and base is not None:
+            reason += (f": build from {rel.commit[:12]} as hard links of {base.id} + {transfer['changed']} changed "
+                       f"file(s), {len(transfer['deleted'])} deleted, {transfer['bytes']} bytes to send")
+            base_dir, base_commit, deleted = lay.release_dir(base.schema, base.id), base.commit, transfer["replaced"]
+        else:
+            whole = d.transfers.get("", {}).get("bytes")
+            reason += f": build from {rel.commit[:12]}" + (f", {whole} bytes to send" if whole else "")
+            base_dir, base_commit, deleted = "", "", ()  # sent whole
+        steps.append(Step(host.name, ADD, "release", release_dir, reason, {
             "schema": schema, "release_id": rel.id, "commit": rel.commit,
             "venv": lay.venv(rel.requirements_hash),
             "settings": settings_module(d, host, schema, release_dir),
             "metadata": release_metadata(d, schema),
+            "base_dir": base_dir, "base_commit": base_commit, "replaced": list(deleted),
         }, phase="prepare"))
     if first_web and alloc.migrate:
         new = [m for m in rel.migrations if m not in source_migrations]

@@ -110,15 +110,65 @@ def release(repo: Path, commit: str, state: State) -> Release:
                    requirements=requirements.decode())
 
 
-def archive(repo: Path, rel: Release, state: State, dest_dir: Path) -> Path:
-    """A gzipped tarball of the release's project folder (cached by release id)."""
+def archive(repo: Path, rel: Release, state: State, dest_dir: Path, base: str | None = None) -> Path:
+    """A gzipped tarball of the release's project folder (cached). With `base` (a commit), only the files
+    that changed since it: the host builds the rest as hard links of the base release."""
     dest_dir.mkdir(parents=True, exist_ok=True)
-    out = dest_dir / f"{state.app}-{rel.id}.tar.gz"
+    out = dest_dir / (f"{state.app}-{rel.id}.tar.gz" if base is None else f"{state.app}-{rel.id}-since-{base[:12]}.tar.gz")
     if not out.exists():
         project = state.django.project_dir
         tree = rel.commit if project == "." else f"{rel.commit}:{project}"
-        data = _git(repo, "archive", "--format=tar.gz", tree, binary=True)
+        paths = [] if base is None else list(delta(repo, base, rel, state).changed)
+        data = _git(repo, "archive", "--format=tar.gz", tree, *(["--", *paths] if base is not None else []),
+                    binary=True) if base is None or paths else _empty_targz()
         tmp = out.with_suffix(".tmp")
         tmp.write_bytes(data)
         tmp.replace(out)
     return out
+
+
+def _empty_targz() -> bytes:
+    import gzip
+    import io
+    import tarfile
+
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w"):
+        pass
+    return gzip.compress(raw.getvalue(), mtime=0)
+
+
+@dataclass(frozen=True)
+class Delta:
+    """What changed in the project folder between a base commit and a release."""
+
+    base: str
+    changed: tuple[str, ...]  # added or modified, relative to the project folder
+    deleted: tuple[str, ...]
+
+
+def delta(repo: Path, base: str, rel: Release, state: State) -> Delta:
+    project = state.django.project_dir
+    out = _git(repo, "diff", "--no-renames", "--name-status", "-z", base, rel.commit,
+               *(["--", project] if project != "." else []))
+    fields = out.split("\0")
+    changed, deleted = [], []
+    for status, path in zip(fields[0::2], fields[1::2]):
+        if not path:
+            continue
+        relative = path if project == "." else str(PurePosixPath(path).relative_to(project))
+        (deleted if status == "D" else changed).append(relative)
+    return Delta(base, tuple(sorted(changed)), tuple(sorted(deleted)))
+
+
+def transfer_sizes(repo: Path, rel: Release, state: State, bases: set[str], cache: Path) -> dict[str, dict]:
+    """Bytes to send for the release: in full (key "") and as a delta from each base commit on a host."""
+    sizes = {"": {"bytes": archive(repo, rel, state, cache).stat().st_size, "changed": None, "deleted": ()}}
+    for base in sorted(bases):
+        try:
+            d = delta(repo, base, rel, state)
+        except SourceError:
+            continue  # a base commit the repository no longer has: send the release whole
+        sizes[base] = {"bytes": archive(repo, rel, state, cache, base).stat().st_size,
+                       "changed": len(d.changed), "deleted": d.deleted, "replaced": d.changed + d.deleted}
+    return sizes

@@ -44,8 +44,15 @@ def test_pin_rollback_and_forward_again(env, sandbox, commits):
     plan_b = env.pinned("plan", "--detailed-exitcode")
     assert plan_b.returncode == 2 and "+ release /srv/agroguia/versions/0/" in plan_b.stdout
     assert "+ venv" not in plan_b.stdout  # same requirements: the shared virtualenv is reused
+    # Only what changed crosses the wire; the rest are hard links of the release being served.
+    sent = re.search(r"as hard links of \S+ \+ 1 changed file\(s\), 0 deleted, (\d+) bytes to send", plan_b.stdout)
+    assert sent and int(sent.group(1)) < 2000, plan_b.stdout
     env.deploy()
     assert serves(sandbox, "Release: B")
+    rid_b = f"{commits['B']['time']}-{commits['B']['commit'][:12]}"
+    links = sandbox.ssh(HOST, f"stat -c %h /srv/agroguia/versions/0/{rid_b}/manage.py "
+                              f"/srv/agroguia/versions/0/{rid_b}/crops/templates/crops/index.html").stdout.split()
+    assert links == ["2", "1"]  # manage.py shared with A; the changed template is B's own
     assert env.pinned("plan", "--detailed-exitcode").returncode == 0
 
     # Back to A: only the link switch and the app's restart.
