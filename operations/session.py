@@ -55,12 +55,17 @@ class Run:
 
     @property
     def by(self) -> str:
-        return f"{os.environ.get('SUDO_USER') or getpass.getuser()}@{socket.gethostname()}"
+        return f"{deployer()}@{socket.gethostname()}"
 
     @property
     def display_path(self) -> str:
         path = self.state_file
         return os.path.relpath(path) if path.is_relative_to(Path.cwd()) else str(path)
+
+
+def deployer() -> str:
+    """Who runs the deploy (the user behind sudo, if any): recorded in the history and the lock."""
+    return os.environ.get("SUDO_USER") or getpass.getuser()
 
 
 def release_cache() -> Path:
@@ -131,8 +136,7 @@ def environment_run() -> Run:
     env = selected_env(sys.argv, os.environ)
     with _lock:
         if env not in _runs:
-            holder = None if "--dry" in sys.argv else lock.holder_line(
-                os.environ.get("SUDO_USER") or getpass.getuser())
+            holder = None if "--dry" in sys.argv else lock.holder_line(deployer())
             run = compute(env, inventory.get_active_hosts(), holder)
             print(render.render_text(run.plan, run.display_path, color=sys.stdout.isatty()), flush=True)
             _runs[env] = run

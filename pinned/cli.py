@@ -92,7 +92,6 @@ RELEASE_LINE = re.compile(r"^(release:[ \t]*)([\"']?)([^\s\"'#]*)\2([ \t]*(#.*)?
 
 def cmd_pin(args) -> int:
     from state.check import check_env
-    from state.model import state_path
     from state.source import SourceError, release, repository_path, resolve
 
     env, path, state, _ = check_env(args.env)
@@ -110,7 +109,6 @@ def cmd_pin(args) -> int:
     tmp = path.with_name(f".{path.name}.pinned-tmp")
     tmp.write_text(new)
     tmp.replace(path)
-    assert state_path(env) == path
     print(f"pinned {rel.id} ({args.ref} = {commit}) in {path}")
     print(f"next: pinned plan --env {env}")
     return 0
@@ -172,13 +170,13 @@ def cmd_unlock(args) -> int:
 
 def schema_usage(run) -> dict[int, str]:
     """When each schema version was last current: 'current', a time from the history, or 'never'."""
-    from state.plan import _history_events
+    from state.plan import history_events
 
     o = run.observed[run.desired.web_hosts[0].name]
     schema_of = {rid: r.schema for rid, r in o.releases.items()}
     usage: dict[int, str] = {}
     current = o.releases[o.current].schema if o.current in o.releases else None
-    for when, frm, to in _history_events(o, schema_of):
+    for when, frm, to in history_events(o, schema_of):
         if frm is not None:
             usage[frm] = when
         if to is not None:

@@ -53,7 +53,6 @@ class Desired:
     release: Release
     hosts: tuple[HostSpec, ...]
     state_file: str = ""
-    meta: dict = field(default_factory=dict, compare=False)
     # Bytes to send for the release: whole ("") or as a delta from a base commit on a host (source.transfer_sizes)
     transfers: dict = field(default_factory=dict, compare=False)
 

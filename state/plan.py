@@ -162,7 +162,7 @@ class Allocation:
     blocked: bool = False  # a warning that stops the run: nothing may change
 
 
-def _history_events(observed: HostObserved, schema_of: dict[str, int]):
+def history_events(observed: HostObserved, schema_of: dict[str, int]):
     """(time, from schema, to schema) of every recorded switch."""
     for line in observed.history:
         parts = line.split()
@@ -197,7 +197,7 @@ def allocate_schema(d: Desired, observed: dict[str, HostObserved]) -> Allocation
         number = max(same) if same else None
 
     served = {n for n, s in schemas.items() if s.served} | {to for o in webs for _t, _f, to in
-                                                           _history_events(o, schema_of) if to is not None}
+                                                           history_events(o, schema_of) if to is not None}
     if number is not None and number != current_schema and number not in served and current_schema in complete:
         # Made for a release that never went live (its deploy failed after the copy): the copy is stale,
         # so it is made again from the current database.
@@ -212,7 +212,7 @@ def allocate_schema(d: Desired, observed: dict[str, HostObserved]) -> Allocation
                 f"on {d.db_host.name}: restore it (or pin a release of another schema). Nothing will be changed.",))
         warnings = []
         if current_schema is not None and number != current_schema:
-            events = list(_history_events(webs[0], schema_of))
+            events = list(history_events(webs[0], schema_of))
             if number < current_schema:
                 since = next((t for t, _f, to in reversed(events) if to == current_schema), "unknown")
                 for t, frm, to in reversed(events):
