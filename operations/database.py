@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pyinfra.api import QuoteString, StringCommand, operation
 
-from .files import sh
+from .files import RELEASE_META, sh
 
 # SQL that names the password is made on the server, from the secrets file, and piped to mysql:
 # the password is never in a command line, the plan or pyinfra's output.
@@ -102,11 +102,7 @@ runuser -u "$app" -- env DJANGO_SETTINGS_MODULE=pinned_settings .venv/bin/python
 import django; django.setup()
 from django.db import connection
 connection.cursor().execute("DROP DATABASE `%s`" % connection.settings_dict["NAME"])' || true
-python3 -c '
-import json, sys
-p = sys.argv[1] + "/.pinned/release.json"
-m = json.load(open(p)); m["status"] = "failed"; m["failure"] = "migrate"
-json.dump(m, open(p, "w"), sort_keys=True)' "$2"
+python3 -c "$5" "$2" status=failed failure=migrate
 echo "pinned: migrating $3 with release $4 failed (output above); $3 was dropped, the release is marked failed, current is unchanged" >&2
 exit 1
 '''
@@ -115,7 +111,7 @@ exit 1
 @operation()
 def migrate(app: str, release_dir: str, database: str, release_id: str):
     """Run Django's migrations with a release against its (new) schema version's database, once."""
-    yield sh(MIGRATE_SCRIPT, app, release_dir, database, release_id)
+    yield sh(MIGRATE_SCRIPT, app, release_dir, database, release_id, RELEASE_META)
 
 
 @operation()

@@ -13,6 +13,19 @@ def sh(script: str, *args: str) -> StringCommand:
     return StringCommand("sh", "-c", QuoteString(script), "pinned", *(QuoteString(str(a)) for a in args))
 
 
+# Sets fields of a release's metadata: python3 -c "$RELEASE_META" RELEASE_DIR key=value ... (atomic write).
+RELEASE_META = r'''
+import json, os, sys
+path = sys.argv[1] + "/.pinned/release.json"
+with open(path) as handle:
+    meta = json.load(handle)
+meta.update(arg.split("=", 1) for arg in sys.argv[2:])
+with open(path + ".tmp", "w") as handle:
+    json.dump(meta, handle, sort_keys=True)
+os.replace(path + ".tmp", path)
+'''
+
+
 # nginx: test the new config, put the old one back if it fails, reload only a running nginx.
 NGINX_CHECK = (
     'if ! out=$(nginx -t 2>&1); then echo "$out" >&2; '

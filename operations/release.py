@@ -6,7 +6,7 @@ from io import StringIO
 
 from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 
-from .files import atomic_link_command, sh
+from .files import RELEASE_META, atomic_link_command, sh
 
 
 @operation()
@@ -56,11 +56,8 @@ def build(app: str, root: str, schema: int, release_id: str, archive: str, venv:
     yield sh('cd "$2" && install -d -o "$1" -g "$1" assets && runuser -u "$1" -- env '
              'DJANGO_SETTINGS_MODULE=pinned_settings PYTHONDONTWRITEBYTECODE=1 .venv/bin/python manage.py '
              'collectstatic --noinput --verbosity 0 && chown -R root:root assets', app, building)
-    yield FileUploadCommand(StringIO(metadata), f"{building}/.pinned/release.json.tmp")
-    yield sh('python3 -c "import json,sys,time; p=sys.argv[1]; m=json.load(open(p+\'.tmp\')); '
-             'm[\'built_at\']=time.strftime(\'%Y-%m-%dT%H:%M:%SZ\', time.gmtime()); '
-             'json.dump(m, open(p, \'w\'), sort_keys=True)" "$1/.pinned/release.json" && '
-             'rm -f "$1/.pinned/release.json.tmp"', building)
+    yield FileUploadCommand(StringIO(metadata), f"{building}/.pinned/release.json")
+    yield sh('python3 -c "$2" "$1" "built_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)"', building, RELEASE_META)
     yield sh('rm -rf "$2" && mv -T "$1" "$2"', building, final)
     yield atomic_link_command(f"{root}/by-id/{release_id}", f"../versions/{schema}/{release_id}")
 
@@ -76,11 +73,7 @@ while [ $i -lt 60 ]; do
     i=$((i+1)); sleep 0.25
 done
 systemctl disable --quiet --now "$app@$rid.socket" "$app@$rid.service" 2>/dev/null
-python3 -c '
-import json, sys
-p = sys.argv[1] + "/.pinned/release.json"
-m = json.load(open(p)); m["status"] = "failed"; m["failure"] = "health check answered " + sys.argv[2]
-json.dump(m, open(p, "w"), sort_keys=True)' "$release_dir" "${code:-nothing}"
+python3 -c "$7" "$release_dir" status=failed "failure=health check answered ${code:-nothing}"
 echo "pinned: health check failed: http://$host$url on release $rid answered ${code:-nothing}" \
      "(the release is marked failed; current is unchanged). Its log:" >&2
 journalctl -u "$app@$rid.service" -n 30 --no-pager -o cat >&2
@@ -123,7 +116,7 @@ systemctl disable --quiet --now "$1@$2.socket" "$1@$2.service"
 def start(app: str, release_id: str, socket: str, health_url: str, health_host: str, release_dir: str):
     """Start a release's socket and service and check its health URL on its own socket: 2xx or fail."""
     yield sh('systemctl enable --quiet --now "$1@$2.socket" && systemctl start "$1@$2.service"', app, release_id)
-    yield sh(HEALTH_SCRIPT, socket, health_host, health_url, app, release_id, release_dir)
+    yield sh(HEALTH_SCRIPT, socket, health_host, health_url, app, release_id, release_dir, RELEASE_META)
 
 
 @operation()

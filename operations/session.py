@@ -28,7 +28,7 @@ from state.layout import NGINX_DEFAULT_SITE
 from state.model import State, selected_env
 from state.observed import HostObserved
 from state.plan import Plan, plan
-from state.source import archive, repository_path, transfer_sizes
+from state.source import archive, transfer_sizes
 
 from . import lock
 from .facts import AppState, observe_request
@@ -84,7 +84,7 @@ def observe(d: Desired, hosts) -> dict[str, HostObserved]:
     files = [f.path for f in (*site_files(d), *user_files(d), mariadb_network_file(d))] + [lay.nginx_upstream]
     request = observe_request(
         app=d.state.app, users=[u.name for u in d.state.users], packages=list(d.packages()),
-        paths=[lay.root, lay.versions, lay.venvs, lay.by_id, NGINX_DEFAULT_SITE], files=files,
+        paths=[*lay.directories, NGINX_DEFAULT_SITE], files=files,
         secrets=lay.secrets, history=lay.history,
     )
 
@@ -100,7 +100,8 @@ def observe(d: Desired, hosts) -> dict[str, HostObserved]:
 def compute(env: str, hosts, lock_holder: str | None = None) -> Run:
     """Desired state from the state file, observed state from the hosts, and the plan between them.
     With `lock_holder`, the deploy lock is taken on every host first (see operations.lock)."""
-    env, path, state, release = check_env(env)
+    checked = check_env(env)
+    env, path, state, release = checked.env, checked.path, checked.state, checked.release
     specs = tuple(host_spec(h) for h in hosts)
     if not any("web" in s.roles for s in specs) or not any("db" in s.roles for s in specs):
         raise PyinfraError("pinned: the inventory needs a host in group `web` and one in group `db`")
@@ -113,13 +114,12 @@ def compute(env: str, hosts, lock_holder: str | None = None) -> Run:
     desired = Desired(env=env, state=state, release=release, hosts=specs, state_file=str(path))
     observed = observe(desired, hosts)
     # What a new release costs to send: whole, or as a delta from the release each web host serves.
-    bases = {o.releases[o.current].commit for o in observed.values()
-             if o.current in o.releases and o.releases[o.current].status == "ready" and o.releases[o.current].commit}
+    bases = {o.current_release.commit for o in observed.values()
+             if o.current_release and o.current_release.status == "ready" and o.current_release.commit}
     if not all(desired.release.id in observed[w.name].releases for w in desired.web_hosts):
-        desired = replace(desired, transfers=transfer_sizes(repository_path(state, path), release, state, bases,
-                                                            release_cache()))
+        desired = replace(desired, transfers=transfer_sizes(checked.repo, release, state, bases, release_cache()))
     the_plan = plan(desired, observed)
-    run = Run(env, path, state, repository_path(state, path), desired, observed, the_plan)
+    run = Run(env, path, state, checked.repo, desired, observed, the_plan)
     run.lock_holder = lock_holder if lock_holder and not the_plan.empty else None
     if lock_holder and the_plan.empty:  # nothing will run: no need to hold it
         lock.release_now(hosts, state.app, lock_holder)

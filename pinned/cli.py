@@ -92,10 +92,10 @@ RELEASE_LINE = re.compile(r"^(release:[ \t]*)([\"']?)([^\s\"'#]*)\2([ \t]*(#.*)?
 
 def cmd_pin(args) -> int:
     from state.check import check_env
-    from state.source import SourceError, release, repository_path, resolve
+    from state.source import SourceError, release, resolve
 
-    env, path, state, _ = check_env(args.env)
-    repo = repository_path(state, path)
+    checked = check_env(args.env)
+    env, path, state, repo = checked.env, checked.path, checked.state, checked.repo
     try:
         commit = resolve(repo, args.ref)
         rel = release(repo, commit, state)
@@ -175,7 +175,7 @@ def schema_usage(run) -> dict[int, str]:
     o = run.observed[run.desired.web_hosts[0].name]
     schema_of = {rid: r.schema for rid, r in o.releases.items()}
     usage: dict[int, str] = {}
-    current = o.releases[o.current].schema if o.current in o.releases else None
+    current = o.current_release.schema if o.current_release else None
     for when, frm, to in history_events(o, schema_of):
         if frm is not None:
             usage[frm] = when
@@ -191,8 +191,8 @@ def cmd_databases(args) -> int:
     db = run.observed[run.desired.db_host.name]
     usage = schema_usage(run)
     rows = []
-    for name in sorted(db.databases, key=lambda n: int(n.rsplit("_v", 1)[1])):
-        number = int(name.rsplit("_v", 1)[1])
+    for name in sorted(db.databases, key=run.desired.layout.schema_of_database):
+        number = run.desired.layout.schema_of_database(name)
         tables, rows_estimate, size = (tuple(db.db_stats.get(name, ())) + (0, 0, 0))[:3]
         rows.append({"database": name, "schema": number, "tables": tables, "rows": rows_estimate,
                      "bytes": size, "last_used": usage.get(number, "never")})
@@ -208,6 +208,7 @@ def cmd_databases(args) -> int:
 
 def cmd_drop_database(args) -> int:
     from operations.files import sh
+    from state.plan import allocate_schema
 
     run = _connect(args.env, args.limit)
     lay, db_spec = run.desired.layout, run.desired.db_host
@@ -215,11 +216,10 @@ def cmd_drop_database(args) -> int:
     name = args.database
     if name not in db.databases:
         raise CliError(f"{name}: no such database of {run.state.app} on {db_spec.name} (see `pinned databases`)")
-    number = int(name.rsplit("_v", 1)[1])
-    current = {run.observed[w.name].releases[run.observed[w.name].current].schema for w in run.desired.web_hosts
-               if run.observed[w.name].current in run.observed[w.name].releases}
-    pinned_schema = next((run.observed[w.name].releases[run.desired.release.id].schema for w in run.desired.web_hosts
-                          if run.desired.release.id in run.observed[w.name].releases), None)
+    number = lay.schema_of_database(name)
+    current = {o.current_release.schema for o in (run.observed[w.name] for w in run.desired.web_hosts)
+               if o.current_release}
+    pinned_schema = allocate_schema(run.desired, run.observed).schema
     if number in current:
         raise CliError(f"{name} is the database of the current release: it cannot be dropped")
     if number == pinned_schema:

@@ -34,6 +34,11 @@ class Layout:
     def history(self) -> str:
         return f"{self.root}/history.log"
 
+    @property
+    def directories(self) -> tuple[str, ...]:
+        """The folders of the app root (root-owned: the app user cannot write its own code)."""
+        return (self.root, self.versions, self.venvs, self.by_id)
+
     def schema_dir(self, schema: int) -> str:
         return f"{self.versions}/{schema}"
 
@@ -51,6 +56,12 @@ class Layout:
 
     def database(self, schema: int) -> str:
         return f"{self.app}_v{schema}"
+
+    def schema_of_database(self, name: str) -> int | None:
+        """`<app>_v<N>` → N (None for any other name)."""
+        prefix = f"{self.app}_v"
+        number = name[len(prefix):] if name.startswith(prefix) else ""
+        return int(number) if number.isdigit() else None
 
     @property
     def database_pattern(self) -> str:

@@ -63,6 +63,11 @@ class HostObserved:
     db_stats: dict = field(default_factory=dict)  # database -> (tables, estimated rows, bytes)
 
     @property
+    def current_release(self) -> ReleaseOnDisk | None:
+        """The release `current` names, if it is one on disk."""
+        return self.releases.get(self.current) if self.current else None
+
+    @property
     def secrets_digest(self) -> str | None:
         return (self.secrets or {}).get("digest")
 

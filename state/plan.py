@@ -182,7 +182,7 @@ def allocate_schema(d: Desired, observed: dict[str, HostObserved]) -> Allocation
                 schemas[number] = s
     complete = {n: s for n, s in schemas.items() if s.fingerprint and s.migrated}
     schema_of = {rid: r.schema for o in webs for rid, r in o.releases.items()}
-    current_schema = next((o.releases[o.current].schema for o in webs if o.current in o.releases), None)
+    current_schema = next((o.current_release.schema for o in webs if o.current_release), None)
 
     number = None
     for o in webs:
@@ -214,11 +214,8 @@ def allocate_schema(d: Desired, observed: dict[str, HostObserved]) -> Allocation
         if current_schema is not None and number != current_schema:
             events = list(history_events(webs[0], schema_of))
             if number < current_schema:
-                since = next((t for t, _f, to in reversed(events) if to == current_schema), "unknown")
-                for t, frm, to in reversed(events):
-                    if to == current_schema and frm != current_schema:
-                        since = t
-                        break
+                since = next((t for t, frm, to in reversed(events) if to == current_schema and frm != current_schema),
+                             "unknown")
                 warnings.append(
                     f"rolling back across a schema change: writes made to {lay.database(current_schema)} since it "
                     f"became current ({since}) will not be in {database}.")
@@ -228,8 +225,7 @@ def allocate_schema(d: Desired, observed: dict[str, HostObserved]) -> Allocation
         return Allocation(number, current_schema, warnings=tuple(warnings))
 
     # A new schema version: the first, or a copy of the current one, then migrated.
-    numbers = set(schemas) | {int(name.rsplit("_v", 1)[1]) for name in db.databases
-                              if name.rsplit("_v", 1)[-1].isdigit()}
+    numbers = set(schemas) | {n for n in map(lay.schema_of_database, db.databases) if n is not None}
     unfinished = sorted(n for n in numbers if n not in complete and n != current_schema)
     number = unfinished[-1] if unfinished else (max(numbers) + 1 if numbers else 0)
     copy_from = current_schema if current_schema is not None and current_schema in complete else None
@@ -273,7 +269,7 @@ def plan_system(d: Desired, host: HostSpec, o: HostObserved) -> list[Step]:
         if step:
             steps.append(step)
     if "web" in host.roles:
-        for path in (lay.root, lay.versions, lay.venvs, lay.by_id):
+        for path in lay.directories:
             have = o.paths.get(path)
             want = {"type": "dir", "mode": "0755", "owner": "root", "group": "root"}
             if have is None:
@@ -377,22 +373,22 @@ def plan_release(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation,
                 steps.append(step)
     if build:
         reason = "not on disk" if on_disk is None else f"on disk but {on_disk.status}"
-        base = o.releases.get(o.current) if o.current else None
+        base = o.current_release
         transfer = d.transfers.get(base.commit) if base and base.status == "ready" else None
         if transfer is not None and base is not None:
             reason += (f": build from {rel.commit[:12]} as hard links of {base.id} + {transfer['changed']} changed "
                        f"file(s), {len(transfer['deleted'])} deleted, {transfer['bytes']} bytes to send")
-            base_dir, base_commit, deleted = lay.release_dir(base.schema, base.id), base.commit, transfer["replaced"]
+            base_dir, base_commit, replaced = lay.release_dir(base.schema, base.id), base.commit, transfer["replaced"]
         else:
             whole = d.transfers.get("", {}).get("bytes")
             reason += f": build from {rel.commit[:12]}" + (f", {whole} bytes to send" if whole else "")
-            base_dir, base_commit, deleted = "", "", ()  # sent whole
+            base_dir, base_commit, replaced = "", "", ()  # sent whole
         steps.append(Step(host.name, ADD, "release", release_dir, reason, {
             "schema": schema, "release_id": rel.id, "commit": rel.commit,
             "venv": lay.venv(rel.requirements_hash),
             "settings": settings_module(d, host, schema, release_dir),
             "metadata": release_metadata(d, schema),
-            "base_dir": base_dir, "base_commit": base_commit, "replaced": list(deleted),
+            "base_dir": base_dir, "base_commit": base_commit, "replaced": list(replaced),
         }, phase="prepare"))
     if first_web and alloc.migrate:
         new = [m for m in rel.migrations if m not in source_migrations]
