@@ -76,10 +76,10 @@ python3 -c "$verify" "$src" "$dst" || fail "the copy of $src in $dst does not ma
 
 
 @operation()
-def database(database: str, copy_from: str | None = None, recreate: bool = False):
+def database(database: str, copy_from: str = "", recreate: bool = False):
     """Create a schema version's database (utf8mb4): empty, or a verified copy of another one.
     A failed copy drops the new database again; the source is only read."""
-    yield sh(COPY_SCRIPT, database, copy_from or "", "1" if recreate else "0", VERIFY_SCRIPT)
+    yield sh(COPY_SCRIPT, database, copy_from, "1" if recreate else "0", VERIFY_SCRIPT)
 
 
 @operation()

@@ -10,7 +10,7 @@ from .files import RELEASE_META, atomic_link_command, sh
 
 
 @operation()
-def venv(path: str, requirements: str, extra: list[str]):
+def venv(path: str, requirements: str, extra: tuple[str, ...]):
     """Build a virtualenv for one requirements hash (shared by every release with those requirements).
     It is built in place (venv scripts name their own path) and usable only once `.pinned-ready` exists."""
     yield StringCommand("rm", "-rf", QuoteString(path))
@@ -35,18 +35,17 @@ for path in "$@"; do rm -f -- "$building/$path"; done
 
 
 @operation()
-def build(app: str, root: str, schema: int, release_id: str, archive: str, venv: str, settings: str,
-          metadata: str, base_dir: str = "", replaced: list[str] | None = None):
-    """Upload a release and build it in `versions/<N>/.<id>.building`; only a finished build is renamed
-    to `versions/<N>/<id>` (so no half-built release is ever used), then linked from `by-id/`. With a
-    base release on the host, only the changed files are sent (`archive` holds just those)."""
-    schema_dir = f"{root}/versions/{schema}"
-    building = f"{schema_dir}/.{release_id}.building"
-    final = f"{schema_dir}/{release_id}"
-    tarball = f"{schema_dir}/.{release_id}.tar.gz"
+def build(app: str, release_id: str, building: str, final: str, tarball: str, archive: str, venv: str,
+          settings: str, metadata: str, by_id: str, by_id_target: str, base_dir: str = "",
+          replaced: tuple[str, ...] = ()):
+    """Upload a release and build it in `building` (versions/<N>/.<id>.building); only a finished build is
+    renamed to `final` (so no half-built release is ever used), then linked from `by-id/`. With a base
+    release on the host, only the changed files are sent (`archive` holds just those)."""
+    if not archive:
+        raise ValueError(f"release {release_id}: no archive to upload (the engine makes it before running)")
     yield sh('rm -rf "$1" && mkdir -p "$1/.pinned"', building)
     if base_dir:
-        yield sh(HARDLINK_SCRIPT, building, base_dir, *(replaced or []))
+        yield sh(HARDLINK_SCRIPT, building, base_dir, *replaced)
     yield FileUploadCommand(archive, tarball)
     yield sh('tar -xzf "$2" -C "$1" --no-same-owner --no-same-permissions && rm -f "$2" && '
              'chown -R root:root "$1" && chmod -R u+rwX,go+rX,go-w "$1"', building, tarball)
@@ -59,12 +58,12 @@ def build(app: str, root: str, schema: int, release_id: str, archive: str, venv:
     yield FileUploadCommand(StringIO(metadata), f"{building}/.pinned/release.json")
     yield sh('python3 -c "$2" "$1" "built_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)"', building, RELEASE_META)
     yield sh('rm -rf "$2" && mv -T "$1" "$2"', building, final)
-    yield atomic_link_command(f"{root}/by-id/{release_id}", f"../versions/{schema}/{release_id}")
+    yield atomic_link_command(by_id, by_id_target)
 
 
 # A release that fails its health check is marked failed, its instance stopped; `current` is untouched.
 HEALTH_SCRIPT = r'''
-sock=$1 host=$2 url=$3 app=$4 rid=$5 release_dir=$6
+sock=$1 host=$2 url=$3 socket_unit=$4 service_unit=$5 release_dir=$6 rid=$8
 i=0
 while [ $i -lt 60 ]; do
     code=$(curl -s -o /dev/null -w "%{http_code}" --max-time 10 --unix-socket "$sock" -H "Host: $host" \
@@ -72,18 +71,18 @@ while [ $i -lt 60 ]; do
     case "$code" in 2??) exit 0;; esac
     i=$((i+1)); sleep 0.25
 done
-systemctl disable --quiet --now "$app@$rid.socket" "$app@$rid.service" 2>/dev/null
+systemctl disable --quiet --now "$socket_unit" "$service_unit" 2>/dev/null
 python3 -c "$7" "$release_dir" status=failed "failure=health check answered ${code:-nothing}"
 echo "pinned: health check failed: http://$host$url on release $rid answered ${code:-nothing}" \
      "(the release is marked failed; current is unchanged). Its log:" >&2
-journalctl -u "$app@$rid.service" -n 30 --no-pager -o cat >&2
+journalctl -u "$service_unit" -n 30 --no-pager -o cat >&2
 exit 1
 '''
 
 # nginx's upstream and `current` move together in one command, immune to a cut SSH connection (HUP).
 SWITCH_SCRIPT = r'''
 trap "" HUP
-up=$1 root=$2 target=$3 history=$4 from=$5 rid=$6 by=$7
+up=$1 current=$2 target=$3 history=$4 from=$5 rid=$6 by=$7 served=$8
 [ -e "$up" ] && cp -p "$up" "$up.pinned-old"
 mv -f "$up.pinned-tmp" "$up"
 if ! out=$(nginx -t 2>&1); then
@@ -92,11 +91,10 @@ if ! out=$(nginx -t 2>&1); then
     exit 1
 fi
 rm -f "$up.pinned-old"
-tmp="$root/.current.pinned-tmp"
-rm -f "$tmp" && ln -s "$target" "$tmp" && mv -T "$tmp" "$root/current"
-[ "$(readlink "$root/current")" = "$target" ] || { echo "pinned: current did not switch" >&2; exit 1; }
-served="$root/$(dirname "$target")/served"  # this schema version's database now takes the site's writes
-[ -e "$served" ] || touch "$served"
+tmp="$(dirname "$current")/.current.pinned-tmp"
+rm -f "$tmp" && ln -s "$target" "$tmp" && mv -T "$tmp" "$current"
+[ "$(readlink "$current")" = "$target" ] || { echo "pinned: current did not switch" >&2; exit 1; }
+[ -e "$served" ] || touch "$served"  # this schema version's database now takes the site's writes
 if systemctl is-active --quiet nginx; then systemctl reload nginx; fi
 printf "%s switch from=%s to=%s by=%s\n" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$from" "$rid" "$by" >> "$history"
 '''
@@ -108,45 +106,47 @@ i=0
 while [ $i -lt 300 ] && pgrep -f "nginx: worker process is shutting dow[n]" >/dev/null; do
     i=$((i+1)); sleep 0.1
 done
-systemctl disable --quiet --now "$1@$2.socket" "$1@$2.service"
+systemctl disable --quiet --now "$1" "$2"
 '''
 
 
 @operation()
-def start(app: str, release_id: str, socket: str, health_url: str, health_host: str, release_dir: str):
+def start(socket_unit: str, service_unit: str, socket: str, health_url: str, health_host: str, release_dir: str,
+          release_id: str):
     """Start a release's socket and service and check its health URL on its own socket: 2xx or fail."""
-    yield sh('systemctl enable --quiet --now "$1@$2.socket" && systemctl start "$1@$2.service"', app, release_id)
-    yield sh(HEALTH_SCRIPT, socket, health_host, health_url, app, release_id, release_dir, RELEASE_META)
+    yield sh('systemctl enable --quiet --now "$1" && systemctl start "$2"', socket_unit, service_unit)
+    yield sh(HEALTH_SCRIPT, socket, health_host, health_url, socket_unit, service_unit, release_dir, RELEASE_META,
+             release_id)
 
 
 @operation()
-def switch(root: str, target: str, upstream_path: str, upstream: str, from_release: str, release_id: str,
-           by: str):
+def switch(current: str, target: str, served: str, upstream_path: str, upstream: str, history: str,
+           from_release: str, release_id: str, by: str):
     """Point nginx's upstream and `current` at a release together, reload nginx, record the switch."""
     yield StringCommand("mkdir", "-p", QuoteString(upstream_path.rsplit("/", 1)[0]))
     yield FileUploadCommand(StringIO(upstream), f"{upstream_path}.pinned-tmp")
-    yield sh(SWITCH_SCRIPT, upstream_path, root, target, f"{root}/history.log", from_release or "none",
-             release_id, by)
+    yield sh(SWITCH_SCRIPT, upstream_path, current, target, history, from_release, release_id, by, served)
 
 
 @operation()
-def stop(app: str, release_id: str):
+def stop(socket_unit: str, service_unit: str, release_id: str):
     """Stop and disable a release that is no longer current, once nginx no longer sends it requests."""
-    yield sh(STOP_SCRIPT, app, release_id)
+    yield sh(STOP_SCRIPT, socket_unit, service_unit)
 
 
 PRUNE_SCRIPT = r'''
-app=$1 root=$2 rid=$3 path=$4
+root=$1 path=$2 socket_unit=$3 service_unit=$4 by_id=$5
 case "$path" in "$root"/versions/*/*|"$root"/venvs/*) ;; *) echo "pinned: refusing to remove $path" >&2; exit 1;; esac
-if [ -n "$rid" ]; then
-    systemctl disable --quiet --now "$app@$rid.socket" "$app@$rid.service" 2>/dev/null || true
-    rm -f "$root/by-id/$rid"
+if [ -n "$socket_unit" ]; then
+    systemctl disable --quiet --now "$socket_unit" "$service_unit" 2>/dev/null || true
 fi
+if [ -n "$by_id" ]; then rm -f "$by_id"; fi
 rm -rf -- "$path"
 '''
 
 
 @operation()
-def prune(app: str, root: str, release_id: str, path: str):
+def prune(root: str, path: str, release_id: str = "", socket_unit: str = "", service_unit: str = "",
+          by_id: str = ""):
     """Remove a release (its units, its by-id link, its folder), a leftover build or an unused venv."""
-    yield sh(PRUNE_SCRIPT, app, root, release_id, path)
+    yield sh(PRUNE_SCRIPT, root, path, socket_unit, service_unit, by_id)

@@ -7,6 +7,7 @@ from io import BytesIO
 from pyinfra.api import FileDownloadCommand, FileUploadCommand, operation
 from pyinfra.operations import apt, files, server, systemd
 
+from . import memory
 from .files import sh
 
 # Generated on the server, never sent or printed: keeps values that exist, adds missing ones.
@@ -33,9 +34,9 @@ os.rename(tmp, path)
 
 
 @operation()
-def packages(packages: list[str]):
+def packages(packages: tuple[str, ...]):
     """Install Debian packages (apt update first)."""
-    yield from apt.packages._inner(packages=packages, update=True)
+    yield from apt.packages._inner(packages=list(packages), update=True)
 
 
 @operation()
@@ -45,7 +46,7 @@ def service(unit: str):
 
 
 @operation()
-def user(login: str, system: bool, home: str = "", keys: list[str] | None = None):
+def user(login: str, system: bool, home: str = "", keys: tuple[str, ...] = ()):
     """The app's system user and group (no login), or an extra login user with its SSH keys."""
     if system:
         yield from server.group._inner(group=login, system=True)
@@ -53,13 +54,13 @@ def user(login: str, system: bool, home: str = "", keys: list[str] | None = None
                                       system=True, create_home=False)
     else:
         yield from server.user._inner(user=login, shell="/bin/bash", create_home=True,
-                                      public_keys=keys or [], delete_keys=True)
+                                      public_keys=list(keys), delete_keys=True)
 
 
 @operation()
-def directory(path: str):
-    """A folder of the app root: root-owned, so the app user cannot write its own code."""
-    yield from files.directory._inner(path=path, user="root", group="root", mode="0755")
+def directory(path: str, owner: str, group: str, mode: str):
+    """A folder of the app root (root-owned: the app user cannot write its own code)."""
+    yield from files.directory._inner(path=path, user=owner, group=group, mode=mode)
 
 
 @operation()
@@ -70,15 +71,15 @@ def secrets_file(path: str, group: str):
 
 
 @operation()
-def secrets_read(path: str, buffer: BytesIO):
+def secrets_read(path: str, memory_key: str):
     """Read the secrets file into the deploying machine's memory (never to its disk, never printed)."""
-    yield FileDownloadCommand(path, buffer)
+    yield FileDownloadCommand(path, memory.buffer(memory_key))
 
 
 @operation()
-def secrets_copy(path: str, group: str, buffer: BytesIO):
+def secrets_copy(path: str, group: str, memory_key: str):
     """Write the db host's secrets (read into memory just before) on a web host: root-owned, 0640."""
-    own = BytesIO(buffer.getvalue())  # hosts upload at once: each reads its own copy of the bytes
+    own = BytesIO(memory.buffer(memory_key).getvalue())  # hosts upload at once: each reads its own copy
     yield sh('install -d -o root -g "$2" -m 0750 "$(dirname "$1")"', path, group)
     yield FileUploadCommand(own, f"{path}.pinned-tmp")
     yield sh('chown "root:$2" "$1.pinned-tmp" && chmod 0640 "$1.pinned-tmp" && mv -f "$1.pinned-tmp" "$1"',

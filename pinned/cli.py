@@ -10,7 +10,8 @@
     pinned drop-database NAME                    drop one (never the current or the pinned schema's)
 
 Every command takes `--env NAME` (the state file state/NAME.yaml; default: the demo's, `sandbox`).
-Exit status: 0 success (plan: no changes), 2 (plan --detailed-exitcode) changes pending, 1 error.
+Exit status: 0 success (plan: no changes), 2 (plan --detailed-exitcode) changes pending, 1 error or a
+blocked plan (the hosts cannot converge; the plan says why).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class CliError(Exception):
 
 
 def _connect(env: str, limit: list[str] | None = None):
-    """pyinfra's inventory (inventory.py) and state, connected; the environment's run computed."""
+    """pyinfra's inventory (inventory.py) and state, connected: the active hosts."""
     os.environ["PINNED_ENV"] = env
     os.environ.setdefault("PYINFRA_PROGRESS", "off")
     logging.getLogger("pyinfra").setLevel(logging.ERROR)
@@ -41,8 +42,6 @@ def _connect(env: str, limit: list[str] | None = None):
     from pyinfra.api.connect import connect_all
     from pyinfra.context import ctx_config, ctx_inventory, ctx_state
     from pyinfra_cli.inventory import make_inventory
-
-    from operations.session import compute
 
     sys.path.insert(0, str(PROJECT))
     state = State(check_for_changes=False)
@@ -63,20 +62,30 @@ def _connect(env: str, limit: list[str] | None = None):
     failed = [h.name for h in (chosen or inventory) if h not in hosts]
     if failed:
         raise CliError(f"cannot connect to {', '.join(failed)}: check the inventory and SSH access")
-    return compute(env, hosts)
+    return hosts
 
 
 def cmd_plan(args) -> int:
+    from pinned.engine import compute
     from state import render
+    from state.plan import BLOCKED
 
-    run = _connect(args.env, args.limit)
+    run = compute(args.env, _connect(args.env, args.limit))
     if args.json:
         sys.stdout.write(render.render_json(run.plan, run.display_path))
     else:
         sys.stdout.write(render.render_text(run.plan, run.display_path, color=sys.stdout.isatty()))
+    if run.plan.status == BLOCKED:
+        return 1
     if args.detailed_exitcode and not run.plan.empty:
         return 2
     return 0
+
+
+def _inspect(args):
+    from pinned.engine import inspect
+
+    return inspect(args.env, _connect(args.env, args.limit))
 
 
 def cmd_deploy(args) -> int:
@@ -115,7 +124,7 @@ def cmd_pin(args) -> int:
 
 
 def cmd_releases(args) -> int:
-    run = _connect(args.env, args.limit)
+    run = _inspect(args)
     pinned_id = run.desired.release.id
     hosts = {}
     for spec in run.desired.web_hosts:
@@ -144,7 +153,7 @@ def cmd_releases(args) -> int:
 
 
 def cmd_history(args) -> int:
-    run = _connect(args.env, args.limit)
+    run = _inspect(args)
     for spec in run.desired.web_hosts:
         print(f"{spec.name}:")
         lines = run.observed[spec.name].history
@@ -153,16 +162,18 @@ def cmd_history(args) -> int:
 
 
 def cmd_unlock(args) -> int:
-    from operations import lock
+    from pinned import lock
+    from state.check import check_env
+    from state.layout import Layout
 
-    run = _connect(args.env, args.limit)
+    path = Layout(check_env(args.env).state.app).lock
     found = False
-    for host in run_hosts():
-        held = lock.show(host, run.state.app)
+    for host in _connect(args.env, args.limit):
+        held = lock.show(host, path)
         if held:
             found = True
             print(f"{host.name}: released the deploy lock of {lock.describe(held)}")
-            lock.force_release(host, run.state.app)
+            lock.force_release(host, path)
     if not found:
         print("no deploy lock is held")
     return 0
@@ -187,7 +198,7 @@ def schema_usage(run) -> dict[int, str]:
 
 
 def cmd_databases(args) -> int:
-    run = _connect(args.env, args.limit)
+    run = _inspect(args)
     db = run.observed[run.desired.db_host.name]
     usage = schema_usage(run)
     rows = []
@@ -208,37 +219,36 @@ def cmd_databases(args) -> int:
 
 def cmd_drop_database(args) -> int:
     from operations.files import sh
+    from pinned.engine import locked
     from state.plan import allocate_schema
 
-    run = _connect(args.env, args.limit)
-    lay, db_spec = run.desired.layout, run.desired.db_host
-    db = run.observed[db_spec.name]
-    name = args.database
-    if name not in db.databases:
-        raise CliError(f"{name}: no such database of {run.state.app} on {db_spec.name} (see `pinned databases`)")
-    number = lay.schema_of_database(name)
-    current = {o.current_release.schema for o in (run.observed[w.name] for w in run.desired.web_hosts)
-               if o.current_release}
-    pinned_schema = allocate_schema(run.desired, run.observed).schema
-    if number in current:
-        raise CliError(f"{name} is the database of the current release: it cannot be dropped")
-    if number == pinned_schema:
-        raise CliError(f"{name} is the database of the pinned release ({run.desired.release.id}): pin another first")
-    hosts = {h.name: h for h in run_hosts()}
-    ok, out = hosts[db_spec.name].run_shell_command(sh('mysql -e "DROP DATABASE \\`$1\\`"', name))
-    if not ok:
-        raise CliError(f"dropping {name} on {db_spec.name} failed: {out.stderr.strip()}")
-    # The schema version is no longer complete: a later pin of one of its releases copies it again.
-    for web in run.desired.web_hosts:
-        hosts[web.name].run_shell_command(sh('rm -f "$1/schema.json" "$1/served"', lay.schema_dir(number)))
-    print(f"dropped {name} on {db_spec.name}; releases of schema version {number} stay on disk")
+    hosts = {h.name: h for h in _connect(args.env, args.limit)}
+
+    def drop(view) -> str:
+        lay, db_spec = view.desired.layout, view.desired.db_host
+        db = view.observed[db_spec.name]
+        name = args.database
+        if name not in db.databases:
+            raise CliError(f"{name}: no such database of {view.state.app} on {db_spec.name} (see `pinned databases`)")
+        number = lay.schema_of_database(name)
+        current = {o.current_release.schema for o in (view.observed[w.name] for w in view.desired.web_hosts)
+                   if o.current_release}
+        if number in current:
+            raise CliError(f"{name} is the database of the current release: it cannot be dropped")
+        if number == allocate_schema(view.desired, view.observed).schema:
+            raise CliError(f"{name} is the database of the pinned release ({view.desired.release.id}): "
+                           "pin another first")
+        ok, out = hosts[db_spec.name].run_shell_command(sh('mysql -e "DROP DATABASE \\`$1\\`"', name))
+        if not ok:
+            raise CliError(f"dropping {name} on {db_spec.name} failed: {out.stderr.strip()}")
+        # The schema version is no longer complete: a later pin of one of its releases copies it again.
+        for web in view.desired.web_hosts:
+            hosts[web.name].run_shell_command(sh('rm -f "$1/schema.json" "$2"', lay.schema_dir(number),
+                                                 lay.served(number)))
+        return f"dropped {name} on {db_spec.name}; releases of schema version {number} stay on disk"
+
+    print(locked(args.env, list(hosts.values()), drop))
     return 0
-
-
-def run_hosts():
-    from pyinfra import inventory
-
-    return inventory.get_active_hosts()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -271,9 +281,11 @@ def main(argv: list[str] | None = None) -> int:
     commands = {"plan": cmd_plan, "deploy": cmd_deploy, "pin": cmd_pin, "releases": cmd_releases,
                 "history": cmd_history, "unlock": cmd_unlock,
                 "databases": cmd_databases, "drop-database": cmd_drop_database}
+    from pinned.engine import EngineError
+
     try:
         return commands[args.command](args)
-    except (StateFileError, CliError) as exc:
+    except (StateFileError, CliError, EngineError) as exc:
         print(f"pinned: error: {exc}", file=sys.stderr)
         return 1
     except SystemExit as exc:  # inventory.py / session refusing to go on, with its own message

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import jinja2
 
-from .layout import SETTINGS_MODULE, Layout
+from .layout import MARIADB_NETWORK_CONF, MARIADB_SOCKET, SETTINGS_MODULE, Layout
 from .model import SYSTEM_PACKAGES, State
 
 # Which role needs which of the system packages.
 ROLE_PACKAGES = tuple((p, "db" if p.startswith("mariadb") else "web") for p in SYSTEM_PACKAGES)
-MARIADB_NETWORK_CONF = "/etc/mysql/mariadb.conf.d/90-pinned.cnf"
 from .source import Release
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -42,6 +41,7 @@ class ManagedFile:
     mode: str = "0644"
     owner: str = "root"
     group: str = "root"
+    reload: str = ""  # what reads it, reloaded when it changes: systemd, nginx, mariadb
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,7 @@ class Desired:
     release: Release
     hosts: tuple[HostSpec, ...]
     state_file: str = ""
+    by: str = ""  # who deploys (user@machine): recorded in the history by the switch
     # Bytes to send for the release: whole ("") or as a delta from a base commit on a host (source.transfer_sizes)
     transfers: dict = field(default_factory=dict, compare=False)
 
@@ -85,18 +86,19 @@ def site_files(desired: Desired) -> tuple[ManagedFile, ...]:
     s, lay = desired.state, desired.layout
     common = {"app": s.app, "root": lay.root, "run_dir": lay.run_dir}
     return (
-        ManagedFile(lay.socket_template, render("app.socket.j2", **common), "systemd socket template"),
+        ManagedFile(lay.socket_template, render("app.socket.j2", **common), "systemd socket template",
+                    reload="systemd"),
         ManagedFile(
             lay.service_template,
             render("app.service.j2", **common, settings_module=SETTINGS_MODULE, workers=s.site.workers,
                    wsgi=s.django.wsgi_app),
-            "systemd service template",
+            "systemd service template", reload="systemd",
         ),
         ManagedFile(
             lay.nginx_site,
             render("nginx-site.conf.j2", **common, upstream_path=lay.nginx_upstream, upstream=lay.upstream_name,
                    port=s.site.port, server_names=s.site.server_names, static_url=s.site.static_url),
-            "nginx site",
+            "nginx site", reload="nginx",
         ),
     )
 
@@ -137,7 +139,7 @@ def settings_module(desired: Desired, host: HostSpec, schema: int, release_dir: 
         secrets_path=lay.secrets, allowed_hosts=allowed_hosts(desired, host),
         static_url=s.site.static_url,
         database=lay.database(schema), db_user=s.app,
-        db_host="/run/mysqld/mysqld.sock" if db.name == host.name else db.address,
+        db_host=MARIADB_SOCKET if db.name == host.name else db.address,
     )
 
 
@@ -152,7 +154,7 @@ def mariadb_network_file(desired: Desired) -> ManagedFile:
         MARIADB_NETWORK_CONF,
         "# Managed by pinned: web hosts reach MariaDB on this address (accounts exist for their addresses only).\n"
         f"[mysqld]\nbind-address = {desired.db_host.address}\n",
-        "MariaDB network",
+        "MariaDB network", reload="mariadb",
     )
 
 

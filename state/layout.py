@@ -1,4 +1,6 @@
-"""Where things live on a server, by app name: the one place that knows the paths."""
+"""Where things live on a server, by app name: the one place that builds a path or a name (folders,
+files, links, units, sockets, databases, the lock). Planners, operations and the observe request take
+them from here; remote scripts get them as arguments."""
 
 from __future__ import annotations
 
@@ -48,6 +50,26 @@ class Layout:
     def building_dir(self, schema: int, release_id: str) -> str:
         return f"{self.versions}/{schema}/.{release_id}.building"
 
+    def tarball(self, schema: int, release_id: str) -> str:
+        """Where a release's archive is uploaded, beside its build folder."""
+        return f"{self.versions}/{schema}/.{release_id}.tar.gz"
+
+    def served(self, schema: int) -> str:
+        """Marker: a release of this schema version has been current (its database took the site's writes)."""
+        return f"{self.versions}/{schema}/served"
+
+    @staticmethod
+    def current_target(schema: int, release_id: str) -> str:
+        """What `current` points at (relative to the root)."""
+        return f"versions/{schema}/{release_id}"
+
+    def by_id_link(self, release_id: str) -> str:
+        return f"{self.by_id}/{release_id}"
+
+    @staticmethod
+    def by_id_target(schema: int, release_id: str) -> str:
+        return f"../versions/{schema}/{release_id}"
+
     def last(self, schema: int) -> str:
         return f"{self.versions}/{schema}/last"
 
@@ -87,6 +109,26 @@ class Layout:
         return f"{self.app}@{release_id}.{kind}"
 
     @property
+    def unit_prefix(self) -> str:
+        """Every release unit's name starts with this (`<app>@`)."""
+        return f"{self.app}@"
+
+    @staticmethod
+    def release_of_unit(unit: str) -> str:
+        """`<app>@<release>.<kind>` → `<release>`."""
+        return unit.split("@", 1)[1].rsplit(".", 1)[0]
+
+    @property
+    def lock(self) -> str:
+        """The deploy lock: who holds it (one deploy of the app at a time on a host)."""
+        return f"/run/lock/pinned-{self.app}.lock"
+
+    @property
+    def secrets_memory_key(self) -> str:
+        """Where the db host's secrets wait in the deploying process's memory on their way to web hosts."""
+        return f"{self.app}:{self.secrets}"
+
+    @property
     def socket_template(self) -> str:
         return f"/etc/systemd/system/{self.app}@.socket"
 
@@ -112,4 +154,6 @@ class Layout:
 
 
 NGINX_DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
+MARIADB_NETWORK_CONF = "/etc/mysql/mariadb.conf.d/90-pinned.cnf"
+MARIADB_SOCKET = "/run/mysqld/mysqld.sock"
 SETTINGS_MODULE = "pinned_settings"

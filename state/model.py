@@ -164,10 +164,6 @@ class State(BaseModel):
             raise ValueError("root cannot be managed as an extra user")
         return users
 
-    @property
-    def root(self) -> str:
-        return f"/srv/{self.app}"
-
 
 def _short(value, limit: int = 80) -> str:
     text = repr(value)

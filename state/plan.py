@@ -1,7 +1,11 @@
 """The plan: the minimal steps that take the observed hosts to the desired state (pure and deterministic).
 
 `plan()` composes small planners, one per concern. Each returns `Step`s: plain frozen data that the
-renderers print and deploy.py maps, one step to one operation. Nothing here touches a host.
+renderers print; each step holds one typed change (state/changes.py) with every argument of the one
+operation deploy.py runs for it. Nothing here touches a host.
+
+A plan is one of three things (`Plan.status`): converged (no steps), changes, or blocked — it cannot
+converge (e.g. the pinned schema's database is missing): it says why, and nothing may run.
 
 Steps carry a phase. deploy.py runs the phases in order, each on every host before the next starts, so
 the database work happens once on the db host before any web host migrates, and every web host has the
@@ -11,8 +15,9 @@ new release built and healthy before `current` moves on any of them.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
+from . import changes as c
 from .desired import (
     Desired,
     HostSpec,
@@ -41,39 +46,22 @@ PHASES = ("system", "secrets", "share", "database", "prepare", "migrate", "schem
 class Step:
     host: str
     action: str  # add / change / remove
-    kind: str  # see STEP_KINDS
+    change: c.Change  # what runs: the operation's every argument
     target: str
     reason: str
-    details: dict = field(default_factory=dict, compare=False, hash=False)
     diff: str = ""  # unified diff of a config file
     sensitive: bool = False  # the target's value is a secret: never shown
     phase: str = "system"
 
+    @property
+    def kind(self) -> str:
+        return self.change.kind
+
 
 # Every kind of step, documented (the README's table is generated from this).
-STEP_KINDS = {
-    "packages": "install missing Debian packages",
-    "service": "start/enable a system service (nginx, MariaDB)",
-    "user": "the app's system user and group, or an extra user with its SSH keys",
-    "directory": "a folder of the app root, with owner and mode",
-    "secrets": "generate the secrets file on the db host (database password, SECRET_KEY); never shown",
-    "secrets-read": "read the db host's secrets into the deploying machine's memory (never to disk or output)",
-    "secrets-copy": "copy the secrets to a web host from that memory; never shown",
-    "database": "create a schema version's database: empty (the first) or a verified copy of the current one",
-    "db-user": "the app's database account and its privileges on `<app>\\_v%` only",
-    "config": "write a managed config file (unit templates, nginx site, MariaDB network, sudo rules); shows a diff",
-    "nginx-default-site": "remove Debian's default nginx site (it would answer for the app's port)",
-    "venv": "build a shared virtualenv for a requirements hash",
-    "release": "build a release into versions/<N>/<id>: hard links of the served release + the changed files "
-               "(or all of it), settings module, collectstatic",
-    "migrate": "run Django's migrations on a new schema version's database, once (first web host)",
-    "schema": "record a schema version on a web host (versions/<N>/schema.json)",
-    "app": "start a release's socket and service, health-checked on its own socket",
-    "link": "switch a schema version's `last` link (atomic: ln -s + mv -T)",
-    "switch": "switch `current` and nginx's upstream to a release (atomic), reload nginx, record history",
-    "stop": "stop and disable a release's service that is no longer current (once nginx has drained it)",
-    "prune": "remove a release beyond `keep_releases` (failed first), a leftover build, or an unused virtualenv",
-}
+STEP_KINDS = {kind.kind: kind.about for kind in c.KINDS}
+
+CONVERGED, CHANGES, BLOCKED = "converged", "changes", "blocked"
 
 
 @dataclass(frozen=True)
@@ -82,6 +70,11 @@ class Plan:
     steps: tuple[Step, ...]
     warnings: tuple[str, ...] = ()
     hosts: tuple[str, ...] = ()
+    blocked: tuple[str, ...] = ()  # why it cannot converge: nothing may run
+
+    @property
+    def status(self) -> str:
+        return BLOCKED if self.blocked else (CHANGES if self.steps else CONVERGED)
 
     def for_host(self, host: str) -> list[Step]:
         return [s for s in self.steps if s.host == host]
@@ -96,6 +89,7 @@ class Plan:
 
     @property
     def empty(self) -> bool:
+        """Nothing to run (converged, or blocked)."""
         return not self.steps
 
 
@@ -110,20 +104,20 @@ def file_diff(path: str, old: str | None, new: str) -> str:
     return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
 
 
-def config_step(host: str, observed: HostObserved, wanted: ManagedFile, phase: str, **details) -> Step | None:
+def config_step(host: str, observed: HostObserved, wanted: ManagedFile, phase: str) -> Step | None:
     have = observed.files.get(wanted.path)
-    meta = {"path": wanted.path, "content": wanted.content, "mode": wanted.mode, "owner": wanted.owner,
-            "group": wanted.group, "label": wanted.label, **details}
+    change = c.ConfigFile(path=wanted.path, content=wanted.content, mode=wanted.mode, owner=wanted.owner,
+                          group=wanted.group, reload=wanted.reload)
     if have is None:
-        return Step(host, ADD, "config", wanted.path, f"{wanted.label}: missing", meta,
+        return Step(host, ADD, change, wanted.path, f"{wanted.label}: missing",
                     diff=file_diff(wanted.path, None, wanted.content), phase=phase)
     if have.content != wanted.content:
-        return Step(host, CHANGE, "config", wanted.path, f"{wanted.label}: content differs (drift)", meta,
+        return Step(host, CHANGE, change, wanted.path, f"{wanted.label}: content differs (drift)",
                     diff=file_diff(wanted.path, have.content, wanted.content), phase=phase)
     if (have.mode, have.owner, have.group) != (wanted.mode, wanted.owner, wanted.group):
-        return Step(host, CHANGE, "config", wanted.path,
+        return Step(host, CHANGE, change, wanted.path,
                     f"{wanted.label}: {have.owner}:{have.group} {have.mode} should be "
-                    f"{wanted.owner}:{wanted.group} {wanted.mode}", meta, phase=phase)
+                    f"{wanted.owner}:{wanted.group} {wanted.mode}", phase=phase)
     return None
 
 
@@ -159,7 +153,7 @@ class Allocation:
     copy_from: int | None = None
     migrate: bool = False
     warnings: tuple[str, ...] = ()
-    blocked: bool = False  # a warning that stops the run: nothing may change
+    blocked: bool = False  # its warnings say why the hosts cannot converge: nothing may change
 
 
 def history_events(observed: HostObserved, schema_of: dict[str, int]):
@@ -209,7 +203,7 @@ def allocate_schema(d: Desired, observed: dict[str, HostObserved]) -> Allocation
         if db.mysql_running and database not in db.databases:
             return Allocation(number, current_schema, blocked=True, warnings=(
                 f"schema version {number} is recorded on the web hosts but its database {database} is missing "
-                f"on {d.db_host.name}: restore it (or pin a release of another schema). Nothing will be changed.",))
+                f"on {d.db_host.name}: restore it (or pin a release of another schema).",))
         warnings = []
         if current_schema is not None and number != current_schema:
             events = list(history_events(webs[0], schema_of))
@@ -232,7 +226,7 @@ def allocate_schema(d: Desired, observed: dict[str, HostObserved]) -> Allocation
     if copy_from is None and complete:
         return Allocation(number, current_schema, blocked=True, warnings=(
             f"release {rel.id} needs a new schema version but no release is current to copy the database from: "
-            f"fix `current` first (pin a release of schema {max(complete)}). Nothing will be changed.",))
+            f"fix `current` first (pin a release of schema {max(complete)}).",))
     return Allocation(number, current_schema, new_database=True, copy_from=copy_from, migrate=True)
 
 
@@ -244,26 +238,23 @@ def plan_system(d: Desired, host: HostSpec, o: HostObserved) -> list[Step]:
     app, lay = d.state.app, d.layout
     missing = [p for p in d.packages(host) if p not in o.packages]
     if missing:
-        steps.append(Step(host.name, ADD, "packages", " ".join(missing), "not installed",
-                          {"packages": missing}))
+        steps.append(Step(host.name, ADD, c.Packages(tuple(missing)), " ".join(missing), "not installed"))
     for unit, role in (("nginx.service", "web"), ("mariadb.service", "db")):
         if role in host.roles and not (o.unit_active(unit) and o.unit_enabled(unit)) and not missing:
             state = o.units.get(unit, {})
-            steps.append(Step(host.name, CHANGE, "service", unit,
-                              f"{state.get('active', 'unknown')}, enabled={bool(state.get('enabled'))}",
-                              {"unit": unit}))
+            steps.append(Step(host.name, CHANGE, c.Service(unit), unit,
+                              f"{state.get('active', 'unknown')}, enabled={bool(state.get('enabled'))}"))
     if app not in o.users:
-        steps.append(Step(host.name, ADD, "user", app, "the app's system user and group",
-                          {"name": app, "system": True, "home": lay.root}))
+        steps.append(Step(host.name, ADD, c.User(app, system=True, home=lay.root), app,
+                          "the app's system user and group"))
     for user in d.state.users:
         keys = "".join(k + "\n" for k in user.ssh_keys)
         have = o.users.get(user.name)
+        change = c.User(user.name, system=False, keys=tuple(user.ssh_keys))
         if have is None:
-            steps.append(Step(host.name, ADD, "user", user.name, "extra user from the state file",
-                              {"name": user.name, "system": False, "keys": list(user.ssh_keys)}))
+            steps.append(Step(host.name, ADD, change, user.name, "extra user from the state file"))
         elif (have.get("authorized_keys") or "") != keys and (user.ssh_keys or have.get("authorized_keys")):
-            steps.append(Step(host.name, CHANGE, "user", user.name, "SSH keys differ from the state file",
-                              {"name": user.name, "system": False, "keys": list(user.ssh_keys)}))
+            steps.append(Step(host.name, CHANGE, change, user.name, "SSH keys differ from the state file"))
     for wanted in user_files(d):
         step = config_step(host.name, o, wanted, "system")
         if step:
@@ -271,13 +262,15 @@ def plan_system(d: Desired, host: HostSpec, o: HostObserved) -> list[Step]:
     if "web" in host.roles:
         for path in lay.directories:
             have = o.paths.get(path)
-            want = {"type": "dir", "mode": "0755", "owner": "root", "group": "root"}
+            change = c.Directory(path)
+            want = {"type": "dir", "mode": change.mode, "owner": change.owner, "group": change.group}
             if have is None:
-                steps.append(Step(host.name, ADD, "directory", path, "missing", {"path": path}))
+                steps.append(Step(host.name, ADD, change, path, "missing"))
             elif {k: have.get(k) for k in want} != want:
-                steps.append(Step(host.name, CHANGE, "directory", path,
+                steps.append(Step(host.name, CHANGE, change, path,
                                   f"{have.get('owner')}:{have.get('group')} {have.get('mode')} should be "
-                                  "root:root 0755 (the app user must not write its code)", {"path": path}))
+                                  f"{change.owner}:{change.group} {change.mode} (the app user must not write its "
+                                  "code)"))
     return steps
 
 
@@ -293,14 +286,15 @@ def plan_secrets(d: Desired, observed: dict[str, HostObserved]) -> list[Step]:
     app, lay = d.state.app, d.layout
     db = d.db_host
     db_complete, db_perms = _secrets_ok(observed[db.name].secrets, app)
+    generate = c.Secrets(lay.secrets, group=app)
     if not db_complete:
-        steps.append(Step(db.name, ADD, "secrets", lay.secrets, "generated on the server",
-                          {"path": lay.secrets}, sensitive=True, phase="secrets"))
+        steps.append(Step(db.name, ADD, generate, lay.secrets, "generated on the server", sensitive=True,
+                          phase="secrets"))
     elif not db_perms:
         sec = observed[db.name].secrets
-        steps.append(Step(db.name, CHANGE, "secrets", lay.secrets,
+        steps.append(Step(db.name, CHANGE, generate, lay.secrets,
                           f"{sec.get('owner')}:{sec.get('group')} {sec.get('mode')} should be root:{app} 0640",
-                          {"path": lay.secrets}, sensitive=True, phase="secrets"))
+                          sensitive=True, phase="secrets"))
     copies = []
     for web in d.web_hosts:
         if web.name == db.name:
@@ -309,12 +303,12 @@ def plan_secrets(d: Desired, observed: dict[str, HostObserved]) -> list[Step]:
         complete, perms = _secrets_ok(o.secrets, app)
         if not db_complete or not complete or o.secrets_digest != observed[db.name].secrets_digest or not perms:
             reason = "missing" if not complete else ("differs from the db host's" if perms else "permissions")
-            copies.append(Step(web.name, CHANGE if complete else ADD, "secrets-copy", lay.secrets,
-                               f"{reason}: copied from {db.name}", {"path": lay.secrets}, sensitive=True,
-                               phase="share"))
+            copies.append(Step(web.name, CHANGE if complete else ADD,
+                               c.SecretsCopy(lay.secrets, group=app, memory_key=lay.secrets_memory_key),
+                               lay.secrets, f"{reason}: copied from {db.name}", sensitive=True, phase="share"))
     if copies:
-        steps.append(Step(db.name, CHANGE, "secrets-read", lay.secrets,
-                          f"read into memory for {', '.join(s.host for s in copies)}", {"path": lay.secrets},
+        steps.append(Step(db.name, CHANGE, c.SecretsRead(lay.secrets, memory_key=lay.secrets_memory_key),
+                          lay.secrets, f"read into memory for {', '.join(s.host for s in copies)}",
                           sensitive=True, phase="secrets"))
     return steps + copies
 
@@ -323,7 +317,7 @@ def plan_database(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation
     steps: list[Step] = []
     app, lay = d.state.app, d.layout
     if any(w.name != host.name for w in d.web_hosts):
-        step = config_step(host.name, o, mariadb_network_file(d), "database", reload="mariadb")
+        step = config_step(host.name, o, mariadb_network_file(d), "database")
         if step:
             steps.append(step)
     database = lay.database(alloc.schema)
@@ -334,23 +328,22 @@ def plan_database(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation
             tables, rows = o.db_stats.get(source, (0, 0))[:2]
             reason = f"copy of {source}: {tables} tables, ~{rows} rows; then migrate"
         else:
-            source, reason = None, f"schema version {alloc.schema}"
+            source, reason = "", f"schema version {alloc.schema}"
         if recreate:
             reason = "left over from a deploy that did not finish: dropped and made again as a " + reason
-        steps.append(Step(host.name, CHANGE if recreate else ADD, "database", database, reason,
-                          {"database": database, "copy_from": source, "recreate": recreate}, phase="database"))
+        steps.append(Step(host.name, CHANGE if recreate else ADD, c.Database(database, source, recreate), database,
+                          reason, phase="database"))
     for web in d.web_hosts:
         account = f"{app}@{db_user_host(d, web)}"
         grants = o.db_users.get(account)
         pattern = f"ON `{lay.database_pattern}`.*"
+        change = c.DbUser(app, db_user_host(d, web), secrets=lay.secrets, pattern=lay.database_pattern)
         if grants is None:
-            steps.append(Step(host.name, ADD, "db-user", account,
-                              f"privileges on {lay.database_pattern} only, for {web.name}",
-                              {"user": app, "host": db_user_host(d, web)}, phase="database"))
+            steps.append(Step(host.name, ADD, change, account,
+                              f"privileges on {lay.database_pattern} only, for {web.name}", phase="database"))
         elif not any("ALL PRIVILEGES" in g and pattern in g for g in grants) or len(grants) != 1:
-            steps.append(Step(host.name, CHANGE, "db-user", account,
-                              f"privileges differ: should be ALL on {lay.database_pattern} only",
-                              {"user": app, "host": db_user_host(d, web), "revoke": True}, phase="database"))
+            steps.append(Step(host.name, CHANGE, replace(change, revoke=True), account,
+                              f"privileges differ: should be ALL on {lay.database_pattern} only", phase="database"))
     return steps
 
 
@@ -362,13 +355,13 @@ def plan_release(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation,
     release_dir = lay.release_dir(schema, rel.id)
     on_disk = o.releases.get(rel.id)
     build = needs_build(o, rel.id, schema)
+    venv = lay.venv(rel.requirements_hash)
     if build and rel.requirements_hash not in o.venvs:
-        steps.append(Step(host.name, ADD, "venv", lay.venv(rel.requirements_hash),
-                          "no virtualenv for these requirements yet",
-                          {"path": lay.venv(rel.requirements_hash)}, phase="prepare"))
+        steps.append(Step(host.name, ADD, c.Venv(venv, rel.requirements, tuple(rel.runtime)), venv,
+                          "no virtualenv for these requirements yet", phase="prepare"))
     for wanted in site_files(d):
-        if wanted.path.startswith("/etc/systemd/"):
-            step = config_step(host.name, o, wanted, "prepare", reload="systemd")
+        if wanted.reload == "systemd":  # the units' templates: before the release starts
+            step = config_step(host.name, o, wanted, "prepare")
             if step:
                 steps.append(step)
     if build:
@@ -378,71 +371,70 @@ def plan_release(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation,
         if transfer is not None and base is not None:
             reason += (f": build from {rel.commit[:12]} as hard links of {base.id} + {transfer['changed']} changed "
                        f"file(s), {len(transfer['deleted'])} deleted, {transfer['bytes']} bytes to send")
-            base_dir, base_commit, replaced = lay.release_dir(base.schema, base.id), base.commit, transfer["replaced"]
+            base_dir, replaced = lay.release_dir(base.schema, base.id), tuple(transfer["replaced"])
         else:
-            whole = d.transfers.get("", {}).get("bytes")
+            transfer = d.transfers.get("", {})
+            whole = transfer.get("bytes")
             reason += f": build from {rel.commit[:12]}" + (f", {whole} bytes to send" if whole else "")
-            base_dir, base_commit, replaced = "", "", ()  # sent whole
-        steps.append(Step(host.name, ADD, "release", release_dir, reason, {
-            "schema": schema, "release_id": rel.id, "commit": rel.commit,
-            "venv": lay.venv(rel.requirements_hash),
-            "settings": settings_module(d, host, schema, release_dir),
-            "metadata": release_metadata(d, schema),
-            "base_dir": base_dir, "base_commit": base_commit, "replaced": list(replaced),
-        }, phase="prepare"))
+            base_dir, replaced = "", ()  # sent whole
+        steps.append(Step(host.name, ADD, c.Build(
+            app=app, release_id=rel.id, building=lay.building_dir(schema, rel.id), final=release_dir,
+            tarball=lay.tarball(schema, rel.id), archive=transfer.get("archive", ""), venv=venv,
+            settings=settings_module(d, host, schema, release_dir), metadata=release_metadata(d, schema),
+            by_id=lay.by_id_link(rel.id), by_id_target=lay.by_id_target(schema, rel.id),
+            base_dir=base_dir, replaced=replaced,
+        ), release_dir, reason, phase="prepare"))
     if first_web and alloc.migrate:
         new = [m for m in rel.migrations if m not in source_migrations]
-        steps.append(Step(host.name, CHANGE, "migrate", lay.database(schema),
-                          f"with release {rel.id}: {migration_names(new)}",
-                          {"schema": schema, "release_dir": release_dir, "database": lay.database(schema),
-                           "release_id": rel.id}, phase="migrate"))
+        steps.append(Step(host.name, CHANGE, c.Migrate(app, release_dir, lay.database(schema), rel.id),
+                          lay.database(schema), f"with release {rel.id}: {migration_names(new)}", phase="migrate"))
     recorded = o.schemas.get(schema)
     if alloc.migrate or recorded is None or not recorded.migrated or recorded.fingerprint != rel.fingerprint:
         info = schema_info(d, schema, alloc.copy_from if alloc.new_database else copied_from)
-        steps.append(Step(host.name, ADD if recorded is None or not recorded.fingerprint else CHANGE, "schema",
-                          lay.schema_dir(schema) + "/schema.json",
-                          f"schema version {schema}: database {lay.database(schema)}",
-                          {"schema_dir": lay.schema_dir(schema), "info": info}, phase="schema"))
-    socket, service = lay.unit(rel.id, "socket"), lay.unit(rel.id, "service")
-    if build or not (o.unit_enabled(socket) and o.unit_active(socket) and o.unit_active(service)):
-        steps.append(Step(host.name, ADD, "app", f"{app}@{rel.id}",
-                          "new release" if build else "release on disk is not running",
-                          {"release_id": rel.id, "health_url": d.state.site.health_url,
-                           "health_host": health_host(d, host), "socket": lay.socket(rel.id),
-                           "release_dir": release_dir}, phase="start"))
+        steps.append(Step(host.name, ADD if recorded is None or not recorded.fingerprint else CHANGE,
+                          c.SchemaRecord(lay.schema_dir(schema), info), lay.schema_dir(schema) + "/schema.json",
+                          f"schema version {schema}: database {lay.database(schema)}", phase="schema"))
+    socket_unit, service_unit = lay.unit(rel.id, "socket"), lay.unit(rel.id, "service")
+    if build or not (o.unit_enabled(socket_unit) and o.unit_active(socket_unit) and o.unit_active(service_unit)):
+        steps.append(Step(host.name, ADD, c.Start(
+            socket_unit=socket_unit, service_unit=service_unit, socket=lay.socket(rel.id),
+            health_url=d.state.site.health_url, health_host=health_host(d, host), release_dir=release_dir,
+            release_id=rel.id,
+        ), f"{app}@{rel.id}", "new release" if build else "release on disk is not running", phase="start"))
     schema_last = recorded.last if recorded else None
     if last_after(o, schema, rel.id) != schema_last:
-        steps.append(Step(host.name, CHANGE, "link", lay.last(schema), f"{schema_last or 'missing'} → {rel.id}",
-                          {"path": lay.last(schema), "target": rel.id}, phase="switch"))
+        steps.append(Step(host.name, CHANGE, c.Link(lay.last(schema), rel.id), lay.last(schema),
+                          f"{schema_last or 'missing'} → {rel.id}", phase="switch"))
     upstream = upstream_file(d, rel.id)
     have_upstream = o.files.get(upstream.path)
     upstream_differs = have_upstream is None or have_upstream.content != upstream.content
     if o.current != rel.id or upstream_differs:
+        target = lay.current_target(schema, rel.id)
         if o.current != rel.id:
-            reason = f"{o.current_target or 'missing'} → versions/{schema}/{rel.id}"
+            reason = f"{o.current_target or 'missing'} → {target}"
         else:
             reason = "nginx upstream differs from current (drift)"
         diff = file_diff(upstream.path, have_upstream.content if have_upstream else None, upstream.content)
-        steps.append(Step(host.name, CHANGE, "switch", lay.current, reason, {
-            "target": f"versions/{schema}/{rel.id}", "release_id": rel.id, "from": o.current or "",
-            "upstream": upstream.content, "upstream_path": upstream.path,
-        }, diff=diff if upstream_differs else "", phase="switch"))
+        steps.append(Step(host.name, CHANGE, c.Switch(
+            current=lay.current, target=target, served=lay.served(schema), upstream_path=upstream.path,
+            upstream=upstream.content, history=lay.history, from_release=o.current or "none", release_id=rel.id,
+            by=d.by,
+        ), lay.current, reason, diff=diff if upstream_differs else "", phase="switch"))
     if o.paths.get(NGINX_DEFAULT_SITE) or "nginx" not in o.packages:  # Debian's nginx package enables it
-        steps.append(Step(host.name, REMOVE, "nginx-default-site", NGINX_DEFAULT_SITE,
-                          "Debian's welcome page would answer on the site's port", {"path": NGINX_DEFAULT_SITE},
-                          phase="site"))
+        steps.append(Step(host.name, REMOVE, c.RemoveFile(NGINX_DEFAULT_SITE), NGINX_DEFAULT_SITE,
+                          "Debian's welcome page would answer on the site's port", phase="site"))
     for wanted in site_files(d):
-        if wanted.path.startswith("/etc/nginx/"):
-            step = config_step(host.name, o, wanted, "site", reload="nginx")
+        if wanted.reload == "nginx":  # the site: after `current` exists, so nginx -t sees it whole
+            step = config_step(host.name, o, wanted, "site")
             if step:
                 steps.append(step)
-    running = sorted({u.split("@", 1)[1].rsplit(".", 1)[0] for u, st in o.units.items()
-                      if u.startswith(f"{app}@") and (st.get("active") in ("active", "activating")
-                                                      or st.get("enabled"))})
+    running = sorted({lay.release_of_unit(u) for u, st in o.units.items()
+                      if u.startswith(lay.unit_prefix) and (st.get("active") in ("active", "activating")
+                                                           or st.get("enabled"))})
     for other in running:
         if other != rel.id:
-            steps.append(Step(host.name, REMOVE, "stop", f"{app}@{other}", "no longer current",
-                              {"release_id": other}, phase="cleanup"))
+            steps.append(Step(host.name, REMOVE, c.Stop(lay.unit(other, "socket"), lay.unit(other, "service"), other),
+                              f"{app}@{other}", "no longer current", phase="cleanup"))
     return steps
 
 
@@ -468,17 +460,19 @@ def plan_retention(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocatio
         for rid in candidates[:max(0, excess)]:
             r = releases[rid]
             removed.add(rid)
-            steps.append(Step(host.name, REMOVE, "prune", lay.release_dir(number, rid),
-                              f"{r.status}; keep_releases {d.state.keep_releases} in schema version {number}",
-                              {"release_id": rid, "path": lay.release_dir(number, rid)}, phase="cleanup"))
+            path = lay.release_dir(number, rid)
+            steps.append(Step(host.name, REMOVE, c.Prune(
+                lay.root, path, release_id=rid, socket_unit=lay.unit(rid, "socket"),
+                service_unit=lay.unit(rid, "service"), by_id=lay.by_id_link(rid),
+            ), path, f"{r.status}; keep_releases {d.state.keep_releases} in schema version {number}", phase="cleanup"))
     for path in o.building:
         if path != lay.building_dir(alloc.schema, pinned) or not building:
-            steps.append(Step(host.name, REMOVE, "prune", path, "left by a deploy that did not finish",
-                              {"release_id": "", "path": path}, phase="cleanup"))
+            steps.append(Step(host.name, REMOVE, c.Prune(lay.root, path), path, "left by a deploy that did not finish",
+                              phase="cleanup"))
     used = {r.requirements_hash for rid, r in releases.items() if rid not in removed} | {d.release.requirements_hash}
     for venv in sorted(o.venvs - used):
-        steps.append(Step(host.name, REMOVE, "prune", lay.venv(venv), "no release kept on disk uses it",
-                          {"release_id": "", "path": lay.venv(venv)}, phase="cleanup"))
+        steps.append(Step(host.name, REMOVE, c.Prune(lay.root, lay.venv(venv)), lay.venv(venv),
+                          "no release kept on disk uses it", phase="cleanup"))
     return steps
 
 
@@ -487,7 +481,7 @@ def plan(d: Desired, observed: dict[str, HostObserved]) -> Plan:
     hosts = tuple(h.name for h in d.hosts)
     alloc = allocate_schema(d, observed)
     if alloc.blocked:
-        return Plan(d.env, (), alloc.warnings, hosts)
+        return Plan(d.env, (), (), hosts, blocked=alloc.warnings)
     source_migrations: tuple[str, ...] = ()
     copied_from = None  # what an existing schema version records (for a web host that lacks its schema.json)
     for h in d.web_hosts:

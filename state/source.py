@@ -163,12 +163,14 @@ def delta(repo: Path, base: str, rel: Release, state: State) -> Delta:
 
 def transfer_sizes(repo: Path, rel: Release, state: State, bases: set[str], cache: Path) -> dict[str, dict]:
     """Bytes to send for the release: in full (key "") and as a delta from each base commit on a host."""
-    sizes = {"": {"bytes": archive(repo, rel, state, cache).stat().st_size, "changed": None, "deleted": ()}}
+    whole = archive(repo, rel, state, cache)
+    sizes = {"": {"bytes": whole.stat().st_size, "changed": None, "deleted": (), "archive": str(whole)}}
     for base in sorted(bases):
         try:
             d = delta(repo, base, rel, state)
         except SourceError:
             continue  # a base commit the repository no longer has: send the release whole
-        sizes[base] = {"bytes": archive(repo, rel, state, cache, base).stat().st_size,
-                       "changed": len(d.changed), "deleted": d.deleted, "replaced": d.changed + d.deleted}
+        since = archive(repo, rel, state, cache, base)
+        sizes[base] = {"bytes": since.stat().st_size, "changed": len(d.changed), "deleted": d.deleted,
+                       "replaced": d.changed + d.deleted, "archive": str(since)}
     return sizes

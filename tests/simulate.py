@@ -1,6 +1,8 @@
 """A pure simulator of plan steps: what a host's observed state becomes once a step has run.
 
-It lets property tests check the plan without hosts: plan, apply, plan again must be empty.
+It lets property tests check the plan without hosts (plan, apply, plan again must be empty), and the
+differential test compares its prediction with what real deploys leave on a sandbox host. It reads the
+same typed changes the operations are called with (state/changes.py): one rule per change type.
 """
 
 from __future__ import annotations
@@ -8,104 +10,161 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+from state import changes as c
 from state.desired import Desired
-from state.layout import NGINX_DEFAULT_SITE
+from state.layout import NGINX_DEFAULT_SITE, Layout
 from state.observed import FileOnHost, HostObserved, ReleaseOnDisk, SchemaOnDisk
 from state.plan import Plan, Step
 
 
+def _units(o: HostObserved) -> dict:
+    return {k: dict(v) for k, v in o.units.items()}
+
+
+def packages(o: HostObserved, ch: c.Packages, d: Desired, host: str) -> HostObserved:
+    units, paths = _units(o), dict(o.paths)
+    if "nginx" in ch.packages:
+        paths[NGINX_DEFAULT_SITE] = {"type": "link", "mode": "0777", "owner": "root", "group": "root"}
+    for pkg, unit in (("nginx", "nginx.service"), ("mariadb-server", "mariadb.service")):
+        if pkg in ch.packages:
+            units[unit] = {"active": "active", "enabled": True}
+    return replace(o, reachable_python=True, packages=o.packages | set(ch.packages), paths=paths, units=units,
+                   mysql_running=o.mysql_running or "mariadb-server" in ch.packages)
+
+
+def service(o, ch: c.Service, d, host):
+    units = _units(o)
+    units[ch.unit] = {"active": "active", "enabled": True}
+    return replace(o, units=units, mysql_running=o.mysql_running or ch.unit == "mariadb.service")
+
+
+def user(o, ch: c.User, d, host):
+    keys = "".join(k + "\n" for k in ch.keys) or None
+    return replace(o, users={**o.users, ch.login: {"home": ch.home, "authorized_keys": keys}})
+
+
+def directory(o, ch: c.Directory, d, host):
+    return replace(o, paths={**o.paths, ch.path: {"type": "dir", "mode": ch.mode, "owner": ch.owner,
+                                                  "group": ch.group}})
+
+
+def _secrets(group: str, source: str) -> dict:
+    return {"mode": "0640", "owner": "root", "group": group, "keys": ["DB_PASSWORD", "SECRET_KEY"],
+            "digest": f"secrets-of-{source}"}
+
+
+def secrets(o, ch: c.Secrets, d, host):
+    return replace(o, secrets=_secrets(ch.group, host))
+
+
+def secrets_read(o, ch: c.SecretsRead, d, host):
+    return o
+
+
+def secrets_copy(o, ch: c.SecretsCopy, d, host):
+    return replace(o, secrets=_secrets(ch.group, d.db_host.name))
+
+
+def database(o, ch: c.Database, d, host):
+    return replace(o, databases=o.databases | {ch.database},
+                   db_stats={**o.db_stats, ch.database: o.db_stats.get(ch.copy_from, (0, 0))})
+
+
+def db_user(o, ch: c.DbUser, d, host):
+    grant = f"GRANT ALL PRIVILEGES ON `{ch.pattern}`.* TO `{ch.user}`@`{ch.host}`"
+    return replace(o, db_users={**o.db_users, f"{ch.user}@{ch.host}": [grant]})
+
+
+def config_file(o, ch: c.ConfigFile, d, host):
+    return replace(o, files={**o.files, ch.path: FileOnHost(ch.content, ch.mode, ch.owner, ch.group)})
+
+
+def remove_file(o, ch: c.RemoveFile, d, host):
+    return replace(o, paths={**o.paths, ch.path: None})
+
+
+def venv(o, ch: c.Venv, d, host):
+    return replace(o, venvs=o.venvs | {ch.path.rsplit("/", 1)[1]})
+
+
+def build(o, ch: c.Build, d, host):
+    meta = json.loads(ch.metadata)
+    schema = meta["schema"]
+    rel = ReleaseOnDisk(id=ch.release_id, schema=schema, status="ready", commit=meta["commit"],
+                        requirements_hash=meta["requirements_hash"])
+    schemas = dict(o.schemas)
+    schemas.setdefault(schema, SchemaOnDisk(schema, None, None, False, None, None))
+    return replace(o, releases={**o.releases, rel.id: rel}, schemas=schemas,
+                   by_id={**o.by_id, rel.id: ch.by_id_target})
+
+
+def migrate(o, ch: c.Migrate, d, host):
+    return o  # the database's content; what the web hosts record is the `schema` step
+
+
+def schema_record(o, ch: c.SchemaRecord, d, host):
+    info = json.loads(ch.info)
+    old = o.schemas.get(info["schema"])
+    schema = SchemaOnDisk(info["schema"], info["fingerprint"], info["database"], True, info["copied_from"],
+                          old.last if old else None, tuple(info["migrations"]), old.served if old else False)
+    return replace(o, schemas={**o.schemas, info["schema"]: schema})
+
+
+def start(o, ch: c.Start, d, host):
+    units = _units(o)
+    units[ch.socket_unit] = {"active": "active", "enabled": True}
+    units[ch.service_unit] = {"active": "active", "enabled": False}
+    return replace(o, units=units)
+
+
+def link(o, ch: c.Link, d, host):
+    number = int(ch.path.rstrip("/").split("/")[-2])
+    old = o.schemas.get(number) or SchemaOnDisk(number, None, None, False, None, None)
+    return replace(o, schemas={**o.schemas, number: replace(old, last=ch.target)})
+
+
+def switch(o, ch: c.Switch, d, host):
+    number = int(ch.target.split("/")[1])
+    schemas = dict(o.schemas)
+    if number in schemas:
+        schemas[number] = replace(schemas[number], served=True)
+    return replace(o, current=ch.release_id, current_target=ch.target, schemas=schemas,
+                   files={**o.files, ch.upstream_path: FileOnHost(ch.upstream, "0644", "root", "root")})
+
+
+def stop(o, ch: c.Stop, d, host):
+    units = _units(o)
+    units.pop(ch.socket_unit, None)
+    units.pop(ch.service_unit, None)
+    return replace(o, units=units)
+
+
+def prune(o, ch: c.Prune, d, host):
+    if ch.release_id:
+        units = _units(o)
+        units.pop(ch.socket_unit, None)
+        units.pop(ch.service_unit, None)
+        releases = {k: v for k, v in o.releases.items() if k != ch.release_id}
+        by_id = {k: v for k, v in o.by_id.items() if k != ch.release_id}
+        return replace(o, releases=releases, by_id=by_id, units=units)
+    if ch.path.startswith(Layout(d.state.app).venvs + "/"):
+        return replace(o, venvs=o.venvs - {ch.path.rsplit("/", 1)[1]})
+    return replace(o, building=tuple(b for b in o.building if b != ch.path))
+
+
+RULES = {
+    c.Packages: packages, c.Service: service, c.User: user, c.Directory: directory, c.Secrets: secrets,
+    c.SecretsRead: secrets_read, c.SecretsCopy: secrets_copy, c.Database: database, c.DbUser: db_user,
+    c.ConfigFile: config_file, c.RemoveFile: remove_file, c.Venv: venv, c.Build: build, c.Migrate: migrate,
+    c.SchemaRecord: schema_record, c.Start: start, c.Link: link, c.Switch: switch, c.Stop: stop, c.Prune: prune,
+}
+
+
 def apply_step(o: HostObserved, step: Step, d: Desired) -> HostObserved:
-    det, app = step.details, d.state.app
-    units = {k: dict(v) for k, v in o.units.items()}
-    if step.kind == "packages":
-        paths = dict(o.paths)
-        if "nginx" in det["packages"]:
-            paths[NGINX_DEFAULT_SITE] = {"type": "link", "mode": "0777", "owner": "root", "group": "root"}
-        for pkg, unit in (("nginx", "nginx.service"), ("mariadb-server", "mariadb.service")):
-            if pkg in det["packages"]:
-                units[unit] = {"active": "active", "enabled": True}
-        return replace(o, reachable_python=True, packages=o.packages | set(det["packages"]), paths=paths,
-                       units=units, mysql_running=o.mysql_running or "mariadb-server" in det["packages"])
-    if step.kind == "service":
-        units[det["unit"]] = {"active": "active", "enabled": True}
-        return replace(o, units=units, mysql_running=o.mysql_running or det["unit"] == "mariadb.service")
-    if step.kind == "user":
-        keys = "".join(k + "\n" for k in det.get("keys") or []) or None
-        users = {**o.users, det["name"]: {"home": det.get("home", ""), "authorized_keys": keys}}
-        return replace(o, users=users)
-    if step.kind == "directory":
-        return replace(o, paths={**o.paths, det["path"]: {"type": "dir", "mode": "0755", "owner": "root",
-                                                         "group": "root"}})
-    if step.kind == "secrets":
-        return replace(o, secrets={"mode": "0640", "owner": "root", "group": app,
-                                   "keys": ["DB_PASSWORD", "SECRET_KEY"], "digest": f"secrets-of-{step.host}"})
-    if step.kind == "secrets-read":
-        return o
-    if step.kind == "secrets-copy":
-        source = d.db_host.name
-        return replace(o, secrets={"mode": "0640", "owner": "root", "group": app,
-                                   "keys": ["DB_PASSWORD", "SECRET_KEY"], "digest": f"secrets-of-{source}"})
-    if step.kind == "database":
-        return replace(o, databases=o.databases | {det["database"]},
-                       db_stats={**o.db_stats, det["database"]: o.db_stats.get(det["copy_from"], (0, 0))})
-    if step.kind == "db-user":
-        account = f"{det['user']}@{det['host']}"
-        grant = f"GRANT ALL PRIVILEGES ON `{d.layout.database_pattern}`.* TO `{det['user']}`@`{det['host']}`"
-        return replace(o, db_users={**o.db_users, account: [grant]})
-    if step.kind == "config":
-        return replace(o, files={**o.files, det["path"]: FileOnHost(det["content"], det["mode"], det["owner"],
-                                                                    det["group"])})
-    if step.kind == "nginx-default-site":
-        return replace(o, paths={**o.paths, det["path"]: None})
-    if step.kind == "venv":
-        return replace(o, venvs=o.venvs | {det["path"].rsplit("/", 1)[1]})
-    if step.kind == "release":
-        meta = json.loads(det["metadata"])
-        rel = ReleaseOnDisk(id=det["release_id"], schema=det["schema"], status="ready", commit=meta["commit"],
-                            requirements_hash=meta["requirements_hash"])
-        schemas = dict(o.schemas)
-        schemas.setdefault(det["schema"], SchemaOnDisk(det["schema"], None, None, False, None, None))
-        return replace(o, releases={**o.releases, rel.id: rel}, schemas=schemas,
-                       by_id={**o.by_id, rel.id: f"../versions/{det['schema']}/{rel.id}"})
-    if step.kind == "migrate":
-        return o  # the database's content; what the web hosts record is the `schema` step
-    if step.kind == "schema":
-        info = json.loads(det["info"])
-        old = o.schemas.get(info["schema"])
-        schema = SchemaOnDisk(info["schema"], info["fingerprint"], info["database"], True, info["copied_from"],
-                              old.last if old else None, tuple(info["migrations"]), old.served if old else False)
-        return replace(o, schemas={**o.schemas, info["schema"]: schema})
-    if step.kind == "app":
-        for kind in ("socket", "service"):
-            units[f"{app}@{det['release_id']}.{kind}"] = {"active": "active", "enabled": kind == "socket"}
-        return replace(o, units=units)
-    if step.kind == "link":
-        number = int(det["path"].rstrip("/").split("/")[-2])
-        old = o.schemas.get(number) or SchemaOnDisk(number, None, None, False, None, None)
-        return replace(o, schemas={**o.schemas, number: replace(old, last=det["target"])})
-    if step.kind == "switch":
-        number = int(det["target"].split("/")[1])
-        schemas = dict(o.schemas)
-        if number in schemas:
-            schemas[number] = replace(schemas[number], served=True)
-        return replace(o, current=det["release_id"], current_target=det["target"], schemas=schemas,
-                       files={**o.files, det["upstream_path"]: FileOnHost(det["upstream"], "0644", "root", "root")})
-    if step.kind == "stop":
-        for kind in ("socket", "service"):
-            units.pop(f"{app}@{det['release_id']}.{kind}", None)
-        return replace(o, units=units)
-    if step.kind == "prune":
-        rid = det["release_id"]
-        if rid:
-            for kind in ("socket", "service"):
-                units.pop(f"{app}@{rid}.{kind}", None)
-            releases = {k: v for k, v in o.releases.items() if k != rid}
-            by_id = {k: v for k, v in o.by_id.items() if k != rid}
-            return replace(o, releases=releases, by_id=by_id, units=units)
-        if "/venvs/" in det["path"]:
-            return replace(o, venvs=o.venvs - {det["path"].rsplit("/", 1)[1]})
-        return replace(o, building=tuple(b for b in o.building if b != det["path"]))
-    raise AssertionError(f"the simulator does not know step kind {step.kind!r}")
+    rule = RULES.get(type(step.change))
+    if rule is None:
+        raise AssertionError(f"the simulator does not know step kind {step.kind!r}")
+    return rule(o, step.change, d, step.host)
 
 
 def apply_plan(plan: Plan, observed: dict[str, HostObserved], d: Desired) -> dict[str, HostObserved]:

@@ -82,8 +82,8 @@ def test_secrets_are_masked_in_text_and_json():
     text = render_text(p, "s.yaml")
     assert "+ secrets /etc/pinned/agroguia/secrets.env (sensitive)" in text
     secrets_steps = [s for s in plan_json(p, "s.yaml")["steps"] if s["kind"] == "secrets"]
-    assert secrets_steps == [{"host": "server", "action": "add", "kind": "secrets", "target": "(sensitive)",
-                              "reason": "generated on the server"}]
+    assert secrets_steps == [{"host": "server", "action": "add", "kind": "secrets", "phase": "secrets",
+                              "target": "(sensitive)", "reason": "generated on the server"}]
 
 
 def test_hand_edited_config_is_drift_with_a_diff():
@@ -110,7 +110,7 @@ def test_any_sequence_of_pins_converges_and_rollbacks_never_build(sequence):
         d = desired(tag)
         on_disk = d.release.id in observed["server"].releases
         p = plan(d, observed)
-        removed = {s.details.get("release_id") for s in p.steps if s.action == "remove"}
+        removed = {getattr(s.change, "release_id", None) for s in p.steps if s.action == "remove"}
         assert d.release.id not in removed  # the pinned release is never stopped or removed
         if on_disk:
             assert not BUILD_KINDS & {s.kind for s in p.steps}, p.steps
@@ -175,7 +175,7 @@ def test_retention_never_prunes_what_must_stay(sequence, keep):
         d = desired(tag, keep_releases=keep)
         before = observed["server"]
         p = plan(d, observed)
-        pruned = {s.details["release_id"] for s in p.steps if s.kind == "prune" and s.details["release_id"]}
+        pruned = {s.change.release_id for s in p.steps if s.kind == "prune" and s.change.release_id}
         assert d.release.id not in pruned
         assert all(rid < d.release.id for rid in pruned)  # never one newer than the pinned release
         assert all(s.action == "remove" for s in p.steps if s.kind == "prune")
