@@ -40,7 +40,8 @@ class FileOnHost:
 
 @dataclass(frozen=True)
 class HostObserved:
-    """Everything about one app on one host. A host with nothing yet parses to the empty value."""
+    """Everything about one app on one host. A host with nothing yet has the empty value (built directly:
+    `parse` never returns it for output it cannot read)."""
 
     reachable_python: bool = False
     packages: frozenset[str] = frozenset()
@@ -88,14 +89,74 @@ def _release_from_target(target: str | None) -> str | None:
     return None
 
 
-def parse(output: str) -> HostObserved:
-    """Parse the observe script's JSON (pure: no host involved)."""
+class ProbeError(Exception):
+    """The host could not be observed: one or more probes failed. `errors` holds each failure as
+    {probe, status, detail}; a host that was not observed never passes for an empty one."""
+
+    def __init__(self, errors: list[dict]):
+        errors = [e if isinstance(e, dict) else {"detail": e} for e in errors]
+        self.errors = [{"probe": str(e.get("probe") or "observe"), "status": e.get("status"),
+                        "detail": str(e.get("detail") or "")} for e in errors] or [
+            {"probe": "observe", "status": None, "detail": "failed"}]
+        super().__init__("; ".join(f"probe {e['probe']} failed: {_one_line(e['detail'])}" for e in self.errors))
+
+    @classmethod
+    def single(cls, probe: str, detail: str, status: int | None = None) -> ProbeError:
+        return cls([{"probe": probe, "status": status, "detail": detail}])
+
+    @property
+    def probes(self) -> tuple[str, ...]:
+        """The failed probes' names, in order, each once."""
+        return tuple(dict.fromkeys(e["probe"] for e in self.errors))
+
+    @property
+    def detail(self) -> str:
+        return "; ".join(_one_line(e["detail"]) for e in self.errors)
+
+
+def _one_line(text: str) -> str:
+    return " / ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+def _excerpt(text: str, limit: int = 200) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def describe_probe_error(host_name: str, exc: ProbeError) -> str:
+    """The one line the engine prints for a host it could not observe:
+    `pinned: error: <host>: probe <probe> failed: <detail>` (each failed probe, `; `-separated)."""
+    return f"pinned: error: {host_name}: {exc}"
+
+
+def _load(output: str) -> dict:
+    """The observe script's JSON document, or ProbeError: nothing printed, not JSON, or errors reported."""
     output = output.strip()
     if not output:
-        return HostObserved()
-    data = json.loads(output)
+        raise ProbeError.single("observe", "the observe script printed nothing")
+    try:
+        data = json.loads(output)
+    except ValueError:
+        # The script died after printing part of its document and the shell wrapper added its own
+        # error line: report that line's errors; anything else is named, truncated.
+        try:
+            data = json.loads(output.splitlines()[-1])
+        except ValueError:
+            data = None
+        if not (isinstance(data, dict) and data.get("errors")):
+            raise ProbeError.single("observe", f"output is not JSON: {_excerpt(output)}") from None
+    if not isinstance(data, dict):
+        raise ProbeError.single("observe", f"output is not a JSON object: {_excerpt(output)}")
+    if data.get("errors"):
+        raise ProbeError(list(data["errors"]))
     if not data.get("python"):
-        return HostObserved()
+        raise ProbeError.single("observe", f"output names no python version: {_excerpt(output)}")
+    return data
+
+
+def parse(output: str) -> HostObserved:
+    """Parse the observe script's JSON (pure: no host involved). Strict: output that is empty, not JSON
+    or reports probe errors raises ProbeError (an unobserved host must never plan as an empty one)."""
+    data = _load(output)
     tree = data.get("tree") or {}
     schemas: dict[int, SchemaOnDisk] = {}
     releases: dict[str, ReleaseOnDisk] = {}
