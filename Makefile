@@ -4,10 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PYINFRA := $(VENV)/bin/pyinfra
-HOST_PACKAGES := debootstrap systemd-container iptables iproute2 openssh-client curl git python3-venv
+HOST_PACKAGES := debootstrap systemd-container iptables iproute2 openssh-client curl git python3-venv shellcheck
 REPO := .build/agroguia
 
-.PHONY: demo test unit e2e bench clean deps venv images repo
+.PHONY: demo test unit lint e2e bench clean deps venv images repo
 
 deps:  ## Debian packages the sandbox and the tests need (installed only when missing)
 	@missing=$$(for p in $(HOST_PACKAGES); do dpkg-query -W -f='$${db:Status-Status}\n' $$p 2>/dev/null | grep -qx installed || echo $$p; done); \
@@ -33,10 +33,15 @@ demo: deps venv images repo  ## boot the sandbox host, deploy the example app, p
 	@url=$$($(PY) -c 'from sandbox.core import Sandbox; print("http://%s/" % Sandbox.load().hosts[0].address)'); \
 	echo; echo "The example app is online at $$url"; curl -fsS "$$url" | grep -E 'Release|<li>'
 
-unit: venv  ## fast tests, no hosts
+lint: venv  ## shellcheck on the scripts that run on the hosts, ruff on the Python (settings: pyproject.toml)
+	@command -v shellcheck >/dev/null || { echo "shellcheck is missing: run make deps (Debian package shellcheck)"; exit 1; }
+	shellcheck -S warning operations/remote/*.sh
+	$(VENV)/bin/ruff check --extend-exclude .venv,.build,.cache .
+
+unit: venv lint  ## fast tests, no hosts
 	$(PY) -m pytest -q -m 'not sandbox'
 
-test: deps venv images repo  ## the whole suite: unit tests and end-to-end tests on sandbox hosts
+test: deps venv images repo lint  ## the whole suite: unit tests and end-to-end tests on sandbox hosts
 	$(PY) -m pytest -q
 
 bench: deps venv images repo  ## benchmarks: figures and ratios (bench/results.json)

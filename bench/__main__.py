@@ -88,7 +88,8 @@ ERROR_LINES = (  # most telling first: an exception's own line, pinned's message
 
 def first_error_line(*texts: str) -> str:
     lines = [ANSI.sub("", line).strip() for text in texts for line in (text or "").splitlines()]
-    lines = [line for line in lines if line and not re.search(r"Traceback \(most recent|Error: executed \d+ comm", line)]
+    lines = [line for line in lines
+             if line and not re.search(r"Traceback \(most recent|Error: executed \d+ comm", line)]
     for pattern in ERROR_LINES:
         for line in lines:
             if pattern.search(line):
@@ -218,7 +219,8 @@ class Results:
         if error:
             progress(f"{self.key(name, hosts)}: FAILED: {error}")
         else:
-            progress(f"{self.key(name, hosts)}: median {fig['median']:.2f} s (runs {', '.join(f'{s:.2f}' for s in runs)})")
+            progress(f"{self.key(name, hosts)}: median {fig['median']:.2f} s "
+                     f"(runs {', '.join(f'{s:.2f}' for s in runs)})")
 
     def fail(self, names, hosts: str, error: str) -> None:
         for name in names:

@@ -64,7 +64,8 @@ def observe_host(host, request: str) -> HostObserved:
     return observed
 
 
-def observe_request(app: str, users: list[str], packages: list[str], paths: list[str], files: list[str],
-                    secrets: str, history: str) -> str:
-    return json.dumps({"app": app, "users": users, "packages": packages, "paths": paths, "files": files,
+def observe_request(app: str, root: str, unit_prefix: str, db_pattern: str, users: list[str], packages: list[str],
+                    paths: list[str], files: list[str], secrets: str, history: str) -> str:
+    return json.dumps({"app": app, "root": root, "unit_prefix": unit_prefix, "db_pattern": db_pattern,
+                       "users": users, "packages": packages, "paths": paths, "files": files,
                        "secrets": secrets, "history": history}, sort_keys=True)

@@ -7,31 +7,10 @@ from io import StringIO
 
 from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 
-
-def sh(script: str, *args: str) -> StringCommand:
-    """A fixed shell script run with its values as positional arguments ($1, $2, …), each quoted."""
-    return StringCommand("sh", "-c", QuoteString(script), "pinned", *(QuoteString(str(a)) for a in args))
-
+from .scripts import run_sh, script, sh  # noqa: F401 (sh: operations.files.sh stays importable)
 
 # Sets fields of a release's metadata: python3 -c "$RELEASE_META" RELEASE_DIR key=value ... (atomic write).
-RELEASE_META = r'''
-import json, os, sys
-path = sys.argv[1] + "/.pinned/release.json"
-with open(path) as handle:
-    meta = json.load(handle)
-meta.update(arg.split("=", 1) for arg in sys.argv[2:])
-with open(path + ".tmp", "w") as handle:
-    json.dump(meta, handle, sort_keys=True)
-os.replace(path + ".tmp", path)
-'''
-
-
-# nginx: test the new config, put the old one back if it fails, reload only a running nginx.
-NGINX_CHECK = (
-    'if ! out=$(nginx -t 2>&1); then echo "$out" >&2; '
-    'if [ -e "$1.pinned-old" ]; then mv -f "$1.pinned-old" "$1"; else rm -f "$1"; fi; exit 1; fi; '
-    'rm -f "$1.pinned-old"; if systemctl is-active --quiet nginx; then systemctl reload nginx; fi'
-)
+RELEASE_META = script("release_meta.py")
 
 
 @operation()
@@ -44,8 +23,7 @@ def config_file(path: str, content: str, mode: str = "0644", owner: str = "root"
     yield StringCommand("chown", QuoteString(f"{owner}:{group}"), QuoteString(tmp))
     yield StringCommand("chmod", QuoteString(mode), QuoteString(tmp))
     if reload == "nginx":
-        yield sh('if [ -e "$1" ]; then cp -p "$1" "$1.pinned-old"; fi; mv -f "$1.pinned-tmp" "$1"; ' + NGINX_CHECK,
-                 path)
+        yield run_sh("config_nginx.sh", path)
     else:
         yield StringCommand("mv", "-f", QuoteString(tmp), QuoteString(path))
     if reload == "systemd":
@@ -65,13 +43,12 @@ def remove_file(path: str, reload: str = ""):
     """Remove a file (e.g. Debian's default nginx site), reloading what read it."""
     yield StringCommand("rm", "-f", QuoteString(path))
     if reload == "nginx":
-        yield sh('if systemctl is-active --quiet nginx; then nginx -t && systemctl reload nginx; fi')
+        yield run_sh("nginx_test_reload.sh")
 
 
 def atomic_link_command(link: str, target: str) -> StringCommand:
     """`ln -s target tmp && mv -T tmp link`: the link is never missing (never pyinfra's files.link)."""
-    return sh('tmp="$(dirname "$1")/.$(basename "$1").pinned-tmp"; rm -f "$tmp"; ln -s "$2" "$tmp"; '
-              'mv -T "$tmp" "$1"; [ "$(readlink "$1")" = "$2" ]', link, target)
+    return run_sh("atomic_link.sh", link, target)
 
 
 @operation()

@@ -9,28 +9,10 @@ from pyinfra.operations import apt, files, server, systemd
 
 from . import memory
 from .files import sh
+from .scripts import run_sh, script
 
 # Generated on the server, never sent or printed: keeps values that exist, adds missing ones.
-SECRETS_SCRIPT = r'''
-import os, secrets, sys
-path, group = sys.argv[1], sys.argv[2]
-values = {}
-if os.path.exists(path):
-    for line in open(path):
-        key, sep, value = line.rstrip("\n").partition("=")
-        if sep:
-            values[key] = value
-values.setdefault("DB_PASSWORD", secrets.token_urlsafe(32))
-values.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
-tmp = path + ".pinned-tmp"
-fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-with os.fdopen(fd, "w") as handle:
-    handle.write("".join("%s=%s\n" % item for item in sorted(values.items())))
-import grp
-os.chown(tmp, 0, grp.getgrnam(group).gr_gid)
-os.chmod(tmp, 0o640)
-os.rename(tmp, path)
-'''
+SECRETS_SCRIPT = script("secrets_generate.py")
 
 
 @operation()
@@ -66,7 +48,7 @@ def directory(path: str, owner: str, group: str, mode: str):
 @operation()
 def secrets_file(path: str, group: str):
     """Generate the app's secrets on the server (root-owned, readable by the app's group)."""
-    yield sh('install -d -o root -g "$2" -m 0750 "$(dirname "$1")"', path, group)
+    yield run_sh("secrets_dir.sh", path, group)
     yield sh('python3 -c "$3" "$1" "$2"', path, group, SECRETS_SCRIPT)
 
 
@@ -80,7 +62,6 @@ def secrets_read(path: str, memory_key: str):
 def secrets_copy(path: str, group: str, memory_key: str):
     """Write the db host's secrets (read into memory just before) on a web host: root-owned, 0640."""
     own = BytesIO(memory.buffer(memory_key).getvalue())  # hosts upload at once: each reads its own copy
-    yield sh('install -d -o root -g "$2" -m 0750 "$(dirname "$1")"', path, group)
+    yield run_sh("secrets_dir.sh", path, group)
     yield FileUploadCommand(own, f"{path}.pinned-tmp")
-    yield sh('chown "root:$2" "$1.pinned-tmp" && chmod 0640 "$1.pinned-tmp" && mv -f "$1.pinned-tmp" "$1"',
-             path, group)
+    yield run_sh("secrets_install.sh", path, group)

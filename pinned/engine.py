@@ -28,13 +28,13 @@ from pyinfra import inventory
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.context import ctx_host
 
-from operations.facts import AppState, observe_request
+from operations.facts import observe_host, observe_request
 from state import render
 from state.changes import Build
 from state.check import Checked, check_env
 from state.desired import Desired, HostSpec, mariadb_network_file, site_files, user_files
 from state.layout import NGINX_DEFAULT_SITE
-from state.observed import HostObserved
+from state.observed import HostObserved, ProbeError, describe_probe_error
 from state.plan import BLOCKED, Plan, plan
 from state.source import transfer_sizes
 
@@ -109,23 +109,33 @@ def request_for(d: Desired) -> str:
     lay = d.layout
     files = [f.path for f in (*site_files(d), *user_files(d), mariadb_network_file(d))] + [lay.nginx_upstream]
     return observe_request(
-        app=d.state.app, users=[u.name for u in d.state.users], packages=list(d.packages()),
+        app=d.state.app, root=lay.root, unit_prefix=lay.unit_prefix, db_pattern=lay.database_pattern,
+        users=[u.name for u in d.state.users], packages=list(d.packages()),
         paths=[*lay.directories, NGINX_DEFAULT_SITE], files=files,
         secrets=lay.secrets, history=lay.history,
     )
 
 
 def observe(d: Desired, hosts) -> dict[str, HostObserved]:
-    """Every host's observed state: one fact (one round trip) per host, all hosts at once."""
+    """Every host's observed state: one fact (one round trip) per host, all hosts at once. A host that
+    cannot be observed is an error naming it and the probe that failed (every such host, one line each)."""
     request = request_for(d)
 
     def fact(h):
         with ctx_host.use(h):
-            return h.name, h.get_fact(AppState, request)
+            try:
+                return h.name, observe_host(h, request)
+            except ProbeError as exc:
+                return h.name, exc
 
     jobs = [gevent.spawn(fact, h) for h in hosts]
     gevent.joinall(jobs, raise_error=True)
-    return dict(job.value for job in jobs)
+    results = dict(job.value for job in jobs)
+    failed = [describe_probe_error(name, value).removeprefix("pinned: error: ")
+              for name, value in results.items() if isinstance(value, ProbeError)]
+    if failed:
+        raise EngineError("\n".join(failed))
+    return results
 
 
 def inspect(env: str, hosts) -> View:

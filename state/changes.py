@@ -184,7 +184,7 @@ class Start(Change):
 @dataclass(frozen=True)
 class Link(Change):
     kind = "link"
-    about = "switch a schema version's `last` link (atomic: ln -s + mv -T)"
+    about = "switch a schema version's `last` link, or repair a release's `by-id` link (atomic: ln -s + mv -T)"
     path: str
     target: str
 

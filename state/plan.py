@@ -384,6 +384,10 @@ def plan_release(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation,
             by_id=lay.by_id_link(rel.id), by_id_target=lay.by_id_target(schema, rel.id),
             base_dir=base_dir, replaced=replaced,
         ), release_dir, reason, phase="prepare"))
+    elif o.by_id.get(rel.id) != lay.by_id_target(schema, rel.id):  # on disk, but its units would not find it
+        steps.append(Step(host.name, CHANGE, c.Link(lay.by_id_link(rel.id), lay.by_id_target(schema, rel.id)),
+                          lay.by_id_link(rel.id), f"{o.by_id.get(rel.id) or 'missing'} → "
+                          f"{lay.by_id_target(schema, rel.id)}", phase="prepare"))
     if first_web and alloc.migrate:
         new = [m for m in rel.migrations if m not in source_migrations]
         steps.append(Step(host.name, CHANGE, c.Migrate(app, release_dir, lay.database(schema), rel.id),

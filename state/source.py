@@ -114,7 +114,8 @@ def archive(repo: Path, rel: Release, state: State, dest_dir: Path, base: str | 
     """A gzipped tarball of the release's project folder (cached). With `base` (a commit), only the files
     that changed since it: the host builds the rest as hard links of the base release."""
     dest_dir.mkdir(parents=True, exist_ok=True)
-    out = dest_dir / (f"{state.app}-{rel.id}.tar.gz" if base is None else f"{state.app}-{rel.id}-since-{base[:12]}.tar.gz")
+    out = dest_dir / (f"{state.app}-{rel.id}.tar.gz" if base is None
+                      else f"{state.app}-{rel.id}-since-{base[:12]}.tar.gz")
     if not out.exists():
         project = state.django.project_dir
         tree = rel.commit if project == "." else f"{rel.commit}:{project}"

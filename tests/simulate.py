@@ -118,6 +118,9 @@ def start(o, ch: c.Start, d, host):
 
 
 def link(o, ch: c.Link, d, host):
+    lay = Layout(d.state.app)
+    if ch.path.startswith(lay.by_id + "/"):
+        return replace(o, by_id={**o.by_id, ch.path.rsplit("/", 1)[1]: ch.target})
     number = int(ch.path.rstrip("/").split("/")[-2])
     old = o.schemas.get(number) or SchemaOnDisk(number, None, None, False, None, None)
     return replace(o, schemas={**o.schemas, number: replace(old, last=ch.target)})

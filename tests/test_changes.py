@@ -10,6 +10,7 @@ import shlex
 from dataclasses import fields, replace
 
 import pytest
+from test_plan import EMPTY, desired
 
 from operations import files, release
 from operations.table import OPERATIONS
@@ -19,7 +20,6 @@ from state.desired import HostSpec
 from state.observed import HostObserved
 from state.plan import BLOCKED, CHANGES, CONVERGED, plan
 from state.render import plan_json, render_text
-from test_plan import EMPTY, desired
 
 
 def test_every_change_type_has_an_operation_taking_exactly_its_fields_and_a_simulator_rule():

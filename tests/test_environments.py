@@ -36,7 +36,8 @@ def test_production_and_staging_side_by_side(sandbox, commits, tmp_path):
     staging.deploy()
     assert "Release: A" in http_get(f"http://{host.address}:8080/").body
     assert "Release: A" in http_get(f"http://{host.address}/").body
-    assert sandbox.ssh(HOST, "find /srv/agroguia /etc/pinned/agroguia -printf '%p %i %T@\\n' | sort").stdout == prod_tree
+    tree = sandbox.ssh(HOST, "find /srv/agroguia /etc/pinned/agroguia -printf '%p %i %T@\\n' | sort").stdout
+    assert tree == prod_tree
     assert main_pids(sandbox, "agroguia") == prod_pids
     dbs = sandbox.ssh(HOST, "mysql -N -B -e 'SHOW DATABASES'").stdout.split()
     assert {"agroguia_v0", "agroguia_staging_v0"} <= set(dbs)

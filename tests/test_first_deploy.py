@@ -74,7 +74,8 @@ def test_release_id_is_commit_time_and_hash(deployed, sandbox, commits):
     stamp = subprocess.run(["git", "-C", str(ROOT / ".build/agroguia"), "show", "-s", "--format=%ct", commit],
                            capture_output=True, text=True, check=True).stdout.strip()
     expected = time.strftime("%Y%m%dT%H%M%S", time.gmtime(int(stamp))) + "-" + commit[:12]
-    assert sandbox.ssh(HOST, "ls /srv/agroguia/versions/0").stdout.split() == [expected, "last", "schema.json", "served"]
+    listed = sandbox.ssh(HOST, "ls /srv/agroguia/versions/0").stdout.split()
+    assert listed == [expected, "last", "schema.json", "served"]
 
 
 def test_second_run_changes_nothing(deployed):
@@ -111,10 +112,12 @@ def test_app_account_reaches_only_its_databases(deployed, sandbox):
     # Through the host's MariaDB socket, as the app user with its real password (read on the host).
     script = (
         "import pymysql,sys\n"
-        "pw=[l.split('=',1)[1].strip() for l in open('/etc/pinned/agroguia/secrets.env') if l.startswith('DB_PASSWORD=')][0]\n"
+        "pw=[l.split('=',1)[1].strip() for l in open('/etc/pinned/agroguia/secrets.env')"
+        " if l.startswith('DB_PASSWORD=')][0]\n"
         "c=pymysql.connect(unix_socket='/run/mysqld/mysqld.sock',user='agroguia',password=pw)\n"
         "cur=c.cursor(); cur.execute('SHOW DATABASES'); print(sorted(r[0] for r in cur.fetchall()))\n"
-        "try:\n cur.execute('CREATE DATABASE other'); print('created')\nexcept pymysql.err.OperationalError as e: print('denied', e.args[0])\n"
+        "try:\n cur.execute('CREATE DATABASE other'); print('created')\n"
+        "except pymysql.err.OperationalError as e: print('denied', e.args[0])\n"
     )
     venv_python = "/srv/agroguia/current/.venv/bin/python"
     out = sandbox.ssh(HOST, f"{venv_python} - <<'EOF'\n{script}EOF").stdout

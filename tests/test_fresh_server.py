@@ -18,7 +18,8 @@ def test_one_run_sets_up_a_bare_server(sandbox, commits, tmp_path):
     assert before.returncode != 0  # really bare
     env = Env("fresh", tmp_path, ["bare"], release=commits["A"]["commit"],
               packages=["htop"],
-              users=[{"name": "deploy", "ssh_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleKeyForTests deploy@ci"],
+              users=[{"name": "deploy",
+                      "ssh_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleKeyForTests deploy@ci"],
                       "sudo": True}])
     plan = env.pyinfra("--dry")
     assert re.search(r"\+ packages nginx mariadb-server python3-venv htop", plan.stdout)

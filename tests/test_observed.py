@@ -15,11 +15,13 @@ import pytest
 
 from conftest import ROOT
 from operations.facts import AppState, observe_host, observe_request
+from state.layout import Layout
 from state.observed import HostObserved, ProbeError, describe_probe_error, parse
 
 OBSERVE = ROOT / "operations" / "remote" / "observe.py"
 MISSING = "pinned-no-such-package"
 APP = "pinnedtest"
+LAYOUT = Layout(APP)
 
 
 def document(**extra) -> str:
@@ -109,7 +111,9 @@ echo "fake systemctl: unexpected $*" >&2; exit 64
 
 
 def run_observe(bin_dir: Path | None, packages=("bash", MISSING)) -> dict:
-    request = observe_request(app=APP, users=[], packages=list(packages), paths=[], files=[],
+    request = observe_request(app=APP, root=LAYOUT.root, unit_prefix=LAYOUT.unit_prefix,
+                              db_pattern=LAYOUT.database_pattern,
+                              users=[], packages=list(packages), paths=[], files=[],
                               secrets="/nonexistent/secrets", history="/nonexistent/history")
     env = dict(os.environ)
     if bin_dir is not None:
@@ -224,7 +228,9 @@ def test_a_crash_in_the_script_is_reported_as_the_observe_probe(tmp_path):
 
 
 def fact_command() -> str:
-    request = observe_request(app=APP, users=[], packages=[], paths=[], files=[],
+    request = observe_request(app=APP, root=LAYOUT.root, unit_prefix=LAYOUT.unit_prefix,
+                              db_pattern=LAYOUT.database_pattern,
+                              users=[], packages=[], paths=[], files=[],
                               secrets="/nonexistent/secrets", history="/nonexistent/history")
     return AppState().command(request).get_raw_value()
 
@@ -285,7 +291,9 @@ def local_host():
 def test_probe_error_propagates_out_of_pyinfra_get_fact(tmp_path, monkeypatch, local_host):
     systemctl(tmp_path, list_units='echo "Failed to connect to bus" >&2; exit 1')
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
-    request = observe_request(app=APP, users=[], packages=[], paths=[], files=[],
+    request = observe_request(app=APP, root=LAYOUT.root, unit_prefix=LAYOUT.unit_prefix,
+                              db_pattern=LAYOUT.database_pattern,
+                              users=[], packages=[], paths=[], files=[],
                               secrets="/nonexistent/secrets", history="/nonexistent/history")
     with pytest.raises(ProbeError) as info:
         local_host.get_fact(AppState, request)
@@ -295,7 +303,9 @@ def test_probe_error_propagates_out_of_pyinfra_get_fact(tmp_path, monkeypatch, l
 def test_observe_host_through_pyinfra(tmp_path, monkeypatch, local_host):
     systemctl(tmp_path)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
-    request = observe_request(app=APP, users=[], packages=[], paths=[], files=[],
+    request = observe_request(app=APP, root=LAYOUT.root, unit_prefix=LAYOUT.unit_prefix,
+                              db_pattern=LAYOUT.database_pattern,
+                              users=[], packages=[], paths=[], files=[],
                               secrets="/nonexistent/secrets", history="/nonexistent/history")
     observed = observe_host(local_host, request)
     assert observed.reachable_python and observed.units["nginx.service"]["active"] == "inactive"

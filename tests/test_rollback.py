@@ -107,7 +107,8 @@ def test_pin_keeps_comments_and_layout(env, commits):
 def test_plan_shows_no_secret(env, sandbox):
     secrets = sandbox.ssh(HOST, "cat /etc/pinned/agroguia/secrets.env").stdout
     values = [line.split("=", 1)[1] for line in secrets.split()]
-    sandbox.ssh(HOST, "rm /etc/pinned/agroguia/secrets.env.unused 2>/dev/null; chmod 0644 /etc/pinned/agroguia/secrets.env")
+    sandbox.ssh(HOST, "rm /etc/pinned/agroguia/secrets.env.unused 2>/dev/null; "
+                      "chmod 0644 /etc/pinned/agroguia/secrets.env")
     text = env.pinned("plan").stdout
     as_json = env.pinned("plan", "--json").stdout
     assert "~ secrets /etc/pinned/agroguia/secrets.env (sensitive)" in text

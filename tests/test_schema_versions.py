@@ -33,7 +33,8 @@ def app_sql(sandbox, web, database, sql, *, fetch=True):
     db_address = sandbox.booted[DB].address
     script = textwrap.dedent(f"""
         import json, pymysql
-        pw = [l.split("=", 1)[1].strip() for l in open("/etc/pinned/agroguia/secrets.env") if l.startswith("DB_PASSWORD=")][0]
+        pw = [l.split("=", 1)[1].strip() for l in open("/etc/pinned/agroguia/secrets.env")
+              if l.startswith("DB_PASSWORD=")][0]
         try:
             c = pymysql.connect(host={db_address!r}, user="agroguia", password=pw, database={database!r} or None,
                                 autocommit=True)
@@ -79,7 +80,8 @@ def test_schema_versions_across_hosts(multi, sandbox, commits):
         assert info["database"] == "agroguia_v1" and info["copied_from"] == 0 and info["migrated"]
 
     # Written while C is current: only in agroguia_v1.
-    assert "rows" in app_sql(sandbox, WEBS[0], "agroguia_v1", "INSERT INTO crops_crop (name, variety) VALUES ('Durum', 'Senatore Cappelli')")
+    assert "rows" in app_sql(sandbox, WEBS[0], "agroguia_v1",
+                             "INSERT INTO crops_crop (name, variety) VALUES ('Durum', 'Senatore Cappelli')")
 
     # Back to A: link switches and restarts only, with the data warning.
     env.write(release=commits["A"]["commit"])

@@ -83,18 +83,19 @@ def unit_enabled(name):
     return None
 
 
-def observe_units(app):
-    """systemd: the app's release units, and the services pinned relies on."""
+def observe_units(unit_prefix):
+    """systemd: the app's release units (named `<unit_prefix><release>.<kind>`), and the services pinned
+    relies on."""
     units = {}
     stdout, stderr, status = probe(["systemctl", "list-units", "--all", "--plain", "--no-legend", "--no-pager",
-                                    app + "@*"], env=C_LOCALE)
+                                    unit_prefix + "*"], env=C_LOCALE)
     if status != 0:
         fail("units", status, stderr, stdout)
         stdout = ""
     names = [line.split()[0] for line in stdout.splitlines() if line.strip()]
     for name in names:
         units[name] = {"active": unit_active(name), "enabled": False}
-    for link in glob.glob("/etc/systemd/system/*.wants/" + app + "@*"):
+    for link in glob.glob("/etc/systemd/system/*.wants/" + unit_prefix + "*"):
         units.setdefault(os.path.basename(link), {"active": "inactive"})["enabled"] = True
     for name in ("nginx.service", "mariadb.service"):
         units[name] = {"active": unit_active(name), "enabled": unit_enabled(name)}
@@ -111,23 +112,23 @@ def mysql_query(name, sql, raw=False):
     return stdout
 
 
-def observe_mysql(app, mariadb_active):
-    """MariaDB: the app's databases, its users and their grants."""
+def observe_mysql(db_pattern, db_user, mariadb_active):
+    """MariaDB: the app's databases (LIKE `db_pattern`), its account `db_user`@… and their grants."""
     mysql = {"running": False, "databases": [], "users": {}}
     if mariadb_active != "active":
         return mysql
-    like = app.replace("_", "\\_")
     query = mysql_query("mysql-databases",
-                        "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE '%s\\_v%%';"
-                        "SELECT CONCAT(user, '@', host) FROM mysql.user WHERE user = '%s'" % (like, app))
+                        "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE '%s';"
+                        "SELECT CONCAT(user, '@', host) FROM mysql.user WHERE user = '%s'"
+                        % (db_pattern, db_user))
     if query is None:
         return mysql
     mysql["running"] = True
     stats = mysql_query("mysql-stats",
                         "SELECT table_schema, COUNT(*), COALESCE(SUM(table_rows), 0), "
                         "COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables "
-                        "WHERE table_schema LIKE '%s\\_v%%' AND table_type = 'BASE TABLE' GROUP BY table_schema"
-                        % like) or ""
+                        "WHERE table_schema LIKE '%s' AND table_type = 'BASE TABLE' GROUP BY table_schema"
+                        % db_pattern) or ""
     for line in stats.splitlines():
         name, tables, rows, size = line.split("\t")
         mysql.setdefault("stats", {})[name] = [int(tables), int(rows), int(size)]
@@ -268,10 +269,10 @@ def main(args):
     out["paths"] = {path: describe(path) for path in args["paths"]}
     out["files"] = observe_files(args["files"])
     out["secrets"] = observe_secrets(args["secrets"])
-    out["tree"] = observe_tree("/srv/" + app)
+    out["tree"] = observe_tree(args["root"])
     out["history"] = observe_history(args["history"])
-    out["units"] = observe_units(app)
-    out["mysql"] = observe_mysql(app, out["units"]["mariadb.service"]["active"])
+    out["units"] = observe_units(args["unit_prefix"])
+    out["mysql"] = observe_mysql(args["db_pattern"], app, out["units"]["mariadb.service"]["active"])
     return out
 
 

@@ -1,0 +1,17 @@
+#!/bin/sh
+# Run Django's migrations with a release against its (new) schema version's database. On failure the new
+# database is dropped (the app's account may: it has ALL on its databases) and the release is marked failed;
+# `current` has not moved, so the site keeps serving the previous release.
+# $1 the app, $2 the release's folder, $3 the database, $4 the release id, $5 release_meta.py's text,
+# $6 migrate_drop.py's text.
+# shellcheck disable=SC2164  # as before: if the folder is missing, the migration below fails and is reported
+cd "$2"
+app=$1
+if runuser -u "$app" -- env DJANGO_SETTINGS_MODULE=pinned_settings PYTHONDONTWRITEBYTECODE=1 \
+        .venv/bin/python manage.py migrate --noinput; then
+    exit 0
+fi
+runuser -u "$app" -- env DJANGO_SETTINGS_MODULE=pinned_settings .venv/bin/python -c "$6" || true
+python3 -c "$5" "$2" status=failed failure=migrate
+echo "pinned: migrating $3 with release $4 failed (output above); $3 was dropped, the release is marked failed, current is unchanged" >&2
+exit 1
