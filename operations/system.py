@@ -8,11 +8,7 @@ from pyinfra.api import FileDownloadCommand, FileUploadCommand, operation
 from pyinfra.operations import apt, files, server, systemd
 
 from . import memory
-from .files import sh
-from .scripts import run_sh, script
-
-# Generated on the server, never sent or printed: keeps values that exist, adds missing ones.
-SECRETS_SCRIPT = script("secrets_generate.py")
+from .scripts import run_py, run_sh
 
 
 @operation()
@@ -49,7 +45,7 @@ def directory(path: str, owner: str, group: str, mode: str):
 def secrets_file(path: str, group: str):
     """Generate the app's secrets on the server (root-owned, readable by the app's group)."""
     yield run_sh("secrets_dir.sh", path, group)
-    yield sh('python3 -c "$3" "$1" "$2"', path, group, SECRETS_SCRIPT)
+    yield run_py("secrets_generate.py", path, group)
 
 
 @operation()

@@ -1,0 +1,46 @@
+"""The operations, pyinfra-style: a change's arguments in, the commands out (tests/operations/*.json, as
+pyinfra's own tests/operations/*.json). A command that runs a remote script is written as the script's file
+name followed by its arguments, so the cases read as what runs on the host; an upload as
+["upload", remote path], a download as ["download", remote path]."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pyinfra.api import FileDownloadCommand, FileUploadCommand, StringCommand
+
+from operations import database, files, release, system
+from operations.scripts import REMOTE, script
+
+CASES = sorted((Path(__file__).parent / "operations").glob("*.json"))
+MODULES = {"database": database, "files": files, "release": release, "system": system}
+SCRIPTS = {script(p.name): p.name for p in REMOTE.iterdir() if p.suffix in (".sh", ".py")}
+
+
+def value(bit) -> str:
+    return str(getattr(bit, "obj", bit))
+
+
+def readable(command) -> list | str:
+    if isinstance(command, FileUploadCommand):
+        return ["upload", command.dest]
+    if isinstance(command, FileDownloadCommand):
+        return ["download", command.src]
+    if isinstance(command, StringCommand):
+        bits = list(command.bits)
+        if len(bits) > 2 and value(bits[1]) == "-c" and value(bits[2]) in SCRIPTS:
+            args = bits[4:] if value(bits[0]) in ("sh", "bash") else bits[3:]
+            return [SCRIPTS[value(bits[2])], *(SCRIPTS.get(value(b), value(b)) for b in args)]
+        return command.get_raw_value()
+    return str(command)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[p.stem for p in CASES])
+def test_operation_emits_exactly_these_commands(case):
+    spec = json.loads(case.read_text())
+    module, name = case.stem.split(".")[:2]
+    operation = getattr(MODULES[module], name)
+    got = [readable(c) for c in operation._inner(**spec["arguments"])]
+    assert got == spec["commands"]
