@@ -26,9 +26,9 @@ def database(database: str, copy_from: str = "", recreate: bool = False):
 
 
 @operation()
-def account(user: str, host: str, secrets: str, pattern: str, revoke: bool = False):
-    """The app's database account, with privileges on the app's databases (`pattern`) only."""
-    yield run_sh("account.sh", secrets, user, host, "1" if revoke else "0", pattern, ACCOUNT_SCRIPT)
+def account(user: str, host: str, secrets: str, grant: tuple[str, ...] = (), revoke: tuple[str, ...] = ()):
+    """The app's database account: ALL on the databases in `grant` (by name), `revoke` taken away."""
+    yield run_sh("account.sh", secrets, user, host, " ".join(grant), " ".join(revoke), ACCOUNT_SCRIPT)
 
 
 # On failure the new database is dropped (the app's account may: it has ALL on its databases) and the
@@ -38,9 +38,11 @@ MIGRATE_DROP = script("migrate_drop.py")  # run by MIGRATE_SCRIPT with the relea
 
 
 @operation()
-def migrate(app: str, release_dir: str, database: str, release_id: str):
-    """Run Django's migrations with a release against its (new) schema version's database, once."""
-    yield sh(MIGRATE_SCRIPT, app, release_dir, database, release_id, RELEASE_META, MIGRATE_DROP)
+def migrate(app: str, release_dir: str, database: str, release_id: str, drop_on_failure: bool = True):
+    """Run Django's migrations with a release against its schema version's database, once: a new copy
+    (dropped again if they fail), or the live database (`schema_change: in_place`: never dropped)."""
+    yield sh(MIGRATE_SCRIPT, app, release_dir, database, release_id, RELEASE_META, MIGRATE_DROP,
+             "1" if drop_on_failure else "0")
 
 
 @operation()

@@ -29,7 +29,7 @@ HARDLINK_SCRIPT = script("build_hardlink.sh")
 
 @operation()
 def build(app: str, release_id: str, building: str, final: str, tarball: str, archive: str, venv: str,
-          settings: str, metadata: str, by_id: str, by_id_target: str, base_dir: str = "",
+          settings: str, runtime: str, metadata: str, by_id: str, by_id_target: str, base_dir: str = "",
           replaced: tuple[str, ...] = ()):
     """Upload a release and build it in `building` (versions/<N>/.<id>.building); only a finished build is
     renamed to `final` (so no half-built release is ever used), linked from `by-id/` just before. With a base
@@ -43,6 +43,7 @@ def build(app: str, release_id: str, building: str, final: str, tarball: str, ar
     yield run_sh("build_extract.sh", building, tarball)
     yield StringCommand("ln", "-sfn", QuoteString(venv), QuoteString(f"{building}/.venv"))
     yield FileUploadCommand(StringIO(settings), f"{building}/pinned_settings.py")
+    yield FileUploadCommand(StringIO(runtime), f"{building}/pinned_runtime.py")
     # collectstatic runs as the app user into the release's own assets/, which is then made root's.
     yield run_sh("build_collectstatic.sh", app, building)
     yield FileUploadCommand(StringIO(metadata), f"{building}/.pinned/release.json")

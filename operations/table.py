@@ -2,7 +2,7 @@
 
 from state import changes as c
 
-from . import database, files, release, system
+from . import database, files, freeze, release, system
 
 OPERATIONS = {
     c.Packages: system.packages,
@@ -23,6 +23,8 @@ OPERATIONS = {
     c.Start: release.start,
     c.Link: files.link,
     c.Switch: release.switch,
+    c.WriteFreeze: freeze.write_freeze,
+    c.DatabaseGuard: freeze.database_guard,
     c.Stop: release.stop,
     c.Prune: release.prune,
 }

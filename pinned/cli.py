@@ -219,6 +219,7 @@ def cmd_databases(args) -> int:
 
 def cmd_drop_database(args) -> int:
     from operations.files import sh
+    from operations.scripts import run_py
     from pinned.engine import locked
     from state.plan import allocate_schema
 
@@ -238,7 +239,8 @@ def cmd_drop_database(args) -> int:
         if number == allocate_schema(view.desired, view.observed).schema:
             raise CliError(f"{name} is the database of the pinned release ({view.desired.release.id}): "
                            "pin another first")
-        ok, out = hosts[db_spec.name].run_shell_command(sh('mysql -e "DROP DATABASE \\`$1\\`"', name))
+        ok, out = hosts[db_spec.name].run_shell_command(
+            run_py("drop_database.py", view.state.app, name, lay.database_grant(number)))
         if not ok:
             raise CliError(f"dropping {name} on {db_spec.name} failed: {out.stderr.strip()}")
         # The schema version is no longer complete: a later pin of one of its releases copies it again.

@@ -25,12 +25,13 @@ from pathlib import Path
 import gevent
 import gevent.lock
 from pyinfra import inventory
+from pyinfra import state as pyinfra_state
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.context import ctx_host
 
 from operations.facts import observe_host, observe_request
 from state import render
-from state.changes import Build
+from state.changes import Build, WriteFreeze
 from state.check import Checked, check_env
 from state.desired import Desired, HostSpec, mariadb_network_file, site_files, user_files
 from state.layout import NGINX_DEFAULT_SITE
@@ -39,6 +40,7 @@ from state.plan import BLOCKED, Plan, plan
 from state.source import transfer_sizes
 
 from . import lock
+from .freeze import FreezeWatch
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -109,7 +111,7 @@ def request_for(d: Desired) -> str:
     lay = d.layout
     files = [f.path for f in (*site_files(d), *user_files(d), mariadb_network_file(d))] + [lay.nginx_upstream]
     return observe_request(
-        app=d.state.app, root=lay.root, unit_prefix=lay.unit_prefix, db_pattern=lay.database_pattern,
+        app=d.state.app, root=lay.root, unit_prefix=lay.unit_prefix, db_pattern=lay.database_regex,
         users=[u.name for u in d.state.users], packages=list(d.packages()),
         paths=[*lay.directories, NGINX_DEFAULT_SITE], files=files,
         secrets=lay.secrets, history=lay.history,
@@ -215,6 +217,8 @@ def environment_run(env: str, dry: bool) -> Run:
                 run = compute(env, hosts, holder)
                 print(render.render_text(run.plan, run.display_path, color=sys.stdout.isatty()), flush=True)
                 _runs[env] = run
+                if not dry and any(isinstance(s.change, WriteFreeze) for s in run.plan.steps):
+                    pyinfra_state.add_callback_handler(FreezeWatch(run.plan, hosts))
                 if run.plan.status == BLOCKED:
                     _runs[env] = PyinfraError("pinned: the plan is blocked (see above): nothing was changed")
             except EngineError as exc:

@@ -93,12 +93,13 @@ class Database(Change):
 @dataclass(frozen=True)
 class DbUser(Change):
     kind = "db-user"
-    about = "the app's database account and its privileges on `<app>\\_v%` only"
+    about = ("the app's database account (one per web host address) and its privileges: ALL on each of the "
+             "app's schema databases by name, nothing else")
     user: str
     host: str
     secrets: str  # the secrets file the password is read from, on the db host
-    pattern: str
-    revoke: bool = False
+    grant: tuple[str, ...] = ()  # databases (as GRANT names them: `_` escaped) to grant ALL on
+    revoke: tuple[str, ...] = ()  # grants to take away (a dropped database, an old pattern); "*": all of them
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,7 @@ class Build(Change):
     archive: str  # the archive on the deploying machine (whole, or only what changed since base_dir's commit)
     venv: str
     settings: str  # the rendered settings module
+    runtime: str  # pinned_runtime.py, beside it (the write freeze's middleware)
     metadata: str  # .pinned/release.json
     by_id: str  # the by-id link, and its target
     by_id_target: str
@@ -153,11 +155,13 @@ class Build(Change):
 @dataclass(frozen=True)
 class Migrate(Change):
     kind = "migrate"
-    about = "run Django's migrations on a new schema version's database, once (first web host)"
+    about = ("run Django's migrations, once (first web host): on a new schema version's copy, or in place on "
+             "the live database (`schema_change: in_place`)")
     app: str
     release_dir: str
     database: str
     release_id: str
+    drop_on_failure: bool = True  # a copy made for this release is dropped if it fails; a live database never
 
 
 @dataclass(frozen=True)
@@ -205,6 +209,31 @@ class Switch(Change):
 
 
 @dataclass(frozen=True)
+class WriteFreeze(Change):
+    kind = "write-freeze"
+    about = ("on a web host, refuse writes (nginx: POST/PUT/PATCH/DELETE get 503 + Retry-After) from a schema "
+             "change's copy to its switch (`+`), and lift it (`-`); lifted too if the run fails or dies")
+    on: bool
+    conf: str  # the nginx include of the site
+    content: str  # what it holds now (refusing writes, or not)
+    off_content: str  # what lifts the freeze (written by the undo hook if the run ends without lifting it)
+    marker: str  # exists while frozen (the app's runtime answers 503 to a write its database refused)
+    undo: str  # the lock's undo hook for this freeze
+
+
+@dataclass(frozen=True)
+class DatabaseGuard(Change):
+    kind = "db-freeze"
+    about = ("on the db host, let the app's accounts only read the database being copied (`+`), once every "
+             "connection made before has ended; give the writes back after the switch (`-`)")
+    on: bool
+    user: str  # the app's account name (every host part of it)
+    grant: str  # the database as GRANT names it (`_` escaped)
+    database: str
+    undo: str
+
+
+@dataclass(frozen=True)
 class Stop(Change):
     kind = "stop"
     about = "stop and disable a release's service that is no longer current (once nginx has drained it)"
@@ -228,4 +257,4 @@ class Prune(Change):
 # Every kind, in the order of the README's table.
 KINDS: tuple[type[Change], ...] = (Packages, Service, User, Directory, Secrets, SecretsRead, SecretsCopy, Database,
                                    DbUser, ConfigFile, RemoveFile, Venv, Build, Migrate, SchemaRecord, Start, Link,
-                                   Switch, Stop, Prune)
+                                   Switch, WriteFreeze, DatabaseGuard, Stop, Prune)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,13 +96,44 @@ def site_files(desired: Desired) -> tuple[ManagedFile, ...]:
                    wsgi=s.django.wsgi_app),
             "systemd service template", reload="systemd",
         ),
+        ManagedFile(lay.nginx_freeze, freeze_conf(desired, refusing=False), "nginx write freeze (off)",
+                    reload="nginx"),
+        ManagedFile(lay.frozen_page, frozen_page(desired), "page of a refused write", reload="nginx"),
         ManagedFile(
             lay.nginx_site,
             render("nginx-site.conf.j2", **common, upstream_path=lay.nginx_upstream, upstream=lay.upstream_name,
-                   port=s.site.port, server_names=s.site.server_names, static_url=s.site.static_url),
+                   port=s.site.port, server_names=s.site.server_names, static_url=s.site.static_url,
+                   freeze_path=lay.nginx_freeze, frozen_page=lay.frozen_page),
             "nginx site", reload="nginx",
         ),
     )
+
+
+# What a schema change's copy costs, for the plan's estimate of the write freeze: measured on the sandbox
+# host (shared/notes/measured-facts.md: 18.5 MB copied in 1.7–2.1 s), plus migrate, health check, switch.
+COPY_BYTES_PER_SECOND = 9_000_000
+FREEZE_FIXED_SECONDS = 3.0
+
+
+def freeze_estimate(database_bytes: int) -> float:
+    return FREEZE_FIXED_SECONDS + database_bytes / COPY_BYTES_PER_SECOND
+
+
+def freeze_conf(desired: Desired, refusing: bool, seconds: float = 10.0) -> str:
+    """The site's write-freeze include: refusing writes (during a schema change), or not."""
+    retry_after = min(120, max(5, math.ceil(seconds)))
+    head = f"# Managed by pinned ({desired.state.app}): the write freeze of a schema change.\n"
+    if not refusing:
+        return head + "# Off: writes go through.\nset $pinned_retry_after 10;\n"
+    return (head + "# On: the database is being copied and migrated; writes are refused until the switch.\n"
+            f"set $pinned_retry_after {retry_after};\n"
+            "if ($request_method !~ ^(GET|HEAD|OPTIONS)$) { return 503; }\n")
+
+
+def frozen_page(desired: Desired) -> str:
+    message = html.escape(desired.state.site.frozen_message)
+    return ("<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Updating</title></head>\n"
+            f"<body><p>{message}</p></body></html>\n")
 
 
 def user_files(desired: Desired) -> tuple[ManagedFile, ...]:
@@ -140,7 +173,13 @@ def settings_module(desired: Desired, host: HostSpec, schema: int, release_dir: 
         static_url=s.site.static_url,
         database=lay.database(schema), db_user=s.app,
         db_host=MARIADB_SOCKET if db.name == host.name else db.address,
+        freeze_marker=lay.freeze_marker, frozen_message=s.site.frozen_message,
     )
+
+
+def runtime_module() -> str:
+    """pinned_runtime.py: uploaded into every release beside the settings module (its middleware)."""
+    return (TEMPLATES / "pinned_runtime.py").read_text()
 
 
 def db_user_host(desired: Desired, web: HostSpec) -> str:

@@ -85,10 +85,15 @@ class Layout:
         number = name[len(prefix):] if name.startswith(prefix) else ""
         return int(number) if number.isdigit() else None
 
+    def database_grant(self, schema: int) -> str:
+        """A schema version's database as GRANT names it: `_` escaped, or it would be a wildcard
+        (`shop_v0` would match `shopXv0`); privileges are granted per database, never by pattern."""
+        return self.database(schema).replace("_", "\\_")
+
     @property
-    def database_pattern(self) -> str:
-        """The LIKE pattern of all the app's databases (`_` escaped: `my_app` must not match `myXapp`)."""
-        return self.app.replace("_", "\\_") + "\\_v%"
+    def database_regex(self) -> str:
+        """A REGEXP matching exactly the app's schema databases (`shop` never matches `shop_vip_v0`)."""
+        return f"^{self.app}_v[0-9]+$"
 
     @property
     def secrets_dir(self) -> str:
@@ -122,6 +127,31 @@ class Layout:
     def lock(self) -> str:
         """The deploy lock: who holds it (one deploy of the app at a time on a host)."""
         return f"/run/lock/pinned-{self.app}.lock"
+
+    @property
+    def lock_undo_dir(self) -> str:
+        """What undoes a temporary state (the write freeze) when the run holding the lock ends without
+        undoing it itself: each file here is run by the lock's holder as it ends (pinned/lock.py)."""
+        return f"{self.lock}.undo.d"
+
+    def lock_undo(self, name: str) -> str:
+        return f"{self.lock_undo_dir}/{name}"
+
+    @property
+    def nginx_freeze(self) -> str:
+        """Included by the site: empty, or (during a write freeze) the rule that refuses writes."""
+        return f"/etc/nginx/pinned/{self.app}-freeze.conf"
+
+    @property
+    def frozen_page(self) -> str:
+        """The page a refused write gets during a write freeze (served by nginx with 503)."""
+        return f"/etc/nginx/pinned/{self.app}-frozen.html"
+
+    @property
+    def freeze_marker(self) -> str:
+        """Exists while the web host refuses writes: the app's runtime turns a write the database refused
+        into 503 + Retry-After, never a bare 500."""
+        return f"/run/pinned-{self.app}-write-freeze"
 
     @property
     def secrets_memory_key(self) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
@@ -108,6 +108,12 @@ class Site(BaseModel):
         description="Path that must answer 2xx before a release is switched to.",
     )
     workers: int = Field(default=2, ge=1, le=64, description="gunicorn worker processes per release.")
+    frozen_message: str = Field(
+        default="This site is being updated: changes are paused for a few seconds. Please try again shortly.",
+        min_length=1, max_length=500, pattern=r"^[^\x00-\x1f\x7f]*$",
+        description="The page (plain text, one line) a write request gets, with 503 and `Retry-After`, "
+        "during a schema change's write freeze.",
+    )
 
 
 class User(BaseModel):
@@ -143,6 +149,14 @@ class State(BaseModel):
         default=5, ge=1, le=1000,
         description="Releases kept on disk per schema version. Never pruned: current, the pinned one, any "
         "schema's `last`, or one newer than the pinned; failed releases go first.",
+    )
+    schema_change: Literal["copy", "in_place"] = Field(
+        default="copy",
+        description="How a release with new migrations reaches its database. `copy`: a new schema version, a "
+        "verified copy of the current database migrated before the switch, under a write freeze (writes get "
+        "503 + Retry-After from the copy to the switch; reads go on); the old database stays as it was, so "
+        "rolling back is a link switch. `in_place`: `migrate` runs on the live database, no freeze and no "
+        "copy (for migrations the running release tolerates); rolling back keeps the new schema.",
     )
     packages: list[PackageName] = Field(default_factory=list, description="Extra Debian packages.")
     users: list[User] = Field(default_factory=list, description="Extra system users.")

@@ -15,17 +15,22 @@ new release built and healthy before `current` moves on any of them.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, replace
 
 from . import changes as c
 from .desired import (
+    COPY_BYTES_PER_SECOND,
     Desired,
     HostSpec,
     ManagedFile,
     db_user_host,
+    freeze_conf,
+    freeze_estimate,
     health_host,
     mariadb_network_file,
     release_metadata,
+    runtime_module,
     schema_info,
     settings_module,
     site_files,
@@ -38,8 +43,8 @@ from .observed import HostObserved, ReleaseOnDisk
 ADD, CHANGE, REMOVE = "add", "change", "remove"
 SYMBOL = {ADD: "+", CHANGE: "~", REMOVE: "-"}
 # Phases, in order: each runs on every host before the next one starts.
-PHASES = ("system", "secrets", "share", "database", "prepare", "migrate", "schema", "start", "switch", "site",
-          "cleanup")
+PHASES = ("system", "secrets", "share", "prepare", "freeze", "guard", "database", "migrate", "schema", "start",
+          "switch", "thaw", "site", "cleanup")
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,8 @@ class Step:
 STEP_KINDS = {kind.kind: kind.about for kind in c.KINDS}
 
 CONVERGED, CHANGES, BLOCKED = "converged", "changes", "blocked"
+OTHER_GRANT = "other"
+GRANT_LINE = re.compile(r"^GRANT (.+?) ON `(.+?)`\.\* TO ")
 
 
 @dataclass(frozen=True)
@@ -154,6 +161,7 @@ class Allocation:
     migrate: bool = False
     warnings: tuple[str, ...] = ()
     blocked: bool = False  # its warnings say why the hosts cannot converge: nothing may change
+    in_place: bool = False  # migrate the current schema's live database (schema_change: in_place)
 
 
 def history_events(observed: HostObserved, schema_of: dict[str, int]):
@@ -205,6 +213,9 @@ def allocate_schema(d: Desired, observed: dict[str, HostObserved]) -> Allocation
                 f"schema version {number} is recorded on the web hosts but its database {database} is missing "
                 f"on {d.db_host.name}: restore it (or pin a release of another schema).",))
         warnings = []
+        if complete.get(number) and complete[number].fingerprint != rel.fingerprint:
+            warnings.append(f"release {rel.id} has other migrations than {database} (changed in place): it runs on "
+                            "the database as it is now.")
         if current_schema is not None and number != current_schema:
             events = list(history_events(webs[0], schema_of))
             if number < current_schema:
@@ -218,6 +229,12 @@ def allocate_schema(d: Desired, observed: dict[str, HostObserved]) -> Allocation
                 warnings.append(f"returning to {database} as it was left when it stopped being current ({left}).")
         return Allocation(number, current_schema, warnings=tuple(warnings))
 
+    if current_schema in complete and d.state.schema_change == "in_place":
+        # No copy: the live database is migrated before the switch; the old release's schema is gone.
+        return Allocation(current_schema, current_schema, migrate=True, in_place=True, warnings=(
+            f"schema_change in_place: {lay.database(current_schema)} is migrated while the site uses it, with no "
+            "copy and no write freeze: rolling back across this change keeps the new schema, and a migration "
+            "that fails half-way leaves what it did (MariaDB cannot roll DDL back).",))
     # A new schema version: the first, or a copy of the current one, then migrated.
     numbers = set(schemas) | {n for n in map(lay.schema_of_database, db.databases) if n is not None}
     unfinished = sorted(n for n in numbers if n not in complete and n != current_schema)
@@ -333,18 +350,36 @@ def plan_database(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation
             reason = "left over from a deploy that did not finish: dropped and made again as a " + reason
         steps.append(Step(host.name, CHANGE if recreate else ADD, c.Database(database, source, recreate), database,
                           reason, phase="database"))
+    # The app's accounts get ALL on each of its schema databases by name (`_` escaped: never a pattern another
+    # app's names could match), and nothing else.
+    wanted = {lay.database_grant(n) for n in map(lay.schema_of_database, o.databases | {database}) if n is not None}
     for web in d.web_hosts:
         account = f"{app}@{db_user_host(d, web)}"
-        grants = o.db_users.get(account)
-        pattern = f"ON `{lay.database_pattern}`.*"
-        change = c.DbUser(app, db_user_host(d, web), secrets=lay.secrets, pattern=lay.database_pattern)
-        if grants is None:
+        grants = account_grants(o.db_users.get(account) or ())
+        grant = tuple(sorted(g for g in wanted if grants.get(g) != "ALL PRIVILEGES"))
+        revoke = tuple(sorted(g for g in grants if g not in wanted))
+        if any(v == OTHER_GRANT for v in grants.values()):  # not pinned's: take everything away, grant again
+            grant, revoke = tuple(sorted(wanted)), ("*",)
+        change = c.DbUser(app, db_user_host(d, web), secrets=lay.secrets, grant=grant, revoke=revoke)
+        if account not in o.db_users:
             steps.append(Step(host.name, ADD, change, account,
-                              f"privileges on {lay.database_pattern} only, for {web.name}", phase="database"))
-        elif not any("ALL PRIVILEGES" in g and pattern in g for g in grants) or len(grants) != 1:
-            steps.append(Step(host.name, CHANGE, replace(change, revoke=True), account,
-                              f"privileges differ: should be ALL on {lay.database_pattern} only", phase="database"))
+                              f"for {web.name}: ALL on {', '.join(sorted(wanted))} only", phase="database"))
+        elif grant or revoke:
+            said = [f"+ {g}" for g in grant] + [f"- {g}" for g in revoke]
+            steps.append(Step(host.name, CHANGE, change, account, f"privileges: {', '.join(said)}", phase="database"))
     return steps
+
+
+def account_grants(lines) -> dict[str, str]:
+    """`GRANT <privileges> ON `<db>`.* TO …` lines (SHOW GRANTS) → {db as GRANT names it: privileges}."""
+    grants = {}
+    for line in lines:
+        m = GRANT_LINE.match(line)
+        if m:
+            grants[m.group(2)] = m.group(1)
+        else:
+            grants[line] = OTHER_GRANT  # global or table privileges are not pinned's: revoke them
+    return grants
 
 
 def plan_release(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation, first_web: bool,
@@ -380,7 +415,8 @@ def plan_release(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation,
         steps.append(Step(host.name, ADD, c.Build(
             app=app, release_id=rel.id, building=lay.building_dir(schema, rel.id), final=release_dir,
             tarball=lay.tarball(schema, rel.id), archive=transfer.get("archive", ""), venv=venv,
-            settings=settings_module(d, host, schema, release_dir), metadata=release_metadata(d, schema),
+            settings=settings_module(d, host, schema, release_dir), runtime=runtime_module(),
+            metadata=release_metadata(d, schema),
             by_id=lay.by_id_link(rel.id), by_id_target=lay.by_id_target(schema, rel.id),
             base_dir=base_dir, replaced=replaced,
         ), release_dir, reason, phase="prepare"))
@@ -390,10 +426,11 @@ def plan_release(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation,
                           f"{lay.by_id_target(schema, rel.id)}", phase="prepare"))
     if first_web and alloc.migrate:
         new = [m for m in rel.migrations if m not in source_migrations]
-        steps.append(Step(host.name, CHANGE, c.Migrate(app, release_dir, lay.database(schema), rel.id),
+        steps.append(Step(host.name, CHANGE, c.Migrate(app, release_dir, lay.database(schema), rel.id,
+                                                       drop_on_failure=not alloc.in_place),
                           lay.database(schema), f"with release {rel.id}: {migration_names(new)}", phase="migrate"))
     recorded = o.schemas.get(schema)
-    if alloc.migrate or recorded is None or not recorded.migrated or recorded.fingerprint != rel.fingerprint:
+    if alloc.migrate or recorded is None or not recorded.migrated:
         info = schema_info(d, schema, alloc.copy_from if alloc.new_database else copied_from)
         steps.append(Step(host.name, ADD if recorded is None or not recorded.fingerprint else CHANGE,
                           c.SchemaRecord(lay.schema_dir(schema), info), lay.schema_dir(schema) + "/schema.json",
@@ -480,6 +517,40 @@ def plan_retention(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocatio
     return steps
 
 
+def plan_write_freeze(d: Desired, observed: dict[str, HostObserved], alloc: Allocation
+                      ) -> tuple[list[Step], tuple[str, ...]]:
+    """A schema change by copy keeps every write the site acknowledges: from the start of the copy to the
+    switch, web hosts refuse writes (503 + Retry-After) and the app's accounts may only read the database
+    being copied; both are lifted after the switch. Everything that can be done before (venv, upload,
+    collectstatic) is done before the freeze."""
+    if not (alloc.new_database and alloc.copy_from is not None):
+        return [], ()
+    lay, app, db = d.layout, d.state.app, d.db_host
+    source = lay.database(alloc.copy_from)
+    size = observed[db.name].db_stats.get(source, (0, 0, 0))
+    nbytes = size[2] if len(size) > 2 else 0
+    seconds = freeze_estimate(nbytes)
+    off = freeze_conf(d, refusing=False)
+    steps: list[Step] = []
+    for web in d.web_hosts:
+        freeze = c.WriteFreeze(on=True, conf=lay.nginx_freeze, content=freeze_conf(d, refusing=True, seconds=seconds),
+                               off_content=off, marker=lay.freeze_marker, undo=lay.lock_undo("write-freeze"))
+        steps.append(Step(web.name, ADD, freeze, lay.nginx_freeze,
+                          f"writes get 503 + Retry-After until the switch (~{seconds:.0f} s)", phase="freeze"))
+        steps.append(Step(web.name, REMOVE, replace(freeze, on=False, content=off), lay.nginx_freeze,
+                          "after the switch: writes go to the new database", phase="thaw"))
+    guard = c.DatabaseGuard(on=True, user=app, grant=lay.database_grant(alloc.copy_from), database=source,
+                            undo=lay.lock_undo("db-freeze"))
+    steps.append(Step(db.name, ADD, guard, source, "the app may only read it while it is copied (a write that "
+                      "passes nginx fails instead of being lost)", phase="guard"))
+    steps.append(Step(db.name, REMOVE, replace(guard, on=False), source, "writes back after the switch",
+                      phase="thaw"))
+    warning = (f"write freeze: writes are refused (503 + Retry-After) for ~{seconds:.0f} s, from the copy of "
+               f"{source} ({nbytes / 1e6:.1f} MB at ~{COPY_BYTES_PER_SECOND / 1e6:.0f} MB/s) to the switch "
+               "(migrate, health check); reads go on. A failed step lifts it.")
+    return steps, (warning,)
+
+
 def plan(d: Desired, observed: dict[str, HostObserved]) -> Plan:
     """Diff the desired environment against every host's observed state."""
     hosts = tuple(h.name for h in d.hosts)
@@ -488,8 +559,9 @@ def plan(d: Desired, observed: dict[str, HostObserved]) -> Plan:
         return Plan(d.env, (), (), hosts, blocked=alloc.warnings)
     source_migrations: tuple[str, ...] = ()
     copied_from = None  # what an existing schema version records (for a web host that lacks its schema.json)
+    source_schema = alloc.schema if alloc.in_place else alloc.copy_from  # what the migration starts from
     for h in d.web_hosts:
-        source = observed[h.name].schemas.get(alloc.copy_from) if alloc.copy_from is not None else None
+        source = observed[h.name].schemas.get(source_schema) if source_schema is not None else None
         if source and source.migrations:
             source_migrations = source_migrations or source.migrations
         target = observed[h.name].schemas.get(alloc.schema)
@@ -501,10 +573,12 @@ def plan(d: Desired, observed: dict[str, HostObserved]) -> Plan:
     steps += plan_secrets(d, observed)
     db = d.db_host
     steps += plan_database(d, db, observed[db.name], alloc)
+    freeze, freeze_warnings = plan_write_freeze(d, observed, alloc)
+    steps += freeze
     for i, web in enumerate(d.web_hosts):
         o = observed[web.name]
         steps += plan_release(d, web, o, alloc, i == 0, source_migrations, copied_from)
         steps += plan_retention(d, web, o, alloc, needs_build(o, d.release.id, alloc.schema))
     order = {h: i for i, h in enumerate(hosts)}
     steps.sort(key=lambda s: (order[s.host], PHASES.index(s.phase)))  # stable: planners' order within a phase
-    return Plan(d.env, tuple(steps), alloc.warnings, hosts)
+    return Plan(d.env, tuple(steps), alloc.warnings + freeze_warnings, hosts)

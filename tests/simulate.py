@@ -70,9 +70,37 @@ def database(o, ch: c.Database, d, host):
                    db_stats={**o.db_stats, ch.database: o.db_stats.get(ch.copy_from, (0, 0))})
 
 
+def _grant_line(privileges: str, database: str, user: str, host: str) -> str:
+    return f"GRANT {privileges} ON `{database}`.* TO `{user}`@`{host}`"
+
+
+def _without(lines, database: str) -> list[str]:
+    return [line for line in lines if f" ON `{database}`.* " not in line]
+
+
 def db_user(o, ch: c.DbUser, d, host):
-    grant = f"GRANT ALL PRIVILEGES ON `{ch.pattern}`.* TO `{ch.user}`@`{ch.host}`"
-    return replace(o, db_users={**o.db_users, f"{ch.user}@{ch.host}": [grant]})
+    account = f"{ch.user}@{ch.host}"
+    lines = [] if "*" in ch.revoke else list(o.db_users.get(account, []))
+    for database in ch.revoke:
+        lines = _without(lines, database)
+    for database in ch.grant:
+        lines = _without(lines, database) + [_grant_line("ALL PRIVILEGES", database, ch.user, ch.host)]
+    return replace(o, db_users={**o.db_users, account: sorted(lines)})
+
+
+def write_freeze(o, ch: c.WriteFreeze, d, host):
+    return replace(o, files={**o.files, ch.conf: FileOnHost(ch.content, "0644", "root", "root")})
+
+
+def database_guard(o, ch: c.DatabaseGuard, d, host):
+    users = {}
+    for account, lines in o.db_users.items():
+        user, _, at = account.partition("@")
+        if user == ch.user:
+            lines = _without(lines, ch.grant) + [_grant_line("ALL PRIVILEGES" if not ch.on else "SELECT", ch.grant,
+                                                             user, at)]
+        users[account] = sorted(lines)
+    return replace(o, db_users=users)
 
 
 def config_file(o, ch: c.ConfigFile, d, host):
@@ -160,6 +188,7 @@ RULES = {
     c.SecretsRead: secrets_read, c.SecretsCopy: secrets_copy, c.Database: database, c.DbUser: db_user,
     c.ConfigFile: config_file, c.RemoveFile: remove_file, c.Venv: venv, c.Build: build, c.Migrate: migrate,
     c.SchemaRecord: schema_record, c.Start: start, c.Link: link, c.Switch: switch, c.Stop: stop, c.Prune: prune,
+    c.WriteFreeze: write_freeze, c.DatabaseGuard: database_guard,
 }
 
 

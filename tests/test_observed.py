@@ -112,7 +112,7 @@ echo "fake systemctl: unexpected $*" >&2; exit 64
 
 def run_observe(bin_dir: Path | None, packages=("bash", MISSING)) -> dict:
     request = observe_request(app=APP, root=LAYOUT.root, unit_prefix=LAYOUT.unit_prefix,
-                              db_pattern=LAYOUT.database_pattern,
+                              db_pattern=LAYOUT.database_regex,
                               users=[], packages=list(packages), paths=[], files=[],
                               secrets="/nonexistent/secrets", history="/nonexistent/history")
     env = dict(os.environ)
@@ -229,7 +229,7 @@ def test_a_crash_in_the_script_is_reported_as_the_observe_probe(tmp_path):
 
 def fact_command() -> str:
     request = observe_request(app=APP, root=LAYOUT.root, unit_prefix=LAYOUT.unit_prefix,
-                              db_pattern=LAYOUT.database_pattern,
+                              db_pattern=LAYOUT.database_regex,
                               users=[], packages=[], paths=[], files=[],
                               secrets="/nonexistent/secrets", history="/nonexistent/history")
     return AppState().command(request).get_raw_value()
@@ -292,7 +292,7 @@ def test_probe_error_propagates_out_of_pyinfra_get_fact(tmp_path, monkeypatch, l
     systemctl(tmp_path, list_units='echo "Failed to connect to bus" >&2; exit 1')
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     request = observe_request(app=APP, root=LAYOUT.root, unit_prefix=LAYOUT.unit_prefix,
-                              db_pattern=LAYOUT.database_pattern,
+                              db_pattern=LAYOUT.database_regex,
                               users=[], packages=[], paths=[], files=[],
                               secrets="/nonexistent/secrets", history="/nonexistent/history")
     with pytest.raises(ProbeError) as info:
@@ -304,7 +304,7 @@ def test_observe_host_through_pyinfra(tmp_path, monkeypatch, local_host):
     systemctl(tmp_path)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     request = observe_request(app=APP, root=LAYOUT.root, unit_prefix=LAYOUT.unit_prefix,
-                              db_pattern=LAYOUT.database_pattern,
+                              db_pattern=LAYOUT.database_regex,
                               users=[], packages=[], paths=[], files=[],
                               secrets="/nonexistent/secrets", history="/nonexistent/history")
     observed = observe_host(local_host, request)

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from pyinfra.api import FileDownloadCommand, FileUploadCommand, StringCommand
 
-from operations import database, files, release, system
+from operations import database, files, freeze, release, system
 from operations.scripts import REMOTE, script
 
 CASES = sorted((Path(__file__).parent / "operations").glob("*.json"))
-MODULES = {"database": database, "files": files, "release": release, "system": system}
+MODULES = {"database": database, "files": files, "freeze": freeze, "release": release, "system": system}
 SCRIPTS = {script(p.name): p.name for p in REMOTE.iterdir() if p.suffix in (".sh", ".py")}
 
 

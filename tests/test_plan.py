@@ -51,7 +51,7 @@ EMPTY = {"server": HostObserved()}
 def test_fresh_host_gets_everything_in_order():
     p = plan(desired("A"), EMPTY)
     kinds = [s.kind for s in p.steps]
-    assert kinds.index("packages") < kinds.index("user") < kinds.index("database") < kinds.index("venv")
+    assert kinds.index("packages") < kinds.index("user") < kinds.index("venv") < kinds.index("database")
     assert kinds.index("release") < kinds.index("migrate") < kinds.index("app") < kinds.index("switch")
     # Debian's default site goes after the switch, right before pinned's own site takes port 80.
     assert kinds.index("switch") < kinds.index("nginx-default-site") < len(kinds) - 1

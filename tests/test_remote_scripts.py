@@ -121,7 +121,7 @@ def test_hardlink_copy_links_the_base_and_never_writes_it(tmp_path):
     base = tmp_path / "versions/0/base"
     for rel, text in {"manage.py": "m", "app/views.py": "v1", "app/models.py": "models", "deleted.txt": "d",
                       "sub/deep/file.txt": "deep", "assets/site.css": "css", ".pinned/release.json": "{}",
-                      "pinned_settings.py": "S = 1"}.items():
+                      "pinned_settings.py": "S = 1", "pinned_runtime.py": "R = 1"}.items():
         (base / rel).parent.mkdir(parents=True, exist_ok=True)
         (base / rel).write_text(text)
     (base / ".venv").symlink_to("/srv/app/venvs/abc")
@@ -132,7 +132,7 @@ def test_hardlink_copy_links_the_base_and_never_writes_it(tmp_path):
     assert result.returncode == 0, result.stderr
     for rel in ("manage.py", "app/models.py", "sub/deep/file.txt"):
         assert (building / rel).stat().st_ino == (base / rel).stat().st_ino, rel
-    for rel in ("app/views.py", "deleted.txt", "assets", "pinned_settings.py", ".venv"):
+    for rel in ("app/views.py", "deleted.txt", "assets", "pinned_settings.py", "pinned_runtime.py", ".venv"):
         assert not os.path.lexists(building / rel), rel
     assert (building / ".pinned").is_dir() and not any((building / ".pinned").iterdir())
     after = tree(base)
@@ -411,7 +411,7 @@ def sql_literals(sql: str) -> tuple[str, list[str]]:
 def account_sql(tmp_path: Path, user: str, host: str, password: str, revoke: bool) -> str:
     secrets = tmp_path / "secrets.env"
     secrets.write_text(f"SECRET_KEY=x\nDB_PASSWORD={password}\n", encoding="utf-8")
-    result = run(run_py("account_sql.py", secrets, user, host, "1" if revoke else "0", "app\\_%"))
+    result = run(run_py("account_sql.py", secrets, user, host, "app\\_v0 app\\_v1", "*" if revoke else "app\\_v%"))
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -425,10 +425,11 @@ VALUE = st.text(st.sampled_from(list("'\"\\`;-#%_ \tab1é")) | st.characters(min
 def test_account_sql_quotes_every_value(tmp_path, user, host, password, revoke):
     skeleton, literals = sql_literals(account_sql(tmp_path, user, host, password, revoke))
     expected = ["CREATE USER IF NOT EXISTS ?@? IDENTIFIED BY ?;", "ALTER USER ?@? IDENTIFIED BY ?;"]
-    expected += ["REVOKE ALL PRIVILEGES, GRANT OPTION FROM ?@?;"] if revoke else []
-    expected += ["GRANT ALL PRIVILEGES ON `app\\_%`.* TO ?@?;"]
+    expected += (["REVOKE ALL PRIVILEGES, GRANT OPTION FROM ?@?;"] if revoke
+                 else ["REVOKE ALL PRIVILEGES ON `app\\_v%`.* FROM ?@?;"])
+    expected += ["GRANT ALL PRIVILEGES ON `app\\_v0`.* TO ?@?;", "GRANT ALL PRIVILEGES ON `app\\_v1`.* TO ?@?;"]
     assert skeleton == "\n".join(expected) + "\n"  # nothing but the statements outside the quotes
-    assert literals == [user, host, password] * 2 + [user, host] * (2 if revoke else 1)
+    assert literals == [user, host, password] * 2 + [user, host] * 3
 
 
 def test_account_sql_with_quotes_and_backslashes(tmp_path):

@@ -113,12 +113,13 @@ def mysql_query(name, sql, raw=False):
 
 
 def observe_mysql(db_pattern, db_user, mariadb_active):
-    """MariaDB: the app's databases (LIKE `db_pattern`), its account `db_user`@… and their grants."""
+    """MariaDB: the app's databases (names matching the REGEXP `db_pattern`), its account `db_user`@… and
+    their grants."""
     mysql = {"running": False, "databases": [], "users": {}}
     if mariadb_active != "active":
         return mysql
     query = mysql_query("mysql-databases",
-                        "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE '%s';"
+                        "SELECT schema_name FROM information_schema.schemata WHERE schema_name REGEXP '%s';"
                         "SELECT CONCAT(user, '@', host) FROM mysql.user WHERE user = '%s'"
                         % (db_pattern, db_user))
     if query is None:
@@ -127,7 +128,7 @@ def observe_mysql(db_pattern, db_user, mariadb_active):
     stats = mysql_query("mysql-stats",
                         "SELECT table_schema, COUNT(*), COALESCE(SUM(table_rows), 0), "
                         "COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables "
-                        "WHERE table_schema LIKE '%s' AND table_type = 'BASE TABLE' GROUP BY table_schema"
+                        "WHERE table_schema REGEXP '%s' AND table_type = 'BASE TABLE' GROUP BY table_schema"
                         % db_pattern) or ""
     for line in stats.splitlines():
         name, tables, rows, size = line.split("\t")

@@ -1,0 +1,90 @@
+"""The write freeze from the engine's side: lift it at once when a run fails inside it, and say how long it
+lasted. (The freeze's steps are planned in state/plan.py plan_write_freeze and applied by operations/freeze.py;
+a run that dies without lifting it is covered by the lock's undo hooks: pinned/lock.py.)"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import gevent
+from pyinfra.api.state import BaseStateCallback
+
+from operations.freeze import database_command, web_command
+from state import changes as c
+from state.plan import Plan
+
+
+def thaw_commands(plan: Plan) -> dict[str, list]:
+    """host name → the commands that lift this plan's write freeze there."""
+    commands: dict[str, list] = {}
+    for step in plan.steps:
+        ch = step.change
+        if isinstance(ch, c.WriteFreeze) and not ch.on:
+            commands.setdefault(step.host, []).append(web_command(False, ch.conf, ch.content, ch.marker, ch.undo))
+        if isinstance(ch, c.DatabaseGuard) and not ch.on:
+            commands.setdefault(step.host, []).append(
+                database_command(False, ch.user, ch.grant, ch.database, ch.undo))
+    return commands
+
+
+def lift(plan: Plan, hosts) -> list[str]:
+    """Lift the plan's write freeze on every host at once; returns the hosts where it failed."""
+    by_name = {h.name: h for h in hosts}
+    commands = thaw_commands(plan)
+
+    def run(name: str) -> str | None:
+        for command in commands[name]:
+            ok, _output = by_name[name].run_shell_command(command)
+            if not ok:
+                return name
+        return None
+
+    jobs = [gevent.spawn(run, name) for name in commands if name in by_name]
+    gevent.joinall(jobs)
+    return [job.value for job in jobs if job.value]
+
+
+def _names(state, op_hash) -> set[str]:
+    return state.get_op_meta(op_hash).names
+
+
+class FreezeWatch(BaseStateCallback):
+    """Follows a deploy's operations: when one fails while writes are frozen, lifts the freeze on every host
+    before pyinfra stops (so the old release takes writes again at once); at the end of the thaw phase,
+    prints how long the freeze lasted."""
+
+    def __init__(self, plan: Plan, hosts):
+        self.plan, self.hosts = plan, hosts
+        self.started: float | None = None
+        self.done = False
+        self.thaw_slots = plan.width("thaw")
+        self.thawed = 0
+
+    def operation_start(self, state, op_hash):
+        if self.started is None and any(n.startswith("+ write-freeze") for n in _names(state, op_hash)):
+            self.started = time.monotonic()
+
+    def operation_end(self, state, op_hash):
+        names = _names(state, op_hash)
+        if self.started is None or self.done:
+            return
+        if any(n.startswith(("- write-freeze", "- db-freeze", "(thaw:")) for n in names):
+            self.thawed += 1
+            if self.thawed >= self.thaw_slots:
+                self.done = True
+                print(f"pinned: write freeze lasted {time.monotonic() - self.started:.1f} s "
+                      "(copy, migrate, health check, switch)", flush=True)
+
+    def operation_host_error(self, state, host, op_hash, retry_count=0, max_retries=0):
+        if self.started is None or self.done:
+            return
+        self.done = True
+        failed = lift(self.plan, self.hosts)
+        lasted = time.monotonic() - self.started
+        if failed:
+            print(f"pinned: error: could not lift the write freeze on {', '.join(failed)}: the lock's undo hook "
+                  "lifts it when this run ends", file=sys.stderr, flush=True)
+        else:
+            print(f"pinned: {host.name} failed during the write freeze: lifted on every host after {lasted:.1f} s; "
+                  "the current release takes writes again", file=sys.stderr, flush=True)
