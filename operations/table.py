@@ -2,7 +2,7 @@
 
 from state import changes as c
 
-from . import database, files, release, system
+from . import backups, database, files, release, system
 
 OPERATIONS = {
     c.Packages: system.packages,
@@ -25,4 +25,5 @@ OPERATIONS = {
     c.Switch: release.switch,
     c.Stop: release.stop,
     c.Prune: release.prune,
+    c.BackupTimer: backups.backup_timer,
 }

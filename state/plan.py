@@ -480,6 +480,9 @@ def plan_retention(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocatio
     return steps
 
 
+from .plan_backups import plan_backups  # noqa: E402 (it builds on this module's Step and config_step)
+
+
 def plan(d: Desired, observed: dict[str, HostObserved]) -> Plan:
     """Diff the desired environment against every host's observed state."""
     hosts = tuple(h.name for h in d.hosts)
@@ -505,6 +508,7 @@ def plan(d: Desired, observed: dict[str, HostObserved]) -> Plan:
         o = observed[web.name]
         steps += plan_release(d, web, o, alloc, i == 0, source_migrations, copied_from)
         steps += plan_retention(d, web, o, alloc, needs_build(o, d.release.id, alloc.schema))
+    steps += plan_backups(d, observed[db.name], alloc.schema)
     order = {h: i for i, h in enumerate(hosts)}
     steps.sort(key=lambda s: (order[s.host], PHASES.index(s.phase)))  # stable: planners' order within a phase
     return Plan(d.env, tuple(steps), alloc.warnings, hosts)
