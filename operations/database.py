@@ -6,7 +6,7 @@ from __future__ import annotations
 from pyinfra.api import QuoteString, StringCommand, operation
 
 from .files import RELEASE_META, sh
-from .scripts import run_sh, script
+from .scripts import run_py, run_sh, script
 
 # SQL that names the password is made on the server, from the secrets file, and piped to mysql:
 # the password is never in a command line, the plan or pyinfra's output.
@@ -50,3 +50,8 @@ def schema_file(schema_dir: str, info: str):
     """Record a schema version on a web host: versions/<N>/schema.json (written atomically)."""
     yield StringCommand("mkdir", "-p", QuoteString(schema_dir))
     yield run_sh("schema_file.sh", schema_dir, info)
+
+
+def drop_command(user: str, database: str, grant: str) -> StringCommand:
+    """Drop a schema version's database and its grants (`pinned drop-database`, under the deploy lock)."""
+    return run_py("drop_database.py", user, database, grant)

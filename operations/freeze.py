@@ -8,6 +8,8 @@ from io import StringIO
 
 from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 
+from state import changes as c
+
 from .scripts import run_py, run_sh
 
 
@@ -19,9 +21,13 @@ def database_command(on: bool, user: str, grant: str, database: str, undo: str) 
     return run_py("db_freeze.py", "on" if on else "off", user, grant, database, undo)
 
 
-def _undo_file(command: StringCommand) -> StringIO:
-    return StringIO("#!/bin/sh\n# Written by pinned: lifts a write freeze its run did not lift.\n"
-                    f"{command.get_raw_value()}\n")
+def undo_text(change: c.WriteFreeze | c.DatabaseGuard) -> str:
+    """The lock's undo hook for a freeze being turned on: a shell script running the command that lifts it."""
+    if isinstance(change, c.WriteFreeze):
+        command = web_command(False, change.conf, change.off_content, change.marker, change.undo)
+    else:
+        command = database_command(False, change.user, change.grant, change.database, change.undo)
+    return f"#!/bin/sh\n# Written by pinned: lifts a write freeze its run did not lift.\n{command.get_raw_value()}\n"
 
 
 def _undo_dir(undo: str) -> StringCommand:
@@ -33,7 +39,7 @@ def write_freeze(on: bool, conf: str, content: str, off_content: str, marker: st
     """Refuse writes on this web host (nginx: 503 + Retry-After), or let them through again."""
     if on:
         yield _undo_dir(undo)
-        yield FileUploadCommand(_undo_file(web_command(False, conf, off_content, marker, undo)), undo)
+        yield FileUploadCommand(StringIO(undo_text(c.WriteFreeze(on, conf, content, off_content, marker, undo))), undo)
     yield web_command(on, conf, content, marker, undo)
 
 
@@ -42,5 +48,5 @@ def database_guard(on: bool, user: str, grant: str, database: str, undo: str):
     """Let the app's accounts only read `database` (once their earlier connections ended), or write again."""
     if on:
         yield _undo_dir(undo)
-        yield FileUploadCommand(_undo_file(database_command(False, user, grant, database, undo)), undo)
+        yield FileUploadCommand(StringIO(undo_text(c.DatabaseGuard(on, user, grant, database, undo))), undo)
     yield database_command(on, user, grant, database, undo)

@@ -2,7 +2,7 @@
 
 from state import changes as c
 
-from . import database, files, freeze, release, system
+from . import backups, database, files, freeze, release, system
 
 OPERATIONS = {
     c.Packages: system.packages,
@@ -27,4 +27,5 @@ OPERATIONS = {
     c.DatabaseGuard: freeze.database_guard,
     c.Stop: release.stop,
     c.Prune: release.prune,
+    c.BackupTimer: backups.backup_timer,
 }

@@ -7,7 +7,10 @@
     pinned history                               switches of `current` recorded on the hosts
     pinned unlock                                release a deploy lock left by a dead run (shows the holder)
     pinned databases [--json]                    the schema versions' databases: size, last use
-    pinned drop-database NAME                    drop one (never the current or the pinned schema's)
+    pinned drop-database NAME                    drop one (never the current or the pinned schema's), backed up first
+    pinned backup [--download DIR]               back up the current schema's database on the db host
+    pinned backups [--json]                      the backups on the db host: id, size, time
+    pinned restore ID                            restore a backup of the current schema's database (backed up first)
 
 Every command takes `--env NAME` (the state file state/NAME.yaml; default: the demo's, `sandbox`).
 Exit status: 0 success (plan: no changes), 2 (plan --detailed-exitcode) changes pending, 1 error or a
@@ -22,6 +25,7 @@ import logging
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
 from state.model import DEFAULT_ENV, StateFileError, parse_state
@@ -218,8 +222,9 @@ def cmd_databases(args) -> int:
 
 
 def cmd_drop_database(args) -> int:
+    from operations.database import drop_command
     from operations.files import sh
-    from operations.scripts import run_py
+    from pinned import backups
     from pinned.engine import locked
     from state.plan import allocate_schema
 
@@ -239,8 +244,11 @@ def cmd_drop_database(args) -> int:
         if number == allocate_schema(view.desired, view.observed).schema:
             raise CliError(f"{name} is the database of the pinned release ({view.desired.release.id}): "
                            "pin another first")
+        saved = backups.take(hosts[db_spec.name], lay, name)
+        print(f"backed up {name} before dropping it: {saved.id} ({backups.size(saved.bytes)}); to get it back, "
+              f"pin and deploy a release of schema version {number}, then `pinned restore {saved.id}`", flush=True)
         ok, out = hosts[db_spec.name].run_shell_command(
-            run_py("drop_database.py", view.state.app, name, lay.database_grant(number)))
+            drop_command(view.state.app, name, lay.database_grant(number)))
         if not ok:
             raise CliError(f"dropping {name} on {db_spec.name} failed: {out.stderr.strip()}")
         # The schema version is no longer complete: a later pin of one of its releases copies it again.
@@ -250,6 +258,88 @@ def cmd_drop_database(args) -> int:
         return f"dropped {name} on {db_spec.name}; releases of schema version {number} stay on disk"
 
     print(locked(args.env, list(hosts.values()), drop))
+    return 0
+
+
+def _db_host(args):
+    """The environment's view (observed, no lock) and the db host's pyinfra host."""
+    hosts = {h.name: h for h in _connect(args.env, args.limit)}
+    from pinned.engine import inspect
+
+    view = inspect(args.env, list(hosts.values()))
+    return view, hosts[view.desired.db_host.name]
+
+
+def cmd_backup(args) -> int:
+    """A backup of the current schema's database (no deploy lock: the dump is a consistent snapshot and
+    changes nothing but the backups folder)."""
+    from pinned import backups
+
+    view, db_host = _db_host(args)
+    lay = view.desired.layout
+    saved = backups.take(db_host, lay, backups.current_database(view))
+    print(f"{saved.id}  {backups.size(saved.bytes)}  in {saved.seconds:.1f} s  ({db_host.name}:{lay.backups_dir})")
+    if args.download:
+        started = time.monotonic()
+        path = backups.download(db_host, lay, saved, Path(args.download))
+        print(f"downloaded to {path} (gzip -t: ok) in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+def cmd_backups(args) -> int:
+    from pinned import backups
+
+    view, db_host = _db_host(args)
+    lay = view.desired.layout
+    rows = backups.listing(db_host, lay)
+    current = {view.observed[w.name].current_release.schema for w in view.desired.web_hosts
+               if view.observed[w.name].current_release}
+    current_db = {lay.database(n) for n in current}
+    if args.json:
+        print(json.dumps({"env": view.env, "db_host": db_host.name, "folder": lay.backups_dir,
+                          "backups": [{"id": b.id, "database": b.database, "bytes": b.bytes, "time": b.time,
+                                       "current_database": b.database in current_db} for b in rows]}, indent=2))
+        return 0
+    print(f"{db_host.name}:{lay.backups_dir}")
+    if not rows:
+        print("  (no backups)")
+    for b in rows:
+        print(f"  {b.id:<44} {backups.size(b.bytes):>10}  {b.time}" + ("  (current database)" if b.database in
+                                                                           current_db else ""))
+    return 0
+
+
+def cmd_restore(args) -> int:
+    from pinned import backups
+    from pinned.engine import locked
+    from pinned.freeze import writes_frozen
+
+    hosts = {h.name: h for h in _connect(args.env, args.limit)}
+
+    def restore(view) -> str:
+        lay = view.desired.layout
+        db_host = hosts[view.desired.db_host.name]
+        database = backups.current_database(view)
+        belongs = lay.database_of_backup(args.id)
+        if belongs is None:
+            raise CliError(f"{args.id}: not a backup id of {view.state.app} (see `pinned backups`)")
+        if belongs != database:
+            number = lay.schema_of_database(belongs)
+            raise CliError(f"{args.id} is a backup of {belongs} (schema version {number}), not of the current "
+                           f"database {database}: pin a release of schema version {number} (`pinned releases`) "
+                           "and deploy it first")
+        if args.id not in {b.id for b in backups.listing(db_host, lay)}:
+            raise CliError(f"{args.id}: no such backup on {db_host.name} (see `pinned backups`)")
+        saved = backups.take(db_host, lay, database)
+        print(f"backed up {database} before restoring: {saved.id} ({backups.size(saved.bytes)})", flush=True)
+        # The site's writes are refused while the database is replaced (reads go on), and let through again
+        # afterwards whether the restore worked or not.
+        with writes_frozen(view.desired, lay.schema_of_database(database), list(hosts.values())):
+            said, seconds = backups.restore(db_host, lay, args.id, database)
+        return (f"{said} from {args.id} into {database} on {db_host.name} in {seconds:.1f} s; the state before "
+                f"is {saved.id}")
+
+    print(locked(args.env, list(hosts.values()), restore))
     return 0
 
 
@@ -274,6 +364,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("drop-database", help="drop one schema version's database (never the current or pinned)")
     p.add_argument("database", help="its full name, e.g. agroguia_v0")
+    p = sub.add_parser("backup", help="back up the current schema's database on the db host")
+    p.add_argument("--download", metavar="DIR", help="also copy it to DIR on this machine (checked with gzip -t)")
+    p = sub.add_parser("backups", help="the backups on the db host: id, size, time")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("restore", help="restore a backup of the current schema's database (backed up first)")
+    p.add_argument("id", help="a backup's id, as `pinned backups` lists it")
     # --env and --limit are accepted after the command too (pinned plan --env staging).
     parser.add_argument("--limit", action="append", help="only this host or group (repeatable)")
     for action in sub.choices.values():
@@ -282,12 +378,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     commands = {"plan": cmd_plan, "deploy": cmd_deploy, "pin": cmd_pin, "releases": cmd_releases,
                 "history": cmd_history, "unlock": cmd_unlock,
-                "databases": cmd_databases, "drop-database": cmd_drop_database}
+                "databases": cmd_databases, "drop-database": cmd_drop_database,
+                "backup": cmd_backup, "backups": cmd_backups, "restore": cmd_restore}
+    from pinned.backups import BackupError
     from pinned.engine import EngineError
 
     try:
         return commands[args.command](args)
-    except (StateFileError, CliError, EngineError) as exc:
+    except (StateFileError, CliError, EngineError, BackupError) as exc:
         print(f"pinned: error: {exc}", file=sys.stderr)
         return 1
     except SystemExit as exc:  # inventory.py / session refusing to go on, with its own message

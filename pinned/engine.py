@@ -109,12 +109,13 @@ def desired_of(checked: Checked, hosts) -> Desired:
 def request_for(d: Desired) -> str:
     """What the observe fact asks each host about (the same for every host of the environment)."""
     lay = d.layout
-    files = [f.path for f in (*site_files(d), *user_files(d), mariadb_network_file(d))] + [lay.nginx_upstream]
+    files = [f.path for f in (*site_files(d), *user_files(d), mariadb_network_file(d))] + [lay.nginx_upstream,
+                                                                                          *lay.backup_files]
     return observe_request(
         app=d.state.app, root=lay.root, unit_prefix=lay.unit_prefix, db_pattern=lay.database_regex,
         users=[u.name for u in d.state.users], packages=list(d.packages()),
         paths=[*lay.directories, NGINX_DEFAULT_SITE], files=files,
-        secrets=lay.secrets, history=lay.history,
+        secrets=lay.secrets, history=lay.history, units=[lay.backup_timer],
     )
 
 

@@ -6,13 +6,65 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import contextmanager
+from io import StringIO
 
 import gevent
+from pyinfra.api import QuoteString, StringCommand
 from pyinfra.api.state import BaseStateCallback
 
-from operations.freeze import database_command, web_command
+from operations.freeze import database_command, undo_text, web_command
 from state import changes as c
-from state.plan import Plan
+from state.plan import Plan, write_freeze_steps
+
+
+def _run_changes(steps, by_name: dict, on: bool) -> list[str]:
+    """Apply freeze (on) or thaw (off) changes directly, each host at once; returns the hosts that failed."""
+
+    def run(name: str, changes) -> str | None:
+        host = by_name[name]
+        for ch in changes:
+            if ch.on:
+                host.run_shell_command(StringCommand("install", "-d", "-m", "0700",
+                                                     QuoteString(ch.undo.rsplit("/", 1)[0])))
+                host.put_file(StringIO(undo_text(ch)), ch.undo)
+            command = (web_command(ch.on, ch.conf, ch.content, ch.marker, ch.undo) if isinstance(ch, c.WriteFreeze)
+                       else database_command(ch.on, ch.user, ch.grant, ch.database, ch.undo))
+            ok, _output = host.run_shell_command(command)
+            if not ok:
+                return name
+        return None
+
+    wanted: dict[str, list] = {}
+    for step in steps:
+        if getattr(step.change, "on", None) is on:
+            wanted.setdefault(step.host, []).append(step.change)
+    jobs = [gevent.spawn(run, name, changes) for name, changes in wanted.items()]
+    gevent.joinall(jobs)
+    return [job.value for job in jobs if job.value]
+
+
+@contextmanager
+def writes_frozen(desired, schema: int, hosts, seconds: float = 10.0):
+    """Refuse the site's writes to schema version `schema`'s database for the block (`pinned restore`):
+    web hosts first (nginx, then their old workers drained), then the db host's guard; lifted after the
+    block whatever happens in it (and by the lock's undo hooks if this process dies)."""
+    steps = write_freeze_steps(desired, schema, seconds, "during the restore", "after the restore")
+    by_name = {h.name: h for h in hosts}
+    web = [s for s in steps if isinstance(s.change, c.WriteFreeze)]
+    guard = [s for s in steps if isinstance(s.change, c.DatabaseGuard)]
+    started = time.monotonic()
+    try:
+        failed = _run_changes(web, by_name, True) or _run_changes(guard, by_name, True)
+        if failed:
+            raise RuntimeError(f"could not freeze writes on {', '.join(failed)}")
+        yield
+    finally:
+        failed = _run_changes(steps, by_name, False)
+        if failed:
+            print(f"pinned: error: could not lift the write freeze on {', '.join(failed)}", file=sys.stderr)
+        else:
+            print(f"pinned: write freeze lasted {time.monotonic() - started:.1f} s", flush=True)
 
 
 def thaw_commands(plan: Plan) -> dict[str, list]:

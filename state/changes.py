@@ -258,3 +258,16 @@ class Prune(Change):
 KINDS: tuple[type[Change], ...] = (Packages, Service, User, Directory, Secrets, SecretsRead, SecretsCopy, Database,
                                    DbUser, ConfigFile, RemoveFile, Venv, Build, Migrate, SchemaRecord, Start, Link,
                                    Switch, WriteFreeze, DatabaseGuard, Stop, Prune)
+
+
+@dataclass(frozen=True)
+class BackupTimer(Change):
+    kind = "backup-timer"
+    about = ("enable the db host's scheduled-backup timer (`backups:`), or disable it and remove its units and "
+             "script (the backups stay)")
+    timer: str
+    enable: bool
+    remove: tuple[str, ...] = ()  # disabling: the files that go with it (units, script)
+
+
+KINDS += (BackupTimer,)

@@ -32,6 +32,9 @@ def field_rows(model: type[BaseModel], prefix: str = "") -> list[str]:
     for name, info in model.model_fields.items():
         path = f"{prefix}{name}"
         annotation = info.annotation
+        models = [a for a in getattr(annotation, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if type(None) in getattr(annotation, "__args__", ()) and models:  # `Model | None`: an optional mapping
+            annotation = models[0]
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             rows.append(f"| `{path}` | mapping | {'required' if info.is_required() else 'optional'} | "
                         f"{(annotation.__doc__ or '').strip()} |")

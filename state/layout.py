@@ -4,6 +4,7 @@ them from here; remote scripts get them as arguments."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -181,6 +182,54 @@ class Layout:
     @staticmethod
     def sudoers(user: str) -> str:
         return f"/etc/sudoers.d/pinned-{user}"
+
+    # ---- backups (on the db host): a root-only folder of compressed dumps, a script, a timer
+
+    @property
+    def backups_dir(self) -> str:
+        """The app's backups: `<UTC time>-<database>.sql.gz`, root-only (0700 folder, 0600 files)."""
+        return f"/var/backups/pinned/{self.app}"
+
+    def backup_file(self, backup_id: str) -> str:
+        return f"{self.backups_dir}/{backup_id}"
+
+    @property
+    def backup_id_pattern(self) -> str:
+        """A backup's file name (its id): which database, and when (sorts by time). POSIX ERE and Python re
+        alike, no backslash (it is also an argument in a unit file)."""
+        return f"^[0-9]{{8}}T[0-9]{{6}}Z-{self.app}_v[0-9]+[.]sql[.]gz$"
+
+    def database_of_backup(self, backup_id: str) -> str | None:
+        """`20261126T111500Z-<app>_v1.sql.gz` → `<app>_v1` (None for any other name)."""
+        if not re.fullmatch(self.backup_id_pattern.strip("^$"), backup_id):
+            return None
+        return backup_id.split("-", 1)[1].removesuffix(".sql.gz")
+
+    @property
+    def backup_script(self) -> str:
+        """The backup script installed on the db host (run by the timer's service)."""
+        return f"/usr/local/lib/pinned/backup-{self.app}.sh"
+
+    @property
+    def backup_service(self) -> str:
+        return f"pinned-backup-{self.app}.service"
+
+    @property
+    def backup_timer(self) -> str:
+        return f"pinned-backup-{self.app}.timer"
+
+    @property
+    def backup_service_file(self) -> str:
+        return f"/etc/systemd/system/{self.backup_service}"
+
+    @property
+    def backup_timer_file(self) -> str:
+        return f"/etc/systemd/system/{self.backup_timer}"
+
+    @property
+    def backup_files(self) -> tuple[str, ...]:
+        """What scheduled backups install on the db host (removed with them)."""
+        return (self.backup_script, self.backup_service_file, self.backup_timer_file)
 
 
 NGINX_DEFAULT_SITE = "/etc/nginx/sites-enabled/default"

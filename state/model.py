@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import subprocess
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -126,6 +129,56 @@ class User(BaseModel):
     sudo: bool = Field(default=False, description="Passwordless sudo (a file in /etc/sudoers.d).")
 
 
+# What a systemd calendar expression may contain (checked again by `systemd-analyze calendar` when this
+# machine has it): no quotes, no newlines, nothing a unit file or a shell would read otherwise.
+CALENDAR = r"^[A-Za-z0-9*:,./~+ -]{1,100}$"
+
+
+@cache
+def _systemd_calendar_error(expression: str) -> str | None:
+    """What `systemd-analyze calendar` says is wrong with an expression (None: valid, or no systemd here)."""
+    tool = shutil.which("systemd-analyze")
+    if not tool:
+        return None
+    try:
+        proc = subprocess.run([tool, "calendar", expression], capture_output=True, text=True, timeout=10,
+                              env={**os.environ, "LC_ALL": "C", "SYSTEMD_PAGER": "", "SYSTEMD_COLORS": "0"})
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode == 0:
+        return None
+    lines = [line.strip() for line in (proc.stderr or proc.stdout).splitlines() if line.strip()]
+    return lines[0] if lines else f"systemd-analyze calendar exited {proc.returncode}"
+
+
+class Backups(BaseModel):
+    """Scheduled backups of the current schema's database on the db host (a systemd timer); removed: timer off."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    on_calendar: str = Field(
+        default="daily",
+        description="When, as a systemd calendar expression (`OnCalendar=`), e.g. `daily`, `*-*-* 03:30:00`, "
+        "`Mon..Fri 12:00`; checked with `systemd-analyze calendar`.",
+    )
+    keep: int = Field(
+        default=7, ge=1, le=10000,
+        description="Backups kept on the db host: each scheduled backup removes the app's backups beyond the "
+        "newest `keep` (manual, pre-restore and pre-drop ones included).",
+    )
+
+    @field_validator("on_calendar")
+    @classmethod
+    def _on_calendar(cls, value: str) -> str:
+        if not re.fullmatch(CALENDAR, value) or value != value.strip():
+            raise ValueError("on_calendar must be a systemd calendar expression (letters, digits, spaces and "
+                             "* : , . / ~ + -), e.g. daily or '*-*-* 03:30:00'")
+        error = _systemd_calendar_error(value)
+        if error:
+            raise ValueError(f"on_calendar is not a systemd calendar expression ({error})")
+        return value
+
+
 class State(BaseModel):
     """One environment of one site (the file `state/<env>.yaml`)."""
 
@@ -160,6 +213,7 @@ class State(BaseModel):
     )
     packages: list[PackageName] = Field(default_factory=list, description="Extra Debian packages.")
     users: list[User] = Field(default_factory=list, description="Extra system users.")
+    backups: Backups | None = Field(default=None, description="Scheduled backups (off when absent).")
 
     @field_validator("repository")
     @classmethod

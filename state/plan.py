@@ -517,6 +517,28 @@ def plan_retention(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocatio
     return steps
 
 
+def write_freeze_steps(d: Desired, schema: int, seconds: float, until: str, after: str) -> list[Step]:
+    """Freezing writes to schema version `schema`'s database (phases freeze, guard) and lifting it (thaw):
+    for a schema change's copy, and for `pinned restore`."""
+    lay, app, db = d.layout, d.state.app, d.db_host
+    source = lay.database(schema)
+    off = freeze_conf(d, refusing=False)
+    steps: list[Step] = []
+    for web in d.web_hosts:
+        freeze = c.WriteFreeze(on=True, conf=lay.nginx_freeze, content=freeze_conf(d, refusing=True, seconds=seconds),
+                               off_content=off, marker=lay.freeze_marker, undo=lay.lock_undo("write-freeze"))
+        steps.append(Step(web.name, ADD, freeze, lay.nginx_freeze,
+                          f"writes get 503 + Retry-After {until} (~{seconds:.0f} s)", phase="freeze"))
+        steps.append(Step(web.name, REMOVE, replace(freeze, on=False, content=off), lay.nginx_freeze,
+                          f"{after}: writes go through again", phase="thaw"))
+    guard = c.DatabaseGuard(on=True, user=app, grant=lay.database_grant(schema), database=source,
+                            undo=lay.lock_undo("db-freeze"))
+    steps.append(Step(db.name, ADD, guard, source, "the app may only read it (a write that passes nginx fails "
+                      "instead of being lost)", phase="guard"))
+    steps.append(Step(db.name, REMOVE, replace(guard, on=False), source, f"writes back {after}", phase="thaw"))
+    return steps
+
+
 def plan_write_freeze(d: Desired, observed: dict[str, HostObserved], alloc: Allocation
                       ) -> tuple[list[Step], tuple[str, ...]]:
     """A schema change by copy keeps every write the site acknowledges: from the start of the copy to the
@@ -525,30 +547,18 @@ def plan_write_freeze(d: Desired, observed: dict[str, HostObserved], alloc: Allo
     collectstatic) is done before the freeze."""
     if not (alloc.new_database and alloc.copy_from is not None):
         return [], ()
-    lay, app, db = d.layout, d.state.app, d.db_host
-    source = lay.database(alloc.copy_from)
-    size = observed[db.name].db_stats.get(source, (0, 0, 0))
+    source = d.layout.database(alloc.copy_from)
+    size = observed[d.db_host.name].db_stats.get(source, (0, 0, 0))
     nbytes = size[2] if len(size) > 2 else 0
     seconds = freeze_estimate(nbytes)
-    off = freeze_conf(d, refusing=False)
-    steps: list[Step] = []
-    for web in d.web_hosts:
-        freeze = c.WriteFreeze(on=True, conf=lay.nginx_freeze, content=freeze_conf(d, refusing=True, seconds=seconds),
-                               off_content=off, marker=lay.freeze_marker, undo=lay.lock_undo("write-freeze"))
-        steps.append(Step(web.name, ADD, freeze, lay.nginx_freeze,
-                          f"writes get 503 + Retry-After until the switch (~{seconds:.0f} s)", phase="freeze"))
-        steps.append(Step(web.name, REMOVE, replace(freeze, on=False, content=off), lay.nginx_freeze,
-                          "after the switch: writes go to the new database", phase="thaw"))
-    guard = c.DatabaseGuard(on=True, user=app, grant=lay.database_grant(alloc.copy_from), database=source,
-                            undo=lay.lock_undo("db-freeze"))
-    steps.append(Step(db.name, ADD, guard, source, "the app may only read it while it is copied (a write that "
-                      "passes nginx fails instead of being lost)", phase="guard"))
-    steps.append(Step(db.name, REMOVE, replace(guard, on=False), source, "writes back after the switch",
-                      phase="thaw"))
+    steps = write_freeze_steps(d, alloc.copy_from, seconds, "until the switch", "after the switch")
     warning = (f"write freeze: writes are refused (503 + Retry-After) for ~{seconds:.0f} s, from the copy of "
                f"{source} ({nbytes / 1e6:.1f} MB at ~{COPY_BYTES_PER_SECOND / 1e6:.0f} MB/s) to the switch "
                "(migrate, health check); reads go on. A failed step lifts it.")
     return steps, (warning,)
+
+
+from .plan_backups import plan_backups  # noqa: E402 (it builds on this module's Step and config_step)
 
 
 def plan(d: Desired, observed: dict[str, HostObserved]) -> Plan:
@@ -579,6 +589,7 @@ def plan(d: Desired, observed: dict[str, HostObserved]) -> Plan:
         o = observed[web.name]
         steps += plan_release(d, web, o, alloc, i == 0, source_migrations, copied_from)
         steps += plan_retention(d, web, o, alloc, needs_build(o, d.release.id, alloc.schema))
+    steps += plan_backups(d, observed[db.name], alloc.schema)
     order = {h: i for i, h in enumerate(hosts)}
     steps.sort(key=lambda s: (order[s.host], PHASES.index(s.phase)))  # stable: planners' order within a phase
     return Plan(d.env, tuple(steps), alloc.warnings + freeze_warnings, hosts)

@@ -183,12 +183,22 @@ def prune(o, ch: c.Prune, d, host):
     return replace(o, building=tuple(b for b in o.building if b != ch.path))
 
 
+def backup_timer(o, ch: c.BackupTimer, d, host):
+    units = _units(o)
+    if ch.enable:
+        units[ch.timer] = {"active": "active", "enabled": True}
+        return replace(o, units=units)
+    units[ch.timer] = {"active": "inactive", "enabled": False}
+    return replace(o, units=units, files={**o.files, **{path: None for path in ch.remove}})
+
+
 RULES = {
     c.Packages: packages, c.Service: service, c.User: user, c.Directory: directory, c.Secrets: secrets,
     c.SecretsRead: secrets_read, c.SecretsCopy: secrets_copy, c.Database: database, c.DbUser: db_user,
     c.ConfigFile: config_file, c.RemoveFile: remove_file, c.Venv: venv, c.Build: build, c.Migrate: migrate,
     c.SchemaRecord: schema_record, c.Start: start, c.Link: link, c.Switch: switch, c.Stop: stop, c.Prune: prune,
     c.WriteFreeze: write_freeze, c.DatabaseGuard: database_guard,
+    c.BackupTimer: backup_timer,
 }
 
 

@@ -32,13 +32,14 @@ def test_every_change_type_has_an_operation_taking_exactly_its_fields_and_a_simu
 
 
 def test_a_plan_covers_every_kind_and_calls_each_operation_with_its_change():
-    """A first deploy to web + db hosts, a code change with a new requirement, a schema change and a
-    retention prune together use every kind of change; each change's arguments fit its operation."""
+    """A first deploy to web + db hosts (with scheduled backups), a code change with a new requirement, a
+    schema change and a retention prune together use every kind of change; each change's arguments fit its operation."""
     hosts = (HostSpec("web1", "10.0.0.11", ("web",)), HostSpec("db", "10.0.0.13", ("db",)))
     seen = set()
     observed = {h.name: HostObserved() for h in hosts}
     for tag in ("A", "B2", "S1", "R1", "R2", "R3"):
-        d = replace(desired(tag, keep_releases=1, users=[{"name": "deploy", "sudo": True}]), hosts=hosts)
+        d = replace(desired(tag, keep_releases=1, users=[{"name": "deploy", "sudo": True}],
+                            backups={"on_calendar": "daily", "keep": 3}), hosts=hosts)
         p = plan(d, observed)
         for step in p.steps:
             seen.add(type(step.change))

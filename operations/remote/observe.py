@@ -83,9 +83,9 @@ def unit_enabled(name):
     return None
 
 
-def observe_units(unit_prefix):
-    """systemd: the app's release units (named `<unit_prefix><release>.<kind>`), and the services pinned
-    relies on."""
+def observe_units(unit_prefix, others=()):
+    """systemd: the app's release units (named `<unit_prefix><release>.<kind>`), the services pinned
+    relies on, and the `others` asked for (the scheduled backups' timer)."""
     units = {}
     stdout, stderr, status = probe(["systemctl", "list-units", "--all", "--plain", "--no-legend", "--no-pager",
                                     unit_prefix + "*"], env=C_LOCALE)
@@ -97,7 +97,7 @@ def observe_units(unit_prefix):
         units[name] = {"active": unit_active(name), "enabled": False}
     for link in glob.glob("/etc/systemd/system/*.wants/" + unit_prefix + "*"):
         units.setdefault(os.path.basename(link), {"active": "inactive"})["enabled"] = True
-    for name in ("nginx.service", "mariadb.service"):
+    for name in ("nginx.service", "mariadb.service") + tuple(others):
         units[name] = {"active": unit_active(name), "enabled": unit_enabled(name)}
     return units
 
@@ -272,7 +272,7 @@ def main(args):
     out["secrets"] = observe_secrets(args["secrets"])
     out["tree"] = observe_tree(args["root"])
     out["history"] = observe_history(args["history"])
-    out["units"] = observe_units(args["unit_prefix"])
+    out["units"] = observe_units(args["unit_prefix"], args.get("units", ()))
     out["mysql"] = observe_mysql(args["db_pattern"], app, out["units"]["mariadb.service"]["active"])
     return out
 
