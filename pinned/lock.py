@@ -144,13 +144,17 @@ def _beat(lock: DeployLock) -> None:
                 pass
 
 
-def _end(hold: _Hold) -> None:
-    """End one holder: end of input, then wait (bounded) until it has removed the lock and exited."""
+def _end(hold: _Hold, wait: bool = True) -> None:
+    """End one holder: end of input, then (`wait`) wait, bounded, until it has removed the lock and exited."""
     channel = hold.stdout.channel
+    transport = channel.get_transport()
+    if channel.closed or transport is None or not transport.is_active():
+        return  # the connection is closed (pyinfra disconnected): the holder has read its end of input
     try:
         channel.shutdown_write()
-        with gevent.Timeout(ANSWER, False):
-            channel.recv_exit_status()
+        if wait:
+            with gevent.Timeout(ANSWER, False):
+                channel.recv_exit_status()
     except Exception:  # noqa: BLE001 — the connection is gone already: so is the holder
         pass
     finally:
@@ -194,25 +198,28 @@ def acquire(hosts, path: str, ours: str, app: str) -> DeployLock:
     return lock
 
 
-def release(lock: DeployLock | None) -> None:
-    """Release the lock on every host where it is held (idempotent)."""
+def release(lock: DeployLock | None, wait: bool = True) -> None:
+    """Release the lock on every host where it is held (idempotent); with `wait`, return once every holder
+    has ended (its undo hook run, the lock file removed)."""
     if lock is None:
         return
     if lock.heartbeat is not None:
         lock.heartbeat.kill(block=False)
         lock.heartbeat = None
     holds, lock.holds = lock.holds, []
-    _on_all(holds, _end)
+    _on_all(holds, lambda hold: _end(hold, wait))
     if lock in _held:
         _held.remove(lock)
 
 
 @atexit.register
 def _release_at_exit() -> None:
-    """A run that ends normally (done, failed, declined) releases at once, before its connection closes."""
+    """A run that ends normally (done, failed, declined) sends its holders end of input. Not waited for: at
+    exit pyinfra's connection greenlets no longer read, and the process's exit closes the connections
+    anyway (a holder ends within milliseconds of either)."""
     for lock in list(_held):
         try:
-            release(lock)
+            release(lock, wait=False)
         except Exception:  # noqa: BLE001 — exiting anyway: the closing connection ends the holders
             pass
 
