@@ -4,10 +4,14 @@
     pyinfra inventory.py deploy.py           # print the plan, confirm, converge
 
 The engine (pinned/engine.py) checks the state file, takes the deploy lock, observes every host and
-computes the plan once, and prints it. Here each of this host's steps becomes exactly one operation,
-called with the fields of the step's change. Steps run phase by phase (state.plan.PHASES), each phase on
-every host before the next, so no host switches before all are ready (and with FAIL_PERCENT = 0 in
-config.py, a failure on any host stops every host).
+computes the plan once, and prints it. The lock is held by this process's connections: it ends when the
+process ends (done, failed, declined, killed), so no operation releases it; each phase starts by checking
+that this run still holds it (a run that lost it — blocked at the confirmation longer than the holder's
+heartbeat timeout, or ended by `pinned unlock` while hung — stops before changing anything more).
+Here each of this host's steps becomes exactly one operation, called with the fields of the step's
+change. Steps run phase by phase (state.plan.PHASES), each phase on every host before the next, so no host
+switches before all are ready (and with FAIL_PERCENT = 0 in config.py, a failure on any host stops every
+host).
 """
 
 import os
@@ -28,6 +32,9 @@ run = environment_run(selected_env(sys.argv, os.environ), dry="--dry" in sys.arg
 steps = run.plan.for_host(host.name)
 for phase in host.loop(PHASES):
     mine = [s for s in steps if s.phase == phase]
+    if run.lock and run.plan.width(phase):
+        lock.check(path=run.desired.layout.lock, line=run.lock.lines[host.name],
+                   name=f"({phase}: the deploy lock is still ours)")
     for i in host.loop(range(run.plan.width(phase))):
         if i < len(mine):
             step = mine[i]
@@ -35,6 +42,3 @@ for phase in host.loop(PHASES):
                                           **step.change.arguments())
         else:
             files.nothing(name=f"({phase}: nothing here)")
-
-if run.lock_holder:
-    lock.release(path=run.desired.layout.lock, ours=run.lock_holder, name="release the deploy lock")

@@ -5,7 +5,7 @@
     pinned pin REF                               pin a commit/tag of the repository in the state file
     pinned releases [--json]                     releases on each host: schema, status, current, pinned, last
     pinned history                               switches of `current` recorded on the hosts
-    pinned unlock                                release a deploy lock left by a dead run (shows the holder)
+    pinned unlock                                end the deploy lock of a hung run (shows the holder)
     pinned databases [--json]                    the schema versions' databases: size, last use
     pinned drop-database NAME                    drop one (never the current or the pinned schema's), backed up first
     pinned backup [--download DIR]               back up the current schema's database on the db host
@@ -173,11 +173,17 @@ def cmd_unlock(args) -> int:
     path = Layout(check_env(args.env).state.app).lock
     found = False
     for host in _connect(args.env, args.limit):
-        held = lock.show(host, path)
-        if held:
-            found = True
-            print(f"{host.name}: released the deploy lock of {lock.describe(held)}")
-            lock.force_release(host, path)
+        try:
+            held, done = lock.unlock(host, path)
+        except lock.LockError as exc:
+            raise CliError(str(exc)) from None
+        if held is None:
+            continue
+        found = True
+        how = {"ended": "ended its holder process", "killed": "killed its holder process (it did not end on "
+               "SIGTERM)"}.get(done.split(" ", 1)[0], "its holder was gone")
+        pid = done.split(" ", 1)[1] if " " in done else ""
+        print(f"{host.name}: released the deploy lock of {lock.describe(held)}: {how}{f' {pid}' if pid else ''}")
     if not found:
         print("no deploy lock is held")
     return 0
@@ -359,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("releases", help="releases on each web host")
     p.add_argument("--json", action="store_true")
     sub.add_parser("history", help="switches of `current` recorded on the hosts")
-    sub.add_parser("unlock", help="release a deploy lock left by a dead run (shows who held it)")
+    sub.add_parser("unlock", help="end the deploy lock of a hung run (shows who held it)")
     p = sub.add_parser("databases", help="the schema versions' databases: size and last use")
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("drop-database", help="drop one schema version's database (never the current or pinned)")

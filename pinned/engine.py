@@ -2,7 +2,8 @@
 
 * check: the environment's state file, its repository and pinned commit (state.check), before any host.
 * lock: a run that changes hosts takes the deploy lock on every host first (pinned/lock.py), so the
-  plan is made from what no other run is changing; a dry run and the read-only commands take none.
+  plan is made from what no other run is changing; a dry run and the read-only commands take none. The
+  lock lives as long as the run's connections: it ends with the process, however the process ends.
 * observe: one fact per host, every host at once (operations/facts.py, parsed by state/observed.py);
   a probe that fails is an error naming the host, never an empty host.
 * plan: state.plan.plan(desired, observed) — converged, changes, or blocked.
@@ -73,10 +74,12 @@ class View:
 
 @dataclass
 class Run(View):
-    """A view with its plan; `lock_holder` is set while this run holds the deploy lock."""
+    """A view with its plan; `lock` (and `lock_holder`, our holder line) are set while this run holds the
+    deploy lock; `lock.lines[host]` is what each host's lock file says (with its holder process's pid)."""
 
     plan: Plan | None = None
     lock_holder: str | None = None
+    lock: lock.DeployLock | None = None
 
 
 def deployer() -> str:
@@ -157,17 +160,23 @@ def with_transfers(checked: Checked, desired: Desired, observed: dict[str, HostO
                                                      release_cache()))
 
 
+def take_lock(checked: Checked, desired: Desired, hosts, holder: str) -> lock.DeployLock:
+    """The deploy lock on every host (or none): an EngineError naming the holder when another run has it."""
+    try:
+        return lock.acquire(hosts, desired.layout.lock, holder, checked.state.app)
+    except lock.LockRefused as exc:
+        raise EngineError(f"refused: {exc}") from None
+    except lock.LockError as exc:
+        raise EngineError(str(exc)) from None
+
+
 def compute(env: str, hosts, lock_holder: str | None = None) -> Run:
     """Check, (lock,) observe and plan. With `lock_holder`, the deploy lock is taken on every host first
-    and kept only if there is something to run."""
+    and kept (run.lock) only if there is something to run; it lasts until release_lock(run) or until this
+    process ends (its connections close)."""
     checked = check_env(env)
     desired = desired_of(checked, hosts)
-    if lock_holder:
-        try:
-            for warning in lock.acquire(hosts, desired.layout.lock, lock_holder, checked.state.app):
-                print(f"pinned: warning: {warning}", file=sys.stderr, flush=True)
-        except lock.LockRefused as exc:
-            raise EngineError(f"refused: {exc}") from None
+    held = take_lock(checked, desired, hosts, lock_holder) if lock_holder else None
     try:
         observed = observe(desired, hosts)
         the_plan = plan(desired, observed)
@@ -175,31 +184,32 @@ def compute(env: str, hosts, lock_holder: str | None = None) -> Run:
             desired = with_transfers(checked, desired, observed)
             the_plan = plan(desired, observed)
     except BaseException:
-        if lock_holder:
-            lock.release(hosts, desired.layout.lock, lock_holder)
+        lock.release(held)
         raise
     run = Run(checked, desired, observed, the_plan)
-    if lock_holder and the_plan.empty:  # nothing will run: no need to hold it
-        lock.release(hosts, desired.layout.lock, lock_holder)
-    else:
-        run.lock_holder = lock_holder
+    if held and the_plan.empty:  # nothing will run: no need to hold it
+        lock.release(held)
+    elif held:
+        run.lock_holder, run.lock = lock_holder, held
     return run
 
 
+def release_lock(run: Run) -> None:
+    """Release the run's deploy lock now (it is released anyway when this process ends)."""
+    lock.release(run.lock)
+    run.lock, run.lock_holder = None, None
+
+
 def locked(env: str, hosts, work) -> object:
-    """Run `work(view)` under the deploy lock of every host (commands that change a host outside a deploy)."""
+    """Run `work(view)` under the deploy lock of every host (commands that change a host outside a deploy);
+    released when it returns or raises."""
     checked = check_env(env)
     desired = desired_of(checked, hosts)
-    holder = lock.holder_line(deployer())
-    try:
-        for warning in lock.acquire(hosts, desired.layout.lock, holder, checked.state.app):
-            print(f"pinned: warning: {warning}", file=sys.stderr, flush=True)
-    except lock.LockRefused as exc:
-        raise EngineError(f"refused: {exc}") from None
+    held = take_lock(checked, desired, hosts, lock.holder_line(deployer()))
     try:
         return work(View(checked, desired, observe(desired, hosts)))
     finally:
-        lock.release(hosts, desired.layout.lock, holder)
+        lock.release(held)
 
 
 _compute_once = gevent.lock.RLock()
@@ -208,8 +218,9 @@ _runs: dict[str, Run | PyinfraError] = {}
 
 def environment_run(env: str, dry: bool) -> Run:
     """The run's plan inside `pyinfra inventory.py deploy.py` (computed once, printed once). A real run
-    (not --dry) holds the deploy lock on every host until its last operation. A blocked plan stops the
-    run here, before any operation, with exit status 1."""
+    (not --dry) holds the deploy lock on every host until the pyinfra process ends, whatever ends it
+    (done, failed, declined at the confirmation, killed). A blocked plan stops the run here, before any
+    operation, with exit status 1."""
     with _compute_once:
         if env not in _runs:
             holder = None if dry else lock.holder_line(deployer())

@@ -75,6 +75,12 @@ class Sandbox:
         return subprocess.run(["ssh", *core.ssh_options(sb.ssh_key), f"root@{host.address}", command],
                               capture_output=True, text=True, check=check)
 
+    def popen_ssh(self, name: str, command: str) -> subprocess.Popen:
+        """`command` on the host, started and left running (its stdout a pipe)."""
+        sb = core.Sandbox.load()
+        return subprocess.Popen(["ssh", *core.ssh_options(sb.ssh_key), f"root@{self.booted[name].address}",
+                                 command], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
 
 @pytest.fixture(scope="session")
 def sandbox():

@@ -9,9 +9,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -344,18 +346,116 @@ def test_switch_moves_upstream_and_current_together_or_neither(tmp_path):
 
 # --- the deploy lock ------------------------------------------------------------------------------------------
 
-def test_lock_acquire_and_release(tmp_path):
-    from operations.lock import ACQUIRE_SCRIPT, RELEASE_SCRIPT
+HOLDER = '{"by": "me@here", "pid": 7, "since": "2026-01-01T00:00:00Z"}'
+
+
+def hold(lock: Path, holder: str = HOLDER, timeout: str = "45") -> tuple[subprocess.Popen, str]:
+    """lock_hold.sh started as the engine starts it (its stdin a pipe the run keeps open): the process and
+    the first line it printed."""
+    from operations.lock import HOLD_SCRIPT
+    from operations.scripts import sh
+    proc = subprocess.Popen(["sh", "-c", sh(HOLD_SCRIPT, lock, holder, timeout).get_raw_value()],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return proc, proc.stdout.readline()
+
+
+def test_lock_holder_holds_until_its_stdin_closes_and_refuses_a_second(tmp_path):
+    lock = tmp_path / "pinned-app.lock"
+    first, said = hold(lock)
+    assert said.startswith("held ")
+    line = json.loads(said.removeprefix("held "))
+    assert line == {**json.loads(HOLDER), "holder_pid": line["holder_pid"]} and line["holder_pid"] > 0
+    assert lock.read_text() == said.removeprefix("held ")
+    second, refused = hold(lock, HOLDER.replace("me@here", "them@there"))
+    assert second.wait(timeout=10) == 3 and refused == f"refused {said.removeprefix('held ')}"
+    first.stdin.write("\n")  # a heartbeat changes nothing
+    first.stdin.flush()
+    time.sleep(0.2)
+    assert first.poll() is None and lock.exists()
+    first.stdin.close()  # the run's connection closed
+    assert first.wait(timeout=10) == 0 and not lock.exists()
+    third, said = hold(lock)  # free again
+    assert said.startswith("held ")
+    third.stdin.close()
+    assert third.wait(timeout=10) == 0 and not lock.exists()
+
+
+def test_lock_holder_gives_up_without_heartbeat_and_ends_on_sigterm(tmp_path):
+    lock = tmp_path / "pinned-app.lock"
+    started = time.monotonic()
+    quiet, said = hold(lock, timeout="1")  # stdin stays open, no heartbeat: a cut network
+    assert said.startswith("held ")
+    assert quiet.wait(timeout=10) == 0 and not lock.exists()
+    assert 0.9 < time.monotonic() - started < 5
+    hung, said = hold(lock)
+    os.kill(json.loads(said[5:])["holder_pid"], signal.SIGTERM)  # what `pinned unlock` does
+    assert hung.wait(timeout=10) == 0 and not lock.exists()
+    hung.stdin.close()
+
+
+def test_lock_holder_runs_the_undo_hook_when_it_ends(tmp_path):
+    lock = tmp_path / "pinned-app.lock"
+    marker = tmp_path / "lifted"
+    holder, said = hold(lock)
+    assert said.startswith("held ")
+    Path(f"{lock}.undo").write_text(f'echo lifted > "{marker}"\n')  # written by a step, while held
+    assert not marker.exists()
+    holder.stdin.close()  # the run died: its end of the connection is gone
+    holder.kill()
+    holder.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while lock.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.read_text() == "lifted\n" and not lock.exists() and not Path(f"{lock}.undo").exists()
+    # The write freeze's hooks live in <lock>.undo.d/, one per host role: each runs.
+    (undo_d := Path(f"{lock}.undo.d")).mkdir()
+    (undo_d / "write-freeze").write_text(f'echo web >> "{marker}"\n')
+    (undo_d / "db-freeze").write_text(f'echo db >> "{marker}"\n')
+    marker.unlink()
+    holder, said = hold(lock)
+    holder.stdin.close()
+    holder.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while lock.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sorted(marker.read_text().split()) == ["db", "web"] and not any(undo_d.iterdir())
+    # A hook left behind by a holder killed on the host itself runs when the lock is next taken.
+    marker.unlink()
+    Path(f"{lock}.undo").write_text(f'echo lifted > "{marker}"\n')
+    lock.write_text("a dead holder's line\n")
+    holder, said = hold(lock)
+    assert said.startswith("held ") and marker.exists() and not Path(f"{lock}.undo").exists()
+    holder.stdin.close()
+    holder.wait(timeout=10)
+
+
+def test_unlock_ends_a_hung_holder_and_cleans_up_a_dead_one(tmp_path):
+    from operations.lock import UNLOCK_SCRIPT
     from operations.scripts import sh
     lock = tmp_path / "pinned-app.lock"
-    assert run(sh(ACQUIRE_SCRIPT, lock, "us", "")).returncode == 0
-    assert lock.read_text() == "us\n" and not Path(f"{lock}.tmp").exists()
-    refused = run(sh(ACQUIRE_SCRIPT, lock, "them", ""))
-    assert (refused.returncode, refused.stdout) == (3, "us\n")
-    assert run(sh(ACQUIRE_SCRIPT, lock, "them", "us")).returncode == 0  # a stale holder taken over
-    assert lock.read_text() == "them\n"
-    assert run(sh(RELEASE_SCRIPT, lock, "us")).returncode == 0 and lock.exists()  # not ours: kept
-    assert run(sh(RELEASE_SCRIPT, lock, "them")).returncode == 0 and not lock.exists()
+    assert run(sh(UNLOCK_SCRIPT, lock)).stdout == ""  # nothing held
+    holder, said = hold(lock)
+    pid = json.loads(said[5:])["holder_pid"]
+    Path(f"{lock}.undo").write_text(f'touch "{tmp_path}/undone"\n')
+    out = run(sh(UNLOCK_SCRIPT, lock))
+    assert out.returncode == 0 and out.stdout == f"{said[5:]}ended {pid}\n", out.stderr
+    assert holder.wait(timeout=10) == 0 and not lock.exists() and (tmp_path / "undone").exists()
+    holder.stdin.close()
+    lock.write_text('{"by": "x@y", "holder_pid": 999999999}\n')  # its holder was killed on the host
+    out = run(sh(UNLOCK_SCRIPT, lock))
+    assert out.stdout.endswith("stale\n") and not lock.exists()
+
+
+def test_lock_check_fails_once_the_hold_is_gone(tmp_path):
+    lock = tmp_path / "pinned-app.lock"
+    holder, said = hold(lock)
+    line = said[5:].rstrip("\n")
+    assert run(run_sh("lock_check.sh", lock, line)).returncode == 0
+    assert run(run_sh("lock_check.sh", lock, line.replace("me@here", "x@y"))).returncode == 1
+    holder.stdin.close()
+    holder.wait(timeout=10)
+    failed = run(run_sh("lock_check.sh", lock, line))
+    assert failed.returncode == 1 and "no longer holds the deploy lock" in failed.stderr
 
 
 # --- secrets and the database account -------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """End to end: what a failure leaves behind. A health gate that refuses a broken release, a deploy lock
-that refuses a second deploy and survives a killed one, retention that never prunes what must stay, and
-deploys killed at random moments that leave a whole release serving and converge on the next run."""
+that refuses a second deploy and dies with its run (done, failed, declined, killed), `pinned unlock` for a
+hung one, the lock's undo hook, retention that never prunes what must stay, and deploys killed at random
+moments that leave a whole release serving and converge on the next run."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from conftest import PREFIX, ROOT, Env, http_get
 
 pytestmark = pytest.mark.sandbox
 HOST = "safe"
+LOCK = "/run/lock/pinned-agroguia.lock"
 
 
 def rid(commits, tag):
@@ -41,6 +43,7 @@ def test_health_gate_refuses_a_broken_release(env, sandbox, commits):
     failed = env.deploy(check=False)
     output = failed.stdout + failed.stderr
     assert failed.returncode != 0
+    assert lock_text(sandbox) is None  # the failed run's lock ended with it: the next deploy runs at once
     assert re.search(r"health check failed: http://\S+/health/ on release \S+ answered 500", output)
     assert "current is unchanged" in output
     assert "Release: A" in page(sandbox).body
@@ -60,12 +63,46 @@ def test_health_gate_refuses_a_broken_release(env, sandbox, commits):
     env.deploy()
 
 
-def start_deploy(env):
-    cmd = [str(ROOT / ".venv/bin/pyinfra"), "-y", "--limit", HOST, "inventory.py", "deploy.py",
-           "--data", f"env={env.name}"]
+def lock_text(sandbox) -> str | None:
+    """The lock file on the host, or None when there is none."""
+    out = sandbox.ssh(HOST, f"cat {LOCK}", check=False)
+    return out.stdout if out.returncode == 0 else None
+
+
+def start_deploy(env, yes: bool = True):
+    cmd = [str(ROOT / ".venv/bin/pyinfra"), *(["-y"] if yes else []), "--limit", HOST, "inventory.py",
+           "deploy.py", "--data", f"env={env.name}"]
     return subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PINNED_STATE_DIR": str(env.state_dir),
                                                  "PINNED_SANDBOX_PREFIX": PREFIX},
+                            stdin=subprocess.DEVNULL if yes else subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def wait_until_it_holds_the_lock(sandbox, proc) -> dict:
+    """Poll the host's lock file until it names this run (its pid): the holder line, parsed."""
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        held = lock_text(sandbox)
+        if held and json.loads(held).get("pid") == proc.pid:
+            return json.loads(held)
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        time.sleep(0.05)
+    raise AssertionError("the run never took the deploy lock")
+
+
+def wait_for_no_lock(sandbox, seconds: float = 10) -> float:
+    """Seconds until the host has no lock file (fails after `seconds`)."""
+    started = time.monotonic()
+    while lock_text(sandbox) is not None:
+        assert time.monotonic() - started < seconds, f"the lock is still held: {lock_text(sandbox)}"
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def kill_run(proc) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
 
 
 def remove_release(sandbox, commits, tag):
@@ -82,27 +119,80 @@ def test_two_deploys_at_once_one_is_refused(env, sandbox, commits):
     out1, out2 = first.communicate(timeout=300)[0], second.communicate(timeout=300)[0]
     codes = sorted([first.returncode, second.returncode])
     assert codes[0] == 0 and codes[1] != 0, (out1[-2000:], out2[-2000:])
-    refused = out1 if first.returncode else out2
-    assert re.search(r"refused: safe: agroguia is being deployed by \S+@\S+ \(pid \d+, since \S+\)", refused)
+    refused, winner = (out1, second) if first.returncode else (out2, first)
+    assert re.search(rf"refused: safe: agroguia is being deployed by \S+@\S+ \(pid {winner.pid}, since \S+Z\)",
+                     refused), refused[-2000:]
+    assert lock_text(sandbox) is None
     assert "Release: B" in page(sandbox).body
 
 
-def test_killed_deploy_leaves_a_stale_lock_that_is_taken_over(env, sandbox, commits):
+def test_a_killed_deploy_releases_its_lock_at_once(env, sandbox, commits):
+    remove_release(sandbox, commits, "B")
+    env.write(release=commits["B"]["commit"])
+    proc = start_deploy(env)
+    held = wait_until_it_holds_the_lock(sandbox, proc)
+    assert re.fullmatch(r"\S+@\S+", held["by"]) and held["holder_pid"] > 0 and held["since"].endswith("Z")
+    # A watcher on the host prints when the lock file goes (the sandbox host shares this machine's clock).
+    watcher = sandbox.popen_ssh(HOST, f"while [ -e {LOCK} ]; do sleep 0.01; done; date +%s.%N")
+    time.sleep(0.5)
+    killed_at = time.time()
+    kill_run(proc)  # SIGKILL: no handler of the run runs, only its connection closes
+    wait_for_no_lock(sandbox, seconds=5)
+    released = float(watcher.communicate(timeout=10)[0]) - killed_at
+    print(f"killed run: lock file removed on the host {released:.3f} s after SIGKILL")
+    assert released < 5
+    after = env.deploy()
+    output = after.stdout + after.stderr
+    assert "took over" not in output and "refused" not in output
+    assert "Release: B" in page(sandbox).body
+    assert lock_text(sandbox) is None
+
+
+def test_a_declined_confirmation_leaves_no_lock(env, sandbox, commits):
+    env.write(release=commits["A"]["commit"])  # a rollback: the plan has changes, so the run asks
+    proc = start_deploy(env, yes=False)
+    out = proc.communicate(input="n\n", timeout=300)[0]
+    assert "Press enter to execute" in out and "Unexpected user input: n" in out, out[-3000:]
+    assert lock_text(sandbox) is None
+    assert "Release: B" in page(sandbox).body  # nothing ran
+    after = env.deploy()
+    assert "refused" not in after.stdout + after.stderr
+    assert "Release: A" in page(sandbox).body
+
+
+def test_unlock_ends_the_lock_of_a_hung_run(env, sandbox, commits):
+    remove_release(sandbox, commits, "B")
+    env.write(release=commits["B"]["commit"])
+    proc = start_deploy(env)
+    held = wait_until_it_holds_the_lock(sandbox, proc)
+    os.killpg(proc.pid, signal.SIGSTOP)  # hung: still connected, no heartbeat
+    try:
+        unlocked = env.pinned("unlock").stdout
+        assert re.search(rf"{HOST}: released the deploy lock of {re.escape(held['by'])} \(pid {proc.pid}, since "
+                         rf"{held['since']}\): ended its holder process {held['holder_pid']}", unlocked), unlocked
+        assert lock_text(sandbox) is None
+        assert env.pinned("unlock").stdout.strip() == "no deploy lock is held"
+    finally:
+        os.killpg(proc.pid, signal.SIGCONT)
+    out = proc.communicate(timeout=300)[0]  # resumed, it finds its lock gone and stops before changing anything
+    assert proc.returncode != 0 and "no longer holds the deploy lock" in out, out[-3000:]
+    assert "Release: A" in page(sandbox).body
+    env.deploy()
+    assert "Release: B" in page(sandbox).body
+
+
+def test_the_undo_hook_runs_when_the_run_dies(env, sandbox, commits):
+    sandbox.ssh(HOST, "rm -f /tmp/undo-ran")
     env.write(release=commits["A"]["commit"])
     proc = start_deploy(env)
-    deadline = time.time() + 60
-    while time.time() < deadline:  # wait until the lock is taken, then kill -9 the whole run
-        if sandbox.ssh(HOST, "test -s /run/lock/pinned-agroguia.lock", check=False).returncode == 0:
-            break
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    held = sandbox.ssh(HOST, "cat /run/lock/pinned-agroguia.lock", check=False).stdout
-    after = env.deploy()
-    if held:  # killed while holding it: the next run says it took it over
-        assert "took over the deploy lock" in after.stdout + after.stderr
+    wait_until_it_holds_the_lock(sandbox, proc)
+    sandbox.ssh(HOST, f"echo 'echo undone > /tmp/undo-ran' > {LOCK}.undo")  # as a step would write it
+    kill_run(proc)
+    wait_for_no_lock(sandbox, seconds=5)
+    assert sandbox.ssh(HOST, "cat /tmp/undo-ran").stdout == "undone\n"
+    assert sandbox.ssh(HOST, f"test -e {LOCK}.undo", check=False).returncode != 0
+    env.deploy()
     assert "Release: A" in page(sandbox).body
-    assert sandbox.ssh(HOST, "test -e /run/lock/pinned-agroguia.lock", check=False).returncode != 0
 
 
 def test_deploys_killed_at_random_moments_never_leave_half_a_release(env, sandbox, commits):
