@@ -4,10 +4,11 @@
 Usage: build_repo.py [--json] DEST
 
 Creates a normal (non-bare) git repository at DEST with one commit per
-release on branch ``main`` (A, then B, then C), each tagged with its release
-name and holding the full tree of that release: the base app in
+release, each tagged with its release name: A to E in a line on branch
+``main``, each holding the full tree of that release (the base app in
 ``examples/agroguia/`` with every overlay up to and including that release's
-copied over it.
+copied over it), and F on a side branch off A (a release may name its parent:
+its tree is the parent's with its own overlay; such releases come last).
 
 Author, committer, dates, file modes and line endings are all fixed, so the
 commit hashes are the same on every machine and every run. The expected
@@ -31,14 +32,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BASE_DIR = os.path.join(HERE, "agroguia")
 OVERLAYS_DIR = os.path.join(HERE, "agroguia-releases")
 
-# (tag, commit date, overlay folder under OVERLAYS_DIR or None, commit message)
-# Each release's tree is the previous release's tree with its overlay copied over.
+# (tag, commit date, overlay folder under OVERLAYS_DIR or None, commit message[, parent tag])
+# Each release's tree is its parent's tree (default: the previous release) with its overlay copied over.
 RELEASES = [
-    ("A", "2026-11-20T10:00:00+00:00", None, "Release A: crop list, health check, admin"),
+    ("A", "2026-11-20T10:00:00+00:00", None, "Release A: crop list, notes (POST /notes/), visits, health check"),
     ("B", "2026-11-21T10:00:00+00:00", "B", "Release B: new page heading (code only)"),
     ("C", "2026-11-22T10:00:00+00:00", "C", "Release C: add Crop.variety (schema change)"),
     ("D", "2026-11-23T10:00:00+00:00", "D", "Release D: health check answers 500 (broken on purpose)"),
     ("E", "2026-11-24T10:00:00+00:00", "E", "Release E: a migration that raises (broken on purpose)"),
+    ("F", "2026-11-25T10:00:00+00:00", "F", "Release F: a slow migration on top of A (schema change)", "A"),
 ]
 
 AUTHOR_NAME = "Agroguia Example"
@@ -80,21 +82,30 @@ def read_tree(root):
     return files
 
 
+def parent_tag(i):
+    """The tag of release i's parent (None for the first): its 5th field, else the previous release."""
+    if i == 0:
+        return None
+    entry = RELEASES[i]
+    return entry[4] if len(entry) > 4 else RELEASES[i - 1][0]
+
+
 def release_trees():
-    """Yield (tag, date, message, {relpath: bytes}) for each release in order."""
+    """Yield (tag, date, message, {relpath: bytes}, parent tag) for each release in order."""
     if not os.path.isdir(BASE_DIR):
         sys.exit("build_repo.py: missing base app folder %s" % BASE_DIR)
-    files = {}
-    for i, (tag, date, overlay, message) in enumerate(RELEASES):
-        if i == 0:
-            files = read_tree(BASE_DIR)
+    trees = {}
+    for i, (tag, date, overlay, message, *_) in enumerate(RELEASES):
+        parent = parent_tag(i)
+        files = read_tree(BASE_DIR) if parent is None else trees[parent]
         if overlay is not None:
             overlay_dir = os.path.join(OVERLAYS_DIR, overlay)
             if not os.path.isdir(overlay_dir):
                 sys.exit("build_repo.py: missing overlay folder %s" % overlay_dir)
             files = dict(files)
             files.update(read_tree(overlay_dir))
-        yield tag, date, message, files
+        trees[tag] = files
+        yield tag, date, message, files, parent
 
 
 def file_mode(rel):
@@ -145,16 +156,16 @@ def _subtree_id(files, prefix):
 def expected_commits():
     """[(tag, commit id, utc datetime)] computed without running git."""
     result = []
-    parent = None
-    for tag, date, message, files in release_trees():
+    ids = {}
+    for tag, date, message, files, parent in release_trees():
         raw_date, utc = git_date(date)
         ident = "%s <%s> %s" % (AUTHOR_NAME, AUTHOR_EMAIL, raw_date)
         body = "tree %s\n" % _subtree_id(files, "")
         if parent:
-            body += "parent %s\n" % parent
+            body += "parent %s\n" % ids[parent]
         body += "author %s\ncommitter %s\n\n%s\n" % (ident, ident, message.strip())
-        parent = _object_id(b"commit", body.encode())
-        result.append((tag, parent, utc))
+        ids[tag] = _object_id(b"commit", body.encode())
+        result.append((tag, ids[tag], utc))
     return result
 
 
@@ -189,7 +200,7 @@ def existing_tags(dest):
     if not os.path.exists(os.path.join(dest, ".git")):
         return None
     tags = {}
-    for tag, _, _, _ in RELEASES:
+    for tag, *_ in RELEASES:
         proc = git(dest, "rev-parse", "--verify", "-q", "refs/tags/%s^{commit}" % tag,
                    check=False)
         tags[tag] = proc.stdout.strip() if proc.returncode == 0 else None
@@ -233,8 +244,11 @@ def build(dest):
     remove_dest(dest)
     git(None, "init", "-q", dest)
     git(dest, "symbolic-ref", "HEAD", "refs/heads/" + BRANCH)
-    for tag, date, message, files in release_trees():
+    previous = None
+    for tag, date, message, files, parent in release_trees():
         raw_date, _ = git_date(date)
+        if parent is not None and parent != previous:  # a branch: commit on top of its parent
+            git(dest, "checkout", "-q", "--detach", parent)
         write_tree(dest, files)
         git(dest, "add", "-A", ".")
         # Force the index modes in case the filesystem ignores exec bits.
@@ -244,6 +258,8 @@ def build(dest):
         env = git_env({"GIT_AUTHOR_DATE": raw_date, "GIT_COMMITTER_DATE": raw_date})
         git(dest, "commit", "-q", "--no-verify", "--allow-empty", "-m", message, env=env)
         git(dest, "tag", "-f", tag, "HEAD")
+        previous = tag
+    git(dest, "checkout", "-q", BRANCH)
 
 
 # ----------------------------------------------------------------------- main

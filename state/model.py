@@ -279,9 +279,11 @@ def state_path(env: str, base: Path | None = None) -> Path:
 
 def load_state(path: Path) -> State:
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise StateFileError(f"{path}: cannot read the state file: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise StateFileError(f"{path}: the state file is not UTF-8 text (byte {exc.start})") from None
     return parse_state(text, str(path))
 
 

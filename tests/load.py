@@ -16,6 +16,10 @@ By default every request opens its own connection (`Connection: close`): a serve
 keep-alive connection (nginx does when its old workers exit on reload) is retried by every real client,
 so counting it would measure the client, not the deploy. `keepalive=True` reuses connections instead,
 and then such a close does count as an error.
+
+`WriteLoad` writes too: each client POSTs notes with unique texts, GETs the page and a page that writes its
+session, and records each answer's status, latency, Retry-After header and release; the texts of the
+writes the site acknowledged (201) are what must be found in the database afterwards.
 """
 
 from __future__ import annotations
@@ -25,9 +29,11 @@ import math
 import re
 import threading
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from http.cookies import SimpleCookie
+from urllib.parse import urlencode, urlsplit
 
 RELEASE = re.compile(rb"Release: ([A-Za-z0-9_.-]+)")
 
@@ -222,4 +228,225 @@ class Load:
                 if s.error and s.error not in seen and len(seen) < 3:
                     seen.append(s.error)
             lines += [f"    e.g. {e}" for e in seen]
+        return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------ writing load
+
+@dataclass(frozen=True)
+class WriteSample:
+    """One request of a `WriteLoad` client. kind: "write" (POST /notes/), "read" (GET /), "visit" (GET /visit/,
+    a GET that writes the session)."""
+    client: int
+    kind: str
+    start: float
+    latency: float
+    status: int | None              # None: no HTTP answer (see error)
+    release: str | None             # `Release: X` in the body, else the X-Release header
+    retry_after: str | None = None  # the Retry-After header, if any
+    text: str | None = None         # a write's unique text
+    error: str | None = None
+
+    @property
+    def end(self) -> float:
+        return self.start + self.latency
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+    @property
+    def acknowledged(self) -> bool:
+        """A write the site said it stored (201), or a visit it counted (200)."""
+        return self.status == 201 if self.kind == "write" else (self.kind == "visit" and self.ok)
+
+    @property
+    def refused(self) -> bool:
+        """Refused the way a write freeze must: 503 with a Retry-After header."""
+        return self.status == 503 and self.retry_after is not None
+
+    @property
+    def failed(self) -> bool:
+        """Not answered, or answered neither 2xx nor a proper refusal (a read is never allowed a refusal)."""
+        if self.kind == "read":
+            return not self.ok
+        return not (self.ok or self.refused)
+
+
+class WriteLoad:
+    """`clients` threads, each looping: POST a note with a unique text, GET the page, GET the visit page (with
+    its own session cookie). Bounded: each client stops after `max_rounds` rounds, after `max_duration`
+    seconds, or when the context exits, whichever comes first. Only for the sandbox host's address."""
+
+    def __init__(self, base_url: str, clients: int = 10, max_duration: float = 180.0, max_rounds: int = 5000,
+                 timeout: float = 10.0, write_path: str = "/notes/", read_path: str = "/", visit_path: str = "/visit/",
+                 tag: str = "w"):
+        parts = urlsplit(base_url)
+        if parts.scheme != "http":
+            raise ValueError(f"not an http URL: {base_url}")
+        self.base_url, self.clients, self.max_duration, self.max_rounds = base_url, clients, max_duration, max_rounds
+        self.timeout, self.tag = timeout, tag
+        self._netloc = parts.netloc
+        self.paths = {"write": write_path, "read": read_path, "visit": visit_path}
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self.samples: list[WriteSample] = []
+        self.started_at: float | None = None
+        self.stopped_at: float | None = None
+        self.expired = False
+        self._deadline = 0.0
+
+    def __enter__(self) -> WriteLoad:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.started_at = time.monotonic()
+        self._deadline = self.started_at + self.max_duration
+        for n in range(self.clients):
+            t = threading.Thread(target=self._client, args=(n,), name=f"wload-{n}", daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    def stop(self) -> None:
+        self.expired = time.monotonic() >= self._deadline
+        self._stop.set()
+        for t in self._threads:
+            t.join(self.timeout + 5)
+        self.stopped_at = time.monotonic()
+        with self._lock:
+            self.samples.sort(key=lambda s: s.start)
+
+    def _request(self, n: int, kind: str, cookie: dict, text: str | None = None) -> WriteSample:
+        headers = {"Connection": "close", "User-Agent": "pinned-write-load"}
+        if cookie:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookie.items())
+        body = None
+        if kind == "write":
+            body = urlencode({"text": text})
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        conn = http.client.HTTPConnection(self._netloc, timeout=self.timeout)
+        start = time.monotonic()
+        status = release = retry_after = error = None
+        try:
+            conn.request("POST" if kind == "write" else "GET", self.paths[kind], body=body, headers=headers)
+            response = conn.getresponse()
+            data = response.read()
+            status = response.status
+            retry_after = response.getheader("Retry-After")
+            found = RELEASE.search(data)
+            release = found.group(1).decode() if found else response.getheader("X-Release")
+            for header in response.msg.get_all("Set-Cookie") or []:
+                jar = SimpleCookie()
+                jar.load(header)
+                cookie.update({k: m.value for k, m in jar.items()})
+        except (OSError, http.client.HTTPException) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        finally:
+            conn.close()
+        return WriteSample(n, kind, start, time.monotonic() - start, status, release, retry_after,
+                           text if kind == "write" else None, error)
+
+    def _client(self, n: int) -> None:
+        cookie: dict[str, str] = {}
+        token = uuid.uuid4().hex[:8]
+        for i in range(self.max_rounds):
+            for kind in ("write", "read", "visit"):
+                if self._stop.is_set() or time.monotonic() >= self._deadline:
+                    return
+                text = f"{self.tag}-{token}-{n}-{i}" if kind == "write" else None
+                sample = self._request(n, kind, cookie, text)
+                with self._lock:
+                    self.samples.append(sample)
+
+    # -- results
+
+    def of(self, kind: str) -> list[WriteSample]:
+        return [s for s in self.samples if s.kind == kind]
+
+    @property
+    def acknowledged_texts(self) -> list[str]:
+        """The texts of the writes answered 201: each must be in the database that ends up current."""
+        return [s.text for s in self.of("write") if s.status == 201]
+
+    @property
+    def acknowledged_writes(self) -> int:
+        return len(self.acknowledged_texts)
+
+    @property
+    def refused_writes(self) -> int:
+        """POSTs and session-writing GETs refused with 503 + Retry-After."""
+        return sum(1 for s in self.samples if s.kind != "read" and s.refused)
+
+    @property
+    def other_5xx(self) -> list[WriteSample]:
+        """5xx answers that are not a proper refusal (a 503 without Retry-After counts here)."""
+        return [s for s in self.samples if s.status is not None and s.status >= 500 and not s.refused]
+
+    @property
+    def write_failures(self) -> list[WriteSample]:
+        """Writes and visits neither acknowledged nor properly refused (other statuses, no answer)."""
+        return [s for s in self.samples if s.kind != "read" and s.failed]
+
+    @property
+    def read_failures(self) -> list[WriteSample]:
+        return [s for s in self.of("read") if s.failed]
+
+    @property
+    def worst_read_latency(self) -> float:
+        return max((s.latency for s in self.of("read")), default=0.0)
+
+    @property
+    def releases(self) -> dict[str, int]:
+        """2xx answers per release, all kinds (`?`: no release marker)."""
+        return dict(sorted(Counter(s.release or "?" for s in self.samples if s.ok).items()))
+
+    def releases_of(self, kind: str) -> dict[str, int]:
+        return dict(sorted(Counter(s.release or "?" for s in self.of(kind) if s.ok).items()))
+
+    @property
+    def statuses(self) -> dict[str, dict[int, int]]:
+        return {kind: dict(sorted(Counter(s.status for s in self.of(kind) if s.status is not None).items()))
+                for kind in ("write", "read", "visit")}
+
+    @property
+    def longest_refusal(self) -> tuple[float, int]:
+        """The freeze as clients saw it: the longest run of refused writes (POSTs and visits, by start time)
+        with no write acknowledged in between: (seconds from the first refusal's start to the last one's
+        end, refusals in the run)."""
+        best = (0.0, 0)
+        first = last = None
+        count = 0
+        for s in (s for s in self.samples if s.kind != "read"):
+            if s.refused:
+                first = s if first is None else first
+                last, count = s, count + 1
+                best = max(best, (last.end - first.start, count))
+            elif s.acknowledged:
+                first, last, count = None, None, 0
+        return best
+
+    def report(self) -> str:
+        duration = (self.stopped_at or time.monotonic()) - (self.started_at or time.monotonic())
+        freeze, refusals = self.longest_refusal
+        lines = [
+            f"{self.base_url}  clients={self.clients}  duration={duration:.1f}s"
+            + ("  (ended by max_duration)" if self.expired else ""),
+            f"  writes: acknowledged={self.acknowledged_writes}  refused(503+Retry-After)={self.refused_writes}  "
+            f"other-5xx={len(self.other_5xx)}  failed={len(self.write_failures)}",
+            f"  reads: {len(self.of('read'))}  failed={len(self.read_failures)}  "
+            f"worst latency={self.worst_read_latency * 1000:.0f}ms",
+            f"  longest run of refusals (freeze seen by clients): {freeze:.2f}s ({refusals} refusals)",
+            f"  releases: {self.releases}  statuses: {self.statuses}",
+        ]
+        seen: list[str] = []
+        for s in self.samples:
+            what = s.error or (f"{s.kind} {s.status} retry-after={s.retry_after}" if s.failed else None)
+            if what and what not in seen and len(seen) < 5:
+                seen.append(what)
+        lines += [f"    e.g. {e}" for e in seen]
         return "\n".join(lines)

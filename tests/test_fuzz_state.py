@@ -86,3 +86,29 @@ def test_fuzzed_files_through_pyinfra_never_reach_a_host(tmp_path):
         assert proc.returncode == 1, output
         assert "Traceback" not in output and "Connecting to hosts" not in output
         assert [line for line in proc.stderr.splitlines() if line.startswith("pinned: error:")]
+
+
+def not_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(st.binary(min_size=1, max_size=300).filter(not_utf8))
+def test_a_state_file_that_is_not_utf8_through_the_cli(tmp_path_factory, raw):
+    """Random bytes (not UTF-8 text) as the state file, through the real `pinned` command: exactly one line on
+    stderr naming the file, exit 1, no traceback."""
+    state_dir = tmp_path_factory.mktemp("bytes")
+    (state_dir / "x.yaml").write_bytes(raw)
+    env = {**os.environ, "PINNED_STATE_DIR": str(state_dir), "PINNED_SANDBOX_PREFIX": "nohosts"}
+    proc = subprocess.run([str(ROOT / ".venv/bin/pinned"), "--env", "x", "plan"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    output = proc.stdout + proc.stderr
+    assert "Traceback" not in output, output[-3000:]
+    assert proc.returncode == 1, output[-3000:]
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr[-3000:]
+    assert "x.yaml" in lines[0] and "UTF-8" in lines[0], lines[0]

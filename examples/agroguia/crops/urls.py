@@ -5,4 +5,6 @@ from . import views
 urlpatterns = [
     path("", views.index, name="index"),
     path("health/", views.health, name="health"),
+    path("notes/", views.notes, name="notes"),
+    path("visit/", views.visit, name="visit"),
 ]

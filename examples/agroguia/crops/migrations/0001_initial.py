@@ -19,4 +19,13 @@ class Migration(migrations.Migration):
                 ('planted_on', models.DateField(blank=True, null=True)),
             ],
         ),
+        migrations.CreateModel(
+            name='Note',
+            fields=[
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('text', models.CharField(max_length=200)),
+                ('release', models.CharField(blank=True, default='', max_length=20)),
+                ('created', models.DateTimeField(auto_now_add=True)),
+            ],
+        ),
     ]
