@@ -43,6 +43,10 @@ from .observed import HostObserved, ReleaseOnDisk
 ADD, CHANGE, REMOVE = "add", "change", "remove"
 SYMBOL = {ADD: "+", CHANGE: "~", REMOVE: "-"}
 # Phases, in order: each runs on every host before the next one starts.
+# Phases whose commands are quick get a bound (seconds): a host that stops answering there (a cut network)
+# fails the run, which stops every host, instead of hanging it. (The write freeze waits up to 30 s for
+# nginx's workers or the database's connections; stop up to 30 s for nginx, then systemd's 35 s.)
+PHASE_TIMEOUTS = {"freeze": 120, "guard": 120, "switch": 60, "thaw": 120}
 PHASES = ("system", "secrets", "share", "prepare", "freeze", "guard", "database", "migrate", "schema", "start",
           "switch", "thaw", "site", "cleanup")
 
