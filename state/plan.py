@@ -47,8 +47,8 @@ SYMBOL = {ADD: "+", CHANGE: "~", REMOVE: "-"}
 # fails the run, which stops every host, instead of hanging it. (The write freeze waits up to 30 s for
 # nginx's workers or the database's connections; stop up to 30 s for nginx, then systemd's 35 s.)
 PHASE_TIMEOUTS = {"freeze": 120, "guard": 120, "switch": 60, "thaw": 120}
-PHASES = ("system", "secrets", "share", "prepare", "freeze", "guard", "database", "migrate", "schema", "start",
-          "switch", "thaw", "site", "cleanup")
+PHASES = ("system", "secrets", "share", "accounts", "prepare", "freeze", "guard", "database", "migrate", "schema",
+          "start", "switch", "thaw", "site", "cleanup")
 
 
 @dataclass(frozen=True)
@@ -355,7 +355,8 @@ def plan_database(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation
         steps.append(Step(host.name, CHANGE if recreate else ADD, c.Database(database, source, recreate), database,
                           reason, phase="database"))
     # The app's accounts get ALL on each of its schema databases by name (`_` escaped: never a pattern another
-    # app's names could match), and nothing else.
+    # app's names could match), and nothing else; before the write freeze (phase accounts), so the freeze's
+    # guard finds them as they should be (MariaDB grants on a database it makes later).
     wanted = {lay.database_grant(n) for n in map(lay.schema_of_database, o.databases | {database}) if n is not None}
     for web in d.web_hosts:
         account = f"{app}@{db_user_host(d, web)}"
@@ -367,10 +368,10 @@ def plan_database(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation
         change = c.DbUser(app, db_user_host(d, web), secrets=lay.secrets, grant=grant, revoke=revoke)
         if account not in o.db_users:
             steps.append(Step(host.name, ADD, change, account,
-                              f"for {web.name}: ALL on {', '.join(sorted(wanted))} only", phase="database"))
+                              f"for {web.name}: ALL on {', '.join(sorted(wanted))} only", phase="accounts"))
         elif grant or revoke:
             said = [f"+ {g}" for g in grant] + [f"- {g}" for g in revoke]
-            steps.append(Step(host.name, CHANGE, change, account, f"privileges: {', '.join(said)}", phase="database"))
+            steps.append(Step(host.name, CHANGE, change, account, f"privileges: {', '.join(said)}", phase="accounts"))
     return steps
 
 

@@ -87,6 +87,7 @@ def sandbox():
     reason = sandbox_unavailable()
     if reason:
         pytest.skip(reason)
+    core.down()  # hosts a killed run of this prefix left behind would hold another run's state
     box = Sandbox()
     yield box
     core.down()

@@ -43,3 +43,26 @@ def test_production_and_staging_side_by_side(sandbox, commits, tmp_path):
     assert {"agroguia_v0", "agroguia_staging_v0"} <= set(dbs)
     assert prod.pinned("plan", "--detailed-exitcode").returncode == 0
     assert staging.pinned("plan", "--detailed-exitcode").returncode == 0
+
+
+def test_apps_whose_names_prefix_each_other_never_reach_each_others_databases(sandbox, commits, tmp_path):
+    """`shop` and `shop_vip` on one db host: a grant by pattern (`shop\\_v%`) would give shop's account
+    shop_vip_v0; grants by name give each account its own schema databases only."""
+    sandbox.host(HOST)
+    for name, app, port in (("shop", "shop", 8091), ("vip", "shop_vip", 8092)):
+        Env(name, tmp_path, [HOST], app=app, release=commits["A"]["commit"],
+            site={"port": port, "health_url": "/health/"}).deploy()
+
+    def as_account(app: str, sql: str):
+        login = (f"MYSQL_PWD=$(sed -n 's/^DB_PASSWORD=//p' /etc/pinned/{app}/secrets.env) "
+                 f"mysql -u {app} -N -B -e '{sql}' 2>&1")
+        return sandbox.ssh(HOST, login, check=False)
+
+    own = as_account("shop", "SELECT COUNT(*) FROM shop_v0.crops_crop")
+    assert own.returncode == 0 and int(own.stdout.strip()) > 0
+    for sql in ("SELECT COUNT(*) FROM shop_vip_v0.crops_crop",
+                'INSERT INTO shop_vip_v0.crops_note (text) VALUES ("x")'):
+        other = as_account("shop", sql)
+        assert other.returncode != 0 and "denied" in other.stdout, other.stdout
+    assert "shop_vip_v0" not in as_account("shop", "SHOW DATABASES").stdout
+    assert "shop_v0" not in as_account("shop_vip", "SHOW DATABASES").stdout.split()

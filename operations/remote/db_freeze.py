@@ -32,7 +32,10 @@ target = "%s.*" % identifier(grant)
 if mode == "on":
     before = int(sql("SELECT COALESCE(MAX(id), 0) FROM information_schema.processlist").strip() or 0)
     for account in accounts:
-        sql("REVOKE ALL PRIVILEGES ON %s FROM %s" % (target, account))
+        revoked = subprocess.run(["mysql", "-e", "REVOKE ALL PRIVILEGES ON %s FROM %s" % (target, account)],
+                                 stderr=subprocess.PIPE, universal_newlines=True)
+        if revoked.returncode != 0 and "1141" not in revoked.stderr:  # 1141: it had no grant there
+            sys.exit("pinned: %s" % revoked.stderr.strip())
         sql("GRANT SELECT ON %s TO %s" % (target, account))
     deadline = time.time() + 30
     query = ("SELECT id FROM information_schema.processlist WHERE user = %s AND db = %s AND id <= %d"
