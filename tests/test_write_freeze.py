@@ -103,3 +103,31 @@ def test_a_failed_migration_inside_the_freeze_lifts_it(env, sandbox, commits):
     env.write(release=commits["A"]["commit"])
     env.deploy()
     assert env.pinned("plan", "--detailed-exitcode").returncode == 0
+
+
+def test_in_place_migrates_the_live_database_with_no_copy_and_no_freeze(sandbox, commits, tmp_path):
+    from conftest import Env
+
+    host = "inplace"
+    sandbox.host(host)
+    env = Env("inplace", tmp_path, [host], release=commits["A"]["commit"], schema_change="in_place")
+    env.deploy()
+    env.write(release=commits["C"]["commit"])
+    plan = env.pinned("plan").stdout
+    assert "~ migrate agroguia_v0" in plan and "+ database" not in plan and "write-freeze" not in plan
+    assert "rolling back across this change keeps the new schema" in plan
+    out = env.deploy()
+    assert "write freeze lasted" not in out.stdout + out.stderr and "+ write-freeze" not in out.stdout
+    address = sandbox.booted[host].address
+    assert "Release: C" in http_get(f"http://{address}/").body
+    databases = sandbox.ssh(host, "mysql -N -B -e 'SHOW DATABASES'").stdout.split()
+    assert "agroguia_v0" in databases and "agroguia_v1" not in databases  # migrated where it was, no copy
+    columns = sandbox.ssh(host, "mysql -N -B -e 'SHOW COLUMNS FROM agroguia_v0.crops_crop'").stdout
+    assert "variety" in columns
+    env.write(release=commits["A"]["commit"])  # back: a switch; the column stays
+    back = env.pinned("plan").stdout
+    assert "changed in place" in back and "+ database" not in back
+    env.deploy()
+    assert "Release: A" in http_get(f"http://{address}/").body
+    assert "variety" in sandbox.ssh(host, "mysql -N -B -e 'SHOW COLUMNS FROM agroguia_v0.crops_crop'").stdout
+    assert env.pinned("plan", "--detailed-exitcode").returncode == 0
