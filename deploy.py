@@ -37,7 +37,7 @@ for phase in host.loop(PHASES):
     mine = [s for s in steps if s.phase == phase]
     if run.lock and phase in busy and (phase == busy[0] or phase == "switch"):
         lock.check(path=run.desired.layout.lock, line=run.lock.lines[host.name],
-                   name=f"({phase}: the deploy lock is still ours)")
+                   name=f"({phase}: the deploy lock is still ours)", _timeout=PHASE_TIMEOUTS.get(phase))
     for i in host.loop(range(run.plan.width(phase))):
         if i < len(mine):
             step = mine[i]

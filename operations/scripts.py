@@ -21,12 +21,18 @@ SOURCE_LIB = '. "$(dirname "$0")/lib.sh"'
 
 @cache
 def script(name: str) -> str:
-    """The text of remote/<name>; for a shell script that sources lib.sh, with lib.sh's text in its place."""
+    """The text of remote/<name>; for a shell script that sources lib.sh, with lib.sh's text in its place.
+    A shell script is sent without its comment lines (its first line, the shebang, stays): the text is the
+    command line of the process on the host, and a comment quoting what a `pgrep -f` looks for would match
+    the script itself."""
     text = (REMOTE / name).read_text()
-    if name.endswith(".sh") and name != LIB:
+    if name.endswith(".sh"):
         lines = text.splitlines(keepends=True)
         lib = (REMOTE / LIB).read_text()
-        text = "".join(lib if line.rstrip("\n") == SOURCE_LIB else line for line in lines)
+        if name != LIB:
+            lines = [part for line in lines
+                     for part in (lib.splitlines(keepends=True) if line.rstrip("\n") == SOURCE_LIB else [line])]
+        text = "".join(lines[:1] + [line for line in lines[1:] if not line.lstrip().startswith("#")])
     return text
 
 

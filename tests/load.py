@@ -57,7 +57,35 @@ class Sample:
         return self.status is not None and 200 <= self.status < 300
 
 
-class Load:
+class ClientThreads:
+    """`clients` threads running `self._client(n)` until `stop()` (or the context's end); bounded by
+    `max_duration` seconds, which the clients check. Subclasses set the attributes used here."""
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.started_at = time.monotonic()
+        self._deadline = self.started_at + self.max_duration
+        for n in range(self.clients):
+            t = threading.Thread(target=self._client, args=(n,), name=f"{type(self).__name__}-{n}", daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    def stop(self) -> None:
+        self.expired = time.monotonic() >= self._deadline
+        self._stop.set()
+        for t in self._threads:
+            t.join(self.timeout + 5)
+        self.stopped_at = time.monotonic()
+        self.samples.sort(key=lambda s: s.start)
+
+
+class Load(ClientThreads):
     """`clients` threads GETting `url` in a loop while the context is open (at most `max_duration` s)."""
 
     def __init__(self, url: str, clients: int = 20, host_header: str | None = None,
@@ -77,30 +105,7 @@ class Load:
         self.stopped_at: float | None = None
         self.expired = False    # True when max_duration ended the load before the context did
 
-    # -- running
-
-    def __enter__(self) -> Load:
-        self.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        self.started_at = time.monotonic()
-        self._deadline = self.started_at + self.max_duration
-        for n in range(self.clients):
-            t = threading.Thread(target=self._client, args=(n,), name=f"load-{n}", daemon=True)
-            self._threads.append(t)
-            t.start()
-
-    def stop(self) -> None:
-        self.expired = time.monotonic() >= self._deadline
-        self._stop.set()
-        for t in self._threads:
-            t.join(self.timeout + 5)
-        self.stopped_at = time.monotonic()
-        self.samples.sort(key=lambda s: s.start)
+    # -- running: ClientThreads
 
     def _connection(self) -> http.client.HTTPConnection:
         cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
@@ -273,7 +278,7 @@ class WriteSample:
         return not (self.ok or self.refused)
 
 
-class WriteLoad:
+class WriteLoad(ClientThreads):
     """`clients` threads, each looping: POST a note with a unique text, GET the page, GET the visit page (with
     its own session cookie). Bounded: each client stops after `max_rounds` rounds, after `max_duration`
     seconds, or when the context exits, whichever comes first. Only for the sandbox host's address."""
@@ -297,29 +302,6 @@ class WriteLoad:
         self.expired = False
         self._deadline = 0.0
 
-    def __enter__(self) -> WriteLoad:
-        self.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        self.started_at = time.monotonic()
-        self._deadline = self.started_at + self.max_duration
-        for n in range(self.clients):
-            t = threading.Thread(target=self._client, args=(n,), name=f"wload-{n}", daemon=True)
-            self._threads.append(t)
-            t.start()
-
-    def stop(self) -> None:
-        self.expired = time.monotonic() >= self._deadline
-        self._stop.set()
-        for t in self._threads:
-            t.join(self.timeout + 5)
-        self.stopped_at = time.monotonic()
-        with self._lock:
-            self.samples.sort(key=lambda s: s.start)
 
     def _request(self, n: int, kind: str, cookie: dict, text: str | None = None) -> WriteSample:
         headers = {"Connection": "close", "User-Agent": "pinned-write-load"}

@@ -66,8 +66,8 @@ def test_switch_moves_current_and_upstream_in_one_command_with_every_value_quote
     assert (ch.current, ch.target, ch.served) == ("/srv/agroguia/current", f"versions/0/{d.release.id}",
                                                   "/srv/agroguia/versions/0/served")
     cmds = list(release.switch._inner(**ch.arguments()))
-    assert len(cmds) == 3  # mkdir, upload of the upstream beside it, one script: upstream + current + reload
-    script = cmds[2].get_raw_value()
+    assert len(cmds) == 1  # one script: upstream + current + reload (no upload: a cut host times out)
+    script = cmds[0].get_raw_value()
     for value in (ch.current, ch.target, ch.history, ch.release_id, ch.upstream_path):
         assert shlex.quote(value) in script
 

@@ -59,7 +59,7 @@ def test_css_is_served_by_nginx_from_current_assets(deployed, sandbox):
 
 def test_release_tree_and_links(deployed, sandbox, commits):
     rid = release_id(commits, "A")
-    assert rid.startswith("20261120T100000-68fbd2c0460a")
+    assert rid.startswith("20261120T100000-6e83ddd755eb")
     links = sandbox.ssh(HOST, "readlink /srv/agroguia/current; readlink /srv/agroguia/versions/0/last").stdout
     assert links.split() == [f"versions/0/{rid}", rid]
     # The app user cannot write its own code.

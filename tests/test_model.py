@@ -15,7 +15,7 @@ from state.model import State, StateFileError, load_state, parse_state, selected
 GOOD = {
     "app": "agroguia",
     "repository": "../.build/agroguia",
-    "release": "68fbd2c0460a71a8680f33d1a0288d46b9dd8eac",
+    "release": "6e83ddd755eb2ba5d36c94c205038975c8e85cbb",
     "django": {"settings": "agroguia.settings"},
 }
 
@@ -125,3 +125,9 @@ def test_project_dir_and_env_names_reject_newlines():
         parse_state(yaml.safe_dump({**GOOD, "django": {"settings": "a.settings", "project_dir": "src\n"}}), "s.yaml")
     with pytest.raises(StateFileError):
         state_path("prod\n")
+
+
+def test_the_demo_state_file_pins_release_a_of_the_example_repository(commits):
+    """`make demo` deploys state/sandbox.yaml: its pin must be the example repository's A as built today."""
+    demo = yaml.safe_load((ROOT / "state" / "sandbox.yaml").read_text())
+    assert demo["release"] == commits["A"]["commit"]

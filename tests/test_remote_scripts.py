@@ -327,8 +327,8 @@ def test_switch_moves_upstream_and_current_together_or_neither(tmp_path):
     (root / "current").symlink_to("versions/1/a")
     up = tmp_path / "upstream.conf"
     up.write_text("a")
-    Path(f"{up}.pinned-tmp").write_text("b")
-    args = (up, root / "current", "versions/2/b", root / "history.log", "a", "b", "me@here", root / "versions/2/served")
+    args = (up, root / "current", "versions/2/b", root / "history.log", "a", "b", "me@here", root / "versions/2/served",
+            "b")
     result = run(run_sh("switch.sh", *args), env)
     assert result.returncode == 0, result.stderr
     assert os.readlink(root / "current") == "versions/2/b" and up.read_text() == "b"
@@ -336,9 +336,8 @@ def test_switch_moves_upstream_and_current_together_or_neither(tmp_path):
     assert re.fullmatch(r"\S+Z switch from=a to=b by=me@here\n", (root / "history.log").read_text())
     # nginx rejects the next upstream: the old one is back and current has not moved.
     stub(bin_dir, "nginx", 'echo "nginx: bad upstream"; exit 1')
-    Path(f"{up}.pinned-tmp").write_text("c")
     result = run(run_sh("switch.sh", up, root / "current", "versions/1/a", root / "history.log", "b", "a", "me@here",
-                        root / "versions/1/served"), env)
+                        root / "versions/1/served", "c"), env)
     assert (result.returncode, result.stderr) == (1, "nginx: bad upstream\n")
     assert os.readlink(root / "current") == "versions/2/b" and up.read_text() == "b"
     assert len((root / "history.log").read_text().splitlines()) == 1
@@ -538,3 +537,13 @@ def test_account_sql_with_quotes_and_backslashes(tmp_path):
     assert "IDENTIFIED BY 'pa\\'ss\\\\\\';DROP USER x; -- \\\\\\\\';" in out
     assert "'agroguia'@'10.0.%\\' OR \\'1\\'=\\'1\\\\'" in out
     assert sql_literals(out)[1][:3] == ["agroguia", host, password]
+
+
+def test_a_script_cannot_match_its_own_pgrep():
+    """A script runs as `sh -c TEXT`: its text is its process's command line. stop.sh and freeze_web.sh wait
+    while `pgrep -f` finds nginx workers shutting down; with a comment quoting those words in TEXT, pgrep found
+    the script itself and every deploy that stopped a release waited the full 30 s."""
+    for path in REMOTE.glob("*.sh"):
+        text = script(path.name)
+        assert "worker process is shutting down" not in text, path.name
+        assert not [line for line in text.splitlines()[1:] if line.lstrip().startswith("#")], path.name

@@ -45,7 +45,7 @@ def test_pin_rollback_and_forward_again(env, sandbox, commits):
     assert plan_b.returncode == 2 and "+ release /srv/agroguia/versions/0/" in plan_b.stdout
     assert "+ venv" not in plan_b.stdout  # same requirements: the shared virtualenv is reused
     # Only what changed crosses the wire; the rest are hard links of the release being served.
-    sent = re.search(r"as hard links of \S+ \+ 1 changed file\(s\), 0 deleted, (\d+) bytes to send", plan_b.stdout)
+    sent = re.search(r"as hard links of \S+ \+ 2 changed file\(s\), 0 deleted, (\d+) bytes to send", plan_b.stdout)
     assert sent and int(sent.group(1)) < 2000, plan_b.stdout
     env.deploy()
     assert serves(sandbox, "Release: B")

@@ -14,7 +14,7 @@ if [ "$mode" = on ]; then
     touch "$marker"
     nginx_reload
     i=0
-    while [ $i -lt 300 ] && pgrep -f "nginx: worker process is shutting dow[n]" >/dev/null; do
+    while [ $i -lt 300 ] && pgrep -f "^nginx: worker process is shutting dow[n]" >/dev/null; do
         i=$((i+1)); sleep 0.1
     done
 else

@@ -5,7 +5,7 @@
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 . "$(dirname "$0")/lib.sh"
 i=0
-while [ $i -lt 300 ] && pgrep -f "nginx: worker process is shutting dow[n]" >/dev/null; do
+while [ $i -lt 300 ] && pgrep -f "^nginx: worker process is shutting dow[n]" >/dev/null; do
     i=$((i+1)); sleep 0.1
 done
 stop_units "$1" "$2"
