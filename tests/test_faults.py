@@ -158,6 +158,25 @@ def writes_answer_properly(sandbox, host: str) -> int:
     return status
 
 
+def freeze_lifted_by_the_lock(sandbox, host: str, db_host: str, timeout: float = 20) -> float:
+    """A run killed inside the write freeze leaves its lifting to the lock's holders: they see the connection
+    close and run their undo hooks. Within seconds writes are taken again and the account writes the old
+    database again. Returns how long it took."""
+    started = time.monotonic()
+    while True:
+        status, retry_after = post_note(sandbox.booted[host].address, f"lifted-{time.monotonic_ns()}")
+        if status == 201:
+            break
+        assert status == 503 and retry_after, f"{host}: a write answered {status}"
+        assert time.monotonic() - started < timeout, f"{host}: writes still refused {timeout} s after the kill"
+        time.sleep(0.2)
+    grants = sandbox.ssh(db_host, "mysql -N -B -r -e \"SHOW GRANTS FOR 'agroguia'@'%s'\"" % (
+        "localhost" if db_host == host else sandbox.booted[host].address)).stdout
+    assert "ALL PRIVILEGES ON `agroguia\\_v0`" in grants, grants
+    assert sandbox.ssh(host, "test -e /run/pinned-agroguia-write-freeze", check=False).returncode != 0
+    return time.monotonic() - started
+
+
 def converges(env: Env, sandbox, web_hosts: list[str]) -> None:
     """The next run converges, nothing is left to do, and the write freeze is lifted everywhere."""
     env.deploy()
@@ -221,6 +240,7 @@ def test_kill_during_the_copy(env, sandbox, commits):
         run.kill()
         assert whole_release(sandbox, commits, HOST, {"A"}) == "A"
         writes_answer_properly(sandbox, HOST)
+        print(f"\n=== killed in the copy: freeze lifted after {freeze_lifted_by_the_lock(sandbox, HOST, HOST):.1f} s")
     finally:
         sandbox.ssh(HOST, "mysql -e \"DELETE FROM agroguia_v0.crops_note WHERE text = 'bulk'\"", check=False)
     converges(env, sandbox, [HOST])
@@ -236,6 +256,7 @@ def test_kill_during_the_migration(env, sandbox, commits):
     run.kill()
     assert whole_release(sandbox, commits, HOST, {"A"}) == "A"
     writes_answer_properly(sandbox, HOST)
+    freeze_lifted_by_the_lock(sandbox, HOST, HOST)
     converges(env, sandbox, [HOST])
     assert whole_release(sandbox, commits, HOST, {"F"}) == "F"
 
@@ -333,6 +354,25 @@ def test_kill_when_some_hosts_have_switched(farm, sandbox, commits):
         writes_answer_properly(sandbox, host)
     converges(farm, sandbox, WEBS)
     assert set(farm_serves(sandbox, commits, {"B"}).values()) == {"B"}
+
+
+def test_kill_inside_the_freeze_of_a_schema_change_on_four_hosts(farm, sandbox, commits):
+    """A→C on 4 web hosts + 1 db host, killed once the copy has started (every web host refuses writes, the
+    db host's guard is on): each host serves A whole, the lock's holders lift the freeze everywhere, and the
+    next run takes the farm to C."""
+    serve(farm, commits, "A")
+    farm.write(release=commits["C"]["commit"])
+    run = Run(farm)
+    run.wait_line(r"Starting operation: \+ database agroguia_v\d+")
+    for host in WEBS:  # the freeze is on everywhere at this point
+        assert sandbox.ssh(host, "test -e /run/pinned-agroguia-write-freeze", check=False).returncode == 0, host
+    run.kill()
+    assert set(farm_serves(sandbox, commits, {"A"}).values()) == {"A"}
+    lifted = [freeze_lifted_by_the_lock(sandbox, host, DB) for host in WEBS]
+    print(f"\n=== killed inside the freeze on 4+1: lifted after {max(lifted):.1f} s at most")
+    converges(farm, sandbox, WEBS)
+    assert set(farm_serves(sandbox, commits, {"C"}).values()) == {"C"}
+    serve(farm, commits, "A")  # back, for the tests after this one (a switch: C's database stays)
 
 
 def test_network_cut_during_the_switch(farm, sandbox, commits):
