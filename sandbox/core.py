@@ -473,6 +473,24 @@ def _teardown_host(pfx: str, host: HostInfo) -> None:
     shutil.rmtree(paths["root"], ignore_errors=True)
 
 
+# Each host's systemd (and its services) takes inotify instances of this machine's kernel: the default 128
+# per user runs out at about twenty hosts ("Failed to allocate manager object: Too many open files").
+INOTIFY_LIMITS = {"/proc/sys/fs/inotify/max_user_instances": 4096, "/proc/sys/fs/inotify/max_user_watches": 1048576}
+
+
+def raise_inotify_limits() -> None:
+    """Raise the machine's inotify limits to what many hosts need (never lowers them)."""
+    for path, wanted in INOTIFY_LIMITS.items():
+        try:
+            with open(path) as handle:
+                if int(handle.read().strip()) >= wanted:
+                    continue
+            with open(path, "w") as handle:
+                handle.write(str(wanted))
+        except (OSError, ValueError) as exc:
+            raise SandboxError(f"cannot raise {path} to {wanted} ({exc}): many sandbox hosts need it") from None
+
+
 def up(hosts: list[tuple[str, list[str]]], image: str = "warm") -> Sandbox:
     """Boot the named hosts (in parallel); hosts already running are kept. Returns the sandbox."""
     if os.geteuid() != 0:
@@ -483,6 +501,7 @@ def up(hosts: list[tuple[str, list[str]]], image: str = "warm") -> Sandbox:
                                "iptables iproute2 openssh-client")
     pfx = prefix()
     base = subnet_base(pfx)
+    raise_inotify_limits()
     build_base()
     if image == "warm":
         build_warm()
