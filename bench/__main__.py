@@ -43,7 +43,9 @@ APP = "agroguia"
 SRV = f"/srv/{APP}"
 
 FIGURES = ("floor", "noop", "code_only", "rollback", "restart", "schema_change", "plan_1", "plan_100",
-           "setup_from_zero", "apt_pip_alone")
+           "setup_from_zero", "apt_pip_alone", "freeze_100k", "copy_migrate_alone", "backup", "restore",
+           "mysqldump_alone")
+DATA_FIGURES = ("freeze_100k", "copy_migrate_alone", "backup", "restore", "mysqldump_alone")
 ONE, MULTI = "1", "4+1"
 SINGLE_HOSTS = [("one", ["web", "db"])]
 MULTI_HOSTS = [("w1", ["web"]), ("w2", ["web"]), ("w3", ["web"]), ("w4", ["web"]), ("db", ["db"])]
@@ -65,7 +67,44 @@ WHAT = {
     "plan_100": "pinned plan, 100 releases on disk",
     "setup_from_zero": "deploy A to bare hosts (apt, pip, all)",
     "apt_pip_alone": "ssh: apt-get + venv/pip installs only",
+    "freeze_100k": "write freeze of deploying C over A with 100k more rows (as the deploy reports it)",
+    "copy_migrate_alone": "on the host: mysqldump | mysql of the same database + C's migrate, nothing else",
+    "backup": "pinned backup of the current database (100k more rows), whole command",
+    "restore": "pinned restore of that backup (pre-restore backup and write freeze included), whole command",
+    "mysqldump_alone": "on the host: mysqldump --single-transaction of the same database | gzip, nothing else",
 }
+DATA_HOST = [("data", ["web", "db"])]
+SEED_ROWS = 100_000
+# MariaDB's sequence engine: seq_1_to_N is a table of the numbers 1..N.
+SEED_SQL = (f"INSERT INTO {APP}_v0.crops_crop (name) SELECT CONCAT('bench-', seq) FROM {APP}_v0.seq_1_to_{SEED_ROWS}")
+# On the host, as root: the copy a schema change makes and C's migration on it, timed alone.
+COPY_MIGRATE = r"""
+set -e
+mysql -e "DROP DATABASE IF EXISTS bench_bare; CREATE DATABASE bench_bare CHARACTER SET utf8mb4;
+          GRANT ALL PRIVILEGES ON bench_bare.* TO 'agroguia'@'localhost'"
+start=$(date +%s.%N)
+mysqldump --single-transaction --routines --triggers --events agroguia_v0 | mysql bench_bare
+cd /srv/agroguia/current
+runuser -u agroguia -- env PYTHONDONTWRITEBYTECODE=1 .venv/bin/python -c '
+import pinned_settings, django, os
+pinned_settings.DATABASES["default"]["NAME"] = "bench_bare"
+os.environ["DJANGO_SETTINGS_MODULE"] = "pinned_settings"
+django.setup()
+from django.core.management import call_command
+call_command("migrate", verbosity=0)'
+end=$(date +%s.%N)
+mysql -e "DROP DATABASE bench_bare; REVOKE ALL PRIVILEGES ON bench_bare.* FROM 'agroguia'@'localhost'"
+echo "$start $end"
+"""
+MYSQLDUMP_ALONE = r"""
+set -e
+db="agroguia_v$(basename "$(dirname "$(readlink /srv/agroguia/current)")")"
+start=$(date +%s.%N)
+mysqldump --single-transaction --routines --triggers --events "$db" | gzip > /tmp/bench-dump.sql.gz
+end=$(date +%s.%N)
+rm -f /tmp/bench-dump.sql.gz
+echo "$start $end"
+"""
 
 T0 = time.monotonic()
 
@@ -269,6 +308,13 @@ def evaluate(res: Results) -> None:
         elif name == "setup_from_zero" and hosts == ONE:
             apt = res.median("apt_pip_alone", ONE)
             check("≤ 1.2× apt_pip_alone", median / apt if median and apt else None, 1.2)
+        elif name == "freeze_100k":
+            check("≤ 5 s", median, 5, unit="s")
+            bare = res.median("copy_migrate_alone", hosts)
+            check("≤ 1.5× copy_migrate_alone", median / bare if median and bare else None, 1.5)
+        elif name in ("backup", "restore"):
+            bare = res.median("mysqldump_alone", hosts)
+            fig["ratio_to_mysqldump"] = round(median / bare, 2) if median and bare else None
         elif name == "plan_100":
             p1 = res.median("plan_1", hosts)
             check("≤ 1.1× plan_1", median / p1 if median and p1 else None, 1.1)
@@ -485,6 +531,50 @@ def schema_change(hs: HostSet) -> float:
     return hs.deploy("C", "schema_change")
 
 
+def on_host_seconds(hs: HostSet, script: str, what: str) -> float:
+    """A script's own time on the host (it prints `start end`): no SSH in the figure."""
+    start, end = hs.ssh_out(hs.names[0], script, what).split()[-2:]
+    return float(end) - float(start)
+
+
+def data_figures(res: Results, n: int, want: set[str], state_dir: Path, commits: dict) -> None:
+    """A schema change's write freeze, backup and restore with 100,000 more rows in the example app, next to
+    the same work done alone on the host (fresh host each run: A deployed and seeded, not timed)."""
+    runs: dict[str, list[float]] = {name: [] for name in DATA_FIGURES}
+    try:
+        for i in range(n):
+            progress(f"data figures: run {i + 1}/{n}")
+            hs = HostSet(ONE, DATA_HOST, "warm", "benchdata", state_dir, commits)
+            try:
+                hs.boot()
+                hs.deploy("A", "data-setup-deploy-A")
+                hs.ssh(hs.names[0], f'mysql -e "{SEED_SQL}"', "data-seed")
+                hs.pin("C")
+                proc = hs.run("freeze_100k", [PYINFRA, "-y", *hs.limit(), "--data", f"env={hs.env}", "inventory.py",
+                                              "deploy.py"])[1]
+                lasted = re.search(r"pinned: write freeze lasted (\d+\.\d+) s", proc.stdout + proc.stderr)
+                if not lasted:
+                    raise Failed("freeze_100k: the deploy did not report its write freeze")
+                runs["freeze_100k"].append(float(lasted.group(1)))
+                runs["copy_migrate_alone"].append(on_host_seconds(hs, COPY_MIGRATE, "copy_migrate_alone"))
+                seconds, proc = hs.run("backup", [PINNED, "--env", hs.env, *hs.limit(), "backup"])
+                runs["backup"].append(seconds)
+                backup_id = re.search(r"(\d{8}T\d{6}Z-agroguia_v\d+\.sql\.gz)", proc.stdout)
+                if not backup_id:
+                    raise Failed(f"backup: no backup id in its output: {proc.stdout[-300:]}")
+                runs["restore"].append(hs.run("restore", [PINNED, "--env", hs.env, *hs.limit(), "restore",
+                                                          backup_id.group(1)])[0])
+                runs["mysqldump_alone"].append(on_host_seconds(hs, MYSQLDUMP_ALONE, "mysqldump_alone"))
+            finally:
+                hs.down()
+    except Failed as exc:
+        for name in DATA_FIGURES:
+            res.record(name, ONE, runs[name], str(exc))
+        return
+    for name in DATA_FIGURES:
+        res.record(name, ONE, runs[name])
+
+
 def phase(res: Results, label: str, n: int, want: set[str], state_dir: Path, commits: dict) -> None:
     warm_specs, fresh_specs = (SINGLE_HOSTS, FRESH_SINGLE) if label == ONE else (MULTI_HOSTS, FRESH_MULTI)
     env = "bench1" if label == ONE else "bench5"
@@ -506,6 +596,8 @@ def phase(res: Results, label: str, n: int, want: set[str], state_dir: Path, com
         fresh_figure(res, "apt_pip_alone", label, n, APT_HOST, "base", env, state_dir, commits, apt_pip_alone)
     if "schema_change" in want:
         fresh_figure(res, "schema_change", label, n, fresh_specs, "warm", env, state_dir, commits, schema_change)
+    if label == ONE and want & set(DATA_FIGURES):
+        data_figures(res, n, want, state_dir, commits)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -546,8 +638,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.skip_multi:
                 progress("skipping the 4+1 figures (--skip-multi)")
             else:
-                phase(res, MULTI, args.runs, want - {"apt_pip_alone", "restart", "plan_1", "plan_100"},
-                      Path(tmp), commits)
+                phase(res, MULTI, args.runs, want - {"apt_pip_alone", "restart", "plan_1", "plan_100",
+                                                     *DATA_FIGURES}, Path(tmp), commits)
     except KeyboardInterrupt:
         interrupted = True
         progress("interrupted: stopping the hosts")
