@@ -39,8 +39,23 @@ nginx_check() {
 }
 
 # nginx_reload: reload nginx, only if it is running.
+# Returns once the workers that ran before the reload have all been told to quit (exited, or "shutting down"):
+# `systemctl reload` returns before that, and a stop or a freeze that looked earlier saw nothing to drain.
 nginx_reload() {
-    if systemctl is-active --quiet nginx; then systemctl reload nginx; fi
+    if systemctl is-active --quiet nginx; then
+        _pinned_old=$(pgrep -f '^nginx: worker process[[:space:]]*$' | tr '\n' ' ')
+        systemctl reload nginx
+        _pinned_i=0
+        while [ $_pinned_i -lt 100 ]; do
+            _pinned_now=" $(pgrep -f '^nginx: worker process[[:space:]]*$' | tr '\n' ' ') "
+            _pinned_left=
+            for _pinned_pid in $_pinned_old; do
+                case "$_pinned_now" in *" $_pinned_pid "*) _pinned_left=1;; esac
+            done
+            [ -z "$_pinned_left" ] && break
+            _pinned_i=$((_pinned_i+1)); sleep 0.05
+        done
+    fi
 }
 
 # stop_units SOCKET_UNIT SERVICE_UNIT: disable and stop a release's socket and service.
