@@ -47,13 +47,22 @@ def _note_refused_write(sender, request=None, **kwargs):
 got_request_exception.connect(_note_refused_write, dispatch_uid="pinned_write_freeze")
 
 
+def refused_write(request, response) -> bool:
+    """A database error of a refused write (noted by the signal), or — Django's own answer when saving the
+    session fails (SessionInterrupted: 400, and no signal) — a 400 for a request whose session changed."""
+    if response.status_code >= 500 and getattr(request, "_pinned_write_refused", False):
+        return True
+    session = getattr(request, "session", None)
+    return response.status_code == 400 and bool(getattr(session, "modified", False)) and frozen()
+
+
 class WriteFreezeMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
         response = self.get_response(request)
-        if response.status_code >= 500 and getattr(request, "_pinned_write_refused", False):
+        if refused_write(request, response):
             message = getattr(settings, "PINNED_FROZEN_MESSAGE", "This site is being updated. Please retry.")
             refused = HttpResponse(message + "\n", status=503, content_type="text/plain; charset=utf-8")
             refused["Retry-After"] = RETRY_AFTER

@@ -11,6 +11,9 @@ import sys
 import time
 
 mode, user, grant, database, undo = sys.argv[1:6]
+# Every database-level privilege of MariaDB 10.11 but SELECT.
+WRITES = ("INSERT, UPDATE, DELETE, CREATE, DROP, REFERENCES, INDEX, ALTER, CREATE TEMPORARY TABLES, LOCK TABLES, "
+          "EXECUTE, CREATE VIEW, SHOW VIEW, CREATE ROUTINE, ALTER ROUTINE, EVENT, TRIGGER, DELETE HISTORY")
 
 
 def sql(statement):
@@ -32,11 +35,12 @@ target = "%s.*" % identifier(grant)
 if mode == "on":
     before = int(sql("SELECT COALESCE(MAX(id), 0) FROM information_schema.processlist").strip() or 0)
     for account in accounts:
-        revoked = subprocess.run(["mysql", "-e", "REVOKE ALL PRIVILEGES ON %s FROM %s" % (target, account)],
-                                 stderr=subprocess.PIPE, universal_newlines=True)
-        if revoked.returncode != 0 and "1141" not in revoked.stderr:  # 1141: it had no grant there
-            sys.exit("pinned: %s" % revoked.stderr.strip())
+        # SELECT stays granted throughout (a REVOKE ALL then GRANT SELECT would refuse reads in between).
         sql("GRANT SELECT ON %s TO %s" % (target, account))
+        revoked = subprocess.run(["mysql", "-e", "REVOKE %s ON %s FROM %s" % (WRITES, target, account)],
+                                 stderr=subprocess.PIPE, universal_newlines=True)
+        if revoked.returncode != 0:
+            sys.exit("pinned: %s" % revoked.stderr.strip())
     deadline = time.time() + 30
     query = ("SELECT id FROM information_schema.processlist WHERE user = %s AND db = %s AND id <= %d"
              % (literal(user), literal(database), before))
