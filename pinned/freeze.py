@@ -67,34 +67,9 @@ def writes_frozen(desired, schema: int, hosts, seconds: float = 10.0):
             print(f"pinned: write freeze lasted {time.monotonic() - started:.1f} s", flush=True)
 
 
-def thaw_commands(plan: Plan) -> dict[str, list]:
-    """host name → the commands that lift this plan's write freeze there."""
-    commands: dict[str, list] = {}
-    for step in plan.steps:
-        ch = step.change
-        if isinstance(ch, c.WriteFreeze) and not ch.on:
-            commands.setdefault(step.host, []).append(web_command(False, ch.conf, ch.content, ch.marker, ch.undo))
-        if isinstance(ch, c.DatabaseGuard) and not ch.on:
-            commands.setdefault(step.host, []).append(
-                database_command(False, ch.user, ch.grant, ch.database, ch.undo))
-    return commands
-
-
 def lift(plan: Plan, hosts) -> list[str]:
-    """Lift the plan's write freeze on every host at once; returns the hosts where it failed."""
-    by_name = {h.name: h for h in hosts}
-    commands = thaw_commands(plan)
-
-    def run(name: str) -> str | None:
-        for command in commands[name]:
-            ok, _output = by_name[name].run_shell_command(command)
-            if not ok:
-                return name
-        return None
-
-    jobs = [gevent.spawn(run, name) for name in commands if name in by_name]
-    gevent.joinall(jobs)
-    return [job.value for job in jobs if job.value]
+    """Lift the plan's write freeze on every host at once (its thaw changes); returns the hosts where it failed."""
+    return _run_changes(plan.steps, {h.name: h for h in hosts}, False)
 
 
 def _names(state, op_hash) -> set[str]:
