@@ -37,23 +37,23 @@ def database_error_code(exc):
 
 
 def _note_refused_write(sender, request=None, **kwargs):
-    if request is None:
-        return
-    code = database_error_code(sys.exc_info()[1])
-    if code in REFUSED or (code in ENDED and frozen()):
-        request._pinned_write_refused = True
+    if request is not None:
+        _note_if_refused(request, sys.exc_info()[1])
 
 
 got_request_exception.connect(_note_refused_write, dispatch_uid="pinned_write_freeze")
 
 
+def _note_if_refused(request, exc) -> None:
+    code = database_error_code(exc)
+    if code in REFUSED or (code in ENDED and frozen()):
+        request._pinned_write_refused = True
+
+
 def refused_write(request, response) -> bool:
-    """A database error of a refused write (noted by the signal), or — Django's own answer when saving the
-    session fails (SessionInterrupted: 400, and no signal) — a 400 for a request whose session changed."""
-    if response.status_code >= 500 and getattr(request, "_pinned_write_refused", False):
-        return True
-    session = getattr(request, "session", None)
-    return response.status_code == 400 and bool(getattr(session, "modified", False)) and frozen()
+    """A database error of a refused write: noted by the signal (a 500), or by the session's save (Django
+    answers a failed session save with 400, SessionInterrupted, and sends no signal)."""
+    return response.status_code in (400, 500, 502, 503) and getattr(request, "_pinned_write_refused", False)
 
 
 class WriteFreezeMiddleware:
@@ -69,3 +69,22 @@ class WriteFreezeMiddleware:
             refused["Cache-Control"] = "no-store"
             return refused
         return response
+
+    def process_view(self, request, view, args, kwargs):
+        """Note a session save the database refused (the session exists from here on). Deciding by the error
+        itself, not by the freeze marker: a request still in flight on the old release after the thaw
+        (marker gone) may meet the old database's guard."""
+        session = getattr(request, "session", None)
+        if session is None or getattr(session, "_pinned_noting", False):
+            return None
+        save = session.save
+
+        def save_noting_refusal(*a, **kw):
+            try:
+                return save(*a, **kw)
+            except Exception as exc:
+                _note_if_refused(request, exc)
+                raise
+
+        session.save, session._pinned_noting = save_noting_refusal, True
+        return None
