@@ -22,15 +22,15 @@ $(VENV)/.ready: pyproject.toml
 venv: $(VENV)/.ready
 
 images: deps venv  ## the cached base image and its warm layer (built once)
-	$(PY) -m sandbox image
+	$(PY) -m pinned.sandbox image
 
 repo: venv  ## the example app's git repository (deterministic commits A, B, C)
 	$(PY) examples/build_repo.py $(REPO)
 
 demo: deps venv images repo  ## boot the sandbox host, deploy the example app, print its URL
-	$(PY) -m sandbox up --topology single
+	$(PY) -m pinned.sandbox up --topology single
 	$(PYINFRA) -y inventory.py deploy.py
-	@url=$$($(PY) -c 'from sandbox.core import Sandbox; print("http://%s/" % Sandbox.load().hosts[0].address)'); \
+	@url=$$($(PY) -c 'from pinned.sandbox.core import Sandbox; print("http://%s/" % Sandbox.load().hosts[0].address)'); \
 	echo; echo "The example app is online at $$url"; curl -fsS "$$url" | grep -E 'Release|<li>'
 
 lint: venv  ## shellcheck on the scripts that run on the hosts, ruff on the Python (settings: pyproject.toml)
@@ -48,5 +48,5 @@ bench: deps venv images repo  ## benchmarks: figures and ratios (bench/results.j
 	$(PY) -m bench
 
 clean:  ## stop the sandbox hosts and remove what the demo made (the image cache stays)
-	-$(PY) -m sandbox down
+	-$(PY) -m pinned.sandbox down
 	rm -rf .build .cache

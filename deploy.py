@@ -21,11 +21,11 @@ import sys
 
 from pyinfra import host
 
-from operations import files, lock
-from operations.table import OPERATIONS
 from pinned.engine import environment_run
-from state.model import selected_env
-from state.plan import PHASE_TIMEOUTS, PHASES, SYMBOL
+from pinned.operations import files, lock
+from pinned.operations.table import OPERATIONS
+from pinned.state.model import selected_env
+from pinned.state.plan import PHASE_TIMEOUTS, PHASES, SYMBOL
 
 run = environment_run(selected_env(sys.argv, os.environ), dry="--dry" in sys.argv)
 

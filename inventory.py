@@ -13,8 +13,8 @@ Before pyinfra connects to anything, the state file of the selected environment 
 import os
 import sys
 
-from sandbox.core import Sandbox, SandboxError, prefix
-from state.check import check_or_exit
+from pinned.sandbox.core import Sandbox, SandboxError, prefix
+from pinned.state.check import check_or_exit
 
 check_or_exit(sys.argv, os.environ)
 

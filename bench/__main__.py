@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
 
-from sandbox import core  # noqa: E402
+from pinned.sandbox import core  # noqa: E402
 
 BENCH = ROOT / "bench"
 LOGS = BENCH / "logs"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pyinfra.api import FactBase, QuoteString, StringCommand
 
-from state.observed import HostObserved, ProbeError, parse
+from pinned.state.observed import HostObserved, ProbeError, parse
 
 OBSERVE_SCRIPT = (Path(__file__).parent / "remote" / "observe.py").read_text()
 

@@ -8,7 +8,7 @@ from io import StringIO
 
 from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 
-from state import changes as c
+from pinned.state import changes as c
 
 from .scripts import run_py, run_sh
 

@@ -1,6 +1,6 @@
 """Which operation applies which change: deploy.py calls it with the change's fields, nothing else."""
 
-from state import changes as c
+from pinned.state import changes as c
 
 from . import backups, database, files, freeze, release, system
 

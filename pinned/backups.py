@@ -17,8 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from operations.backups import backup_command, list_command, restore_command
-from state.layout import Layout
+from pinned.operations.backups import backup_command, list_command, restore_command
+from pinned.state.layout import Layout
 
 
 class BackupError(Exception):

@@ -28,9 +28,8 @@ import sys
 import time
 from pathlib import Path
 
-from state.model import DEFAULT_ENV, StateFileError, parse_state
-
-PROJECT = Path(__file__).resolve().parent.parent
+from pinned import CONFIG, DEPLOY, INVENTORY
+from pinned.state.model import DEFAULT_ENV, StateFileError, parse_state
 
 
 class CliError(Exception):
@@ -47,12 +46,11 @@ def _connect(env: str, limit: list[str] | None = None):
     from pyinfra.context import ctx_config, ctx_inventory, ctx_state
     from pyinfra_cli.inventory import make_inventory
 
-    sys.path.insert(0, str(PROJECT))
     state = State(check_for_changes=False)
     config = Config()
     ctx_state.set(state)
     ctx_config.set(config)
-    inventory = make_inventory(str(PROJECT / "inventory.py"), cwd=str(PROJECT))
+    inventory = make_inventory(str(INVENTORY), cwd=os.getcwd())
     ctx_inventory.set(inventory)
     chosen = None
     if limit:
@@ -71,8 +69,8 @@ def _connect(env: str, limit: list[str] | None = None):
 
 def cmd_plan(args) -> int:
     from pinned.engine import compute
-    from state import render
-    from state.plan import BLOCKED
+    from pinned.state import render
+    from pinned.state.plan import BLOCKED
 
     run = compute(args.env, _connect(args.env, args.limit))
     if args.json:
@@ -93,9 +91,10 @@ def _inspect(args):
 
 
 def cmd_deploy(args) -> int:
-    cmd = [str(Path(sys.executable).parent / "pyinfra"), *(["-y"] if args.yes else []), "inventory.py",
-           "deploy.py", "--data", f"env={args.env}", *(a for name in args.limit or () for a in ("--limit", name))]
-    os.chdir(PROJECT)
+    # From the current folder (where the state files are), with the package's inventory, deploy and config.
+    cmd = [str(Path(sys.executable).parent / "pyinfra"), *(["-y"] if args.yes else []), "--config", str(CONFIG),
+           str(INVENTORY), str(DEPLOY), "--data", f"env={args.env}",
+           *(a for name in args.limit or () for a in ("--limit", name))]
     os.execv(cmd[0], cmd)
     return 1  # not reached
 
@@ -104,8 +103,8 @@ RELEASE_LINE = re.compile(r"^(release:[ \t]*)([\"']?)([^\s\"'#]*)\2([ \t]*(#.*)?
 
 
 def cmd_pin(args) -> int:
-    from state.check import check_env
-    from state.source import SourceError, release, resolve
+    from pinned.state.check import check_env
+    from pinned.state.source import SourceError, release, resolve
 
     checked = check_env(args.env)
     env, path, state, repo = checked.env, checked.path, checked.state, checked.repo
@@ -167,8 +166,8 @@ def cmd_history(args) -> int:
 
 def cmd_unlock(args) -> int:
     from pinned import lock
-    from state.check import check_env
-    from state.layout import Layout
+    from pinned.state.check import check_env
+    from pinned.state.layout import Layout
 
     path = Layout(check_env(args.env).state.app).lock
     found = False
@@ -191,7 +190,7 @@ def cmd_unlock(args) -> int:
 
 def schema_usage(run) -> dict[int, str]:
     """When each schema version was last current: 'current', a time from the history, or 'never'."""
-    from state.plan import history_events
+    from pinned.state.plan import history_events
 
     o = run.observed[run.desired.web_hosts[0].name]
     schema_of = {rid: r.schema for rid, r in o.releases.items()}
@@ -228,11 +227,11 @@ def cmd_databases(args) -> int:
 
 
 def cmd_drop_database(args) -> int:
-    from operations.database import drop_command
-    from operations.files import sh
     from pinned import backups
     from pinned.engine import locked
-    from state.plan import allocate_schema
+    from pinned.operations.database import drop_command
+    from pinned.operations.files import sh
+    from pinned.state.plan import allocate_schema
 
     hosts = {h.name: h for h in _connect(args.env, args.limit)}
 

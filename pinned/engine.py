@@ -30,20 +30,18 @@ from pyinfra import state as pyinfra_state
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.context import ctx_host
 
-from operations.facts import observe_host, observe_request
-from state import render
-from state.changes import Build, WriteFreeze
-from state.check import Checked, check_env
-from state.desired import Desired, HostSpec, mariadb_network_file, site_files, user_files
-from state.layout import NGINX_DEFAULT_SITE
-from state.observed import HostObserved, ProbeError, describe_probe_error
-from state.plan import BLOCKED, Plan, plan
-from state.source import transfer_sizes
+from pinned.operations.facts import observe_host, observe_request
+from pinned.state import render
+from pinned.state.changes import Build, WriteFreeze
+from pinned.state.check import Checked, check_env
+from pinned.state.desired import Desired, HostSpec, mariadb_network_file, site_files, user_files
+from pinned.state.layout import NGINX_DEFAULT_SITE
+from pinned.state.observed import HostObserved, ProbeError, describe_probe_error
+from pinned.state.plan import BLOCKED, Plan, plan
+from pinned.state.source import transfer_sizes
 
 from . import lock
 from .freeze import FreezeWatch
-
-PROJECT = Path(__file__).resolve().parent.parent
 
 
 class EngineError(Exception):
@@ -92,7 +90,9 @@ def deployed_by() -> str:
 
 
 def release_cache() -> Path:
-    return Path(os.environ.get("PINNED_CACHE", PROJECT / ".cache")) / "releases"
+    """Built releases kept on this machine (only a cache: a deploy decides what to send from the hosts)."""
+    default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pinned"
+    return Path(os.environ.get("PINNED_CACHE") or default) / "releases"
 
 
 def host_spec(h) -> HostSpec:

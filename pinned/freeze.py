@@ -13,9 +13,9 @@ import gevent
 from pyinfra.api import QuoteString, StringCommand
 from pyinfra.api.state import BaseStateCallback
 
-from operations.freeze import database_command, undo_text, web_command
-from state import changes as c
-from state.plan import Plan, write_freeze_steps
+from pinned.operations.freeze import database_command, undo_text, web_command
+from pinned.state import changes as c
+from pinned.state.plan import Plan, write_freeze_steps
 
 
 def _run_changes(steps, by_name: dict, on: bool) -> list[str]:

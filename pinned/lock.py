@@ -42,8 +42,8 @@ from pyinfra.api import StringCommand
 from pyinfra.api.arguments import pop_global_arguments
 from pyinfra.connectors.util import make_unix_command, make_unix_command_for_host
 
-from operations.lock import HOLD_SCRIPT, UNLOCK_SCRIPT
-from operations.scripts import sh
+from pinned.operations.lock import HOLD_SCRIPT, UNLOCK_SCRIPT
+from pinned.operations.scripts import sh
 
 HEARTBEAT = 10  # seconds between heartbeat lines
 TIMEOUT = 45  # the holder gives up after this long without one (a cut network)

@@ -1,4 +1,4 @@
-"""python -m sandbox up|down|status|ssh|image — disposable local Debian servers (run as root)."""
+"""python -m pinned.sandbox up|down|status|ssh|image — disposable local Debian servers (run as root)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def parse_hosts(specs: list[str]) -> list[tuple[str, list[str]]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m pinned.sandbox", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p_up = sub.add_parser("up", help="boot hosts (kept if already running) and print them")
     p_up.add_argument("--topology", choices=sorted(core.TOPOLOGIES), default="single")
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             sb = core.Sandbox.load()
             host = next((h for h in (sb.hosts if sb else []) if h.name == args.name), None)
             if host is None:
-                raise core.SandboxError(f"no running host named {args.name!r} (see: python -m sandbox status)")
+                raise core.SandboxError(f"no running host named {args.name!r} (see: python -m pinned.sandbox status)")
             os.execvp("ssh", ["ssh", *core.ssh_options(sb.ssh_key), "-t" if not args.cmd else "-T",
                               f"root@{host.address}", *args.cmd])
         elif args.command == "image":

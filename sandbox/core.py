@@ -165,8 +165,7 @@ def warm_layer() -> Path:
 
 
 def warm_packages() -> list[str]:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from state.model import SYSTEM_PACKAGES
+    from ..state.model import SYSTEM_PACKAGES
 
     return list(SYSTEM_PACKAGES)
 

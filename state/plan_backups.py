@@ -15,7 +15,7 @@ from .plan import ADD, CHANGE, REMOVE, Step, config_step
 
 
 def backup_script_text() -> str:
-    from operations.backups import BACKUP_SCRIPT  # the script's text: read from operations/remote/
+    from pinned.operations.backups import BACKUP_SCRIPT  # the script's text: read from operations/remote/
 
     return BACKUP_SCRIPT
 

@@ -27,7 +27,7 @@ PREFIX = os.environ.get("PINNED_TEST_PREFIX", "ptest")
 os.environ["PINNED_SANDBOX_PREFIX"] = PREFIX
 sys.path.insert(0, str(ROOT))
 
-from sandbox import core  # noqa: E402
+from pinned.sandbox import core  # noqa: E402
 
 
 def sandbox_unavailable() -> str | None:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from state import changes as c
-from state.desired import Desired
-from state.layout import NGINX_DEFAULT_SITE, Layout
-from state.observed import FileOnHost, HostObserved, ReleaseOnDisk, SchemaOnDisk
-from state.plan import Plan, Step
+from pinned.state import changes as c
+from pinned.state.desired import Desired
+from pinned.state.layout import NGINX_DEFAULT_SITE, Layout
+from pinned.state.observed import FileOnHost, HostObserved, ReleaseOnDisk, SchemaOnDisk
+from pinned.state.plan import Plan, Step
 
 
 def _units(o: HostObserved) -> dict:

@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 from test_plan import EMPTY, desired
 
-from operations.backups import backup_command, backup_timer, list_command
+from pinned.operations.backups import backup_command, backup_timer, list_command
+from pinned.state import changes as c
+from pinned.state.layout import Layout
+from pinned.state.model import StateFileError, parse_state
+from pinned.state.plan import plan
+from pinned.state.render import render_text
 from simulate import apply_plan
-from state import changes as c
-from state.layout import Layout
-from state.model import StateFileError, parse_state
-from state.plan import plan
-from state.render import render_text
 
 BASE = "app: agroguia\nrepository: /src\nrelease: abcdef1\ndjango: {settings: agroguia.settings}\n"
 LAY = Layout("agroguia")

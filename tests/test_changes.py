@@ -12,14 +12,14 @@ from dataclasses import fields, replace
 import pytest
 from test_plan import EMPTY, desired
 
-from operations import files, release
-from operations.table import OPERATIONS
+from pinned.operations import files, release
+from pinned.operations.table import OPERATIONS
+from pinned.state import changes as c
+from pinned.state.desired import HostSpec
+from pinned.state.observed import HostObserved
+from pinned.state.plan import BLOCKED, CHANGES, CONVERGED, plan
+from pinned.state.render import plan_json, render_text
 from simulate import RULES, apply_plan
-from state import changes as c
-from state.desired import HostSpec
-from state.observed import HostObserved
-from state.plan import BLOCKED, CHANGES, CONVERGED, plan
-from state.render import plan_json, render_text
 
 
 def test_every_change_type_has_an_operation_taking_exactly_its_fields_and_a_simulator_rule():

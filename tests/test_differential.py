@@ -15,13 +15,13 @@ import shlex
 
 import pytest
 
-from operations.facts import OBSERVE_SCRIPT
 from pinned.engine import request_for
+from pinned.operations.facts import OBSERVE_SCRIPT
+from pinned.state.check import check_env
+from pinned.state.desired import Desired, HostSpec
+from pinned.state.observed import HostObserved, parse
+from pinned.state.plan import plan
 from simulate import apply_plan
-from state.check import check_env
-from state.desired import Desired, HostSpec
-from state.observed import HostObserved, parse
-from state.plan import plan
 
 pytestmark = pytest.mark.sandbox
 HOST = "diff"

@@ -8,12 +8,12 @@ from dataclasses import replace
 
 from test_plan import EMPTY, converge, desired
 
+from pinned.state import changes as c
+from pinned.state.desired import HostSpec
+from pinned.state.layout import Layout
+from pinned.state.observed import HostObserved
+from pinned.state.plan import PHASES, account_grants, plan
 from simulate import apply_plan
-from state import changes as c
-from state.desired import HostSpec
-from state.layout import Layout
-from state.observed import HostObserved
-from state.plan import PHASES, account_grants, plan
 
 
 def order(p, kind, action=None):

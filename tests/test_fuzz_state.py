@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT
-from state.model import State, StateFileError, parse_state
+from pinned.state.model import State, StateFileError, parse_state
 
 NASTY = st.sampled_from([
     "", " ", "..", "../../etc/passwd", "/etc/shadow", "a;b", "$(reboot)", "`id`", "x\ny", "x\0y", "-rf",

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from state.model import State, StateFileError, load_state, parse_state, selected_env, state_path
+from pinned.state.model import State, StateFileError, load_state, parse_state, selected_env, state_path
 
 GOOD = {
     "app": "agroguia",

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from operations.facts import AppState, observe_host, observe_request
-from state.layout import Layout
-from state.observed import HostObserved, ProbeError, describe_probe_error, parse
+from pinned.operations.facts import AppState, observe_host, observe_request
+from pinned.state.layout import Layout
+from pinned.state.observed import HostObserved, ProbeError, describe_probe_error, parse
 
 OBSERVE = ROOT / "operations" / "remote" / "observe.py"
 MISSING = "pinned-no-such-package"

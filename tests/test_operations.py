@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from pyinfra.api import FileDownloadCommand, FileUploadCommand, StringCommand
 
-from operations import database, files, freeze, release, system
-from operations.scripts import REMOTE, script
+from pinned.operations import database, files, freeze, release, system
+from pinned.operations.scripts import REMOTE, script
 
 CASES = sorted((Path(__file__).parent / "operations").glob("*.json"))
 MODULES = {"database": database, "files": files, "freeze": freeze, "release": release, "system": system}

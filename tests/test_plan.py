@@ -8,13 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pinned.state.desired import Desired, HostSpec
+from pinned.state.model import Django, Site, State
+from pinned.state.observed import FileOnHost, HostObserved
+from pinned.state.plan import plan
+from pinned.state.render import plan_json, render_text
+from pinned.state.source import Release
 from simulate import apply_plan
-from state.desired import Desired, HostSpec
-from state.model import Django, Site, State
-from state.observed import FileOnHost, HostObserved
-from state.plan import plan
-from state.render import plan_json, render_text
-from state.source import Release
 
 HOST = HostSpec("server", "10.0.0.5", ("web", "db"))
 # Synthetic releases: A and B share migrations (one schema version), B2 also needs other requirements.
@@ -232,7 +232,7 @@ def test_multi_host_plan_converges_and_shares_secrets():
     assert {s.host for s in p.steps if s.kind == "database"} == {"db"}
     assert not any(s.kind in ("release", "app", "switch") for s in p.steps if s.host == "db")
     # Phases: every host's step of an earlier phase comes before any host's step of a later one.
-    from state.plan import PHASES
+    from pinned.state.plan import PHASES
     assert p.width("start") == 1 and PHASES.index("start") < PHASES.index("switch")
     converged = apply_plan(p, empty, d)
     assert plan(d, converged).empty

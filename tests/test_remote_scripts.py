@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT
-from operations.scripts import REMOTE, SOURCE_LIB, interpreter, run_py, run_sh, script
+from pinned.operations.scripts import REMOTE, SOURCE_LIB, interpreter, run_py, run_sh, script
 
 
 def run(command, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -229,7 +229,7 @@ def test_release_meta_updates_fields_keeps_the_others_and_writes_atomically(tmp_
                                             "failure": "health check answered 502", "note": "a=b"}
     assert os.listdir(meta.parent) == ["release.json"]  # no tmp file left
     assert meta.stat().st_ino != inode  # a new file renamed over the old one, not rewritten in place
-    from operations.files import RELEASE_META
+    from pinned.operations.files import RELEASE_META
     assert run(run_sh("build_stamp.sh", tmp_path, RELEASE_META)).returncode == 0
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", json.loads(meta.read_text())["built_at"])
 
@@ -351,8 +351,8 @@ HOLDER = '{"by": "me@here", "pid": 7, "since": "2026-01-01T00:00:00Z"}'
 def hold(lock: Path, holder: str = HOLDER, timeout: str = "45") -> tuple[subprocess.Popen, str]:
     """lock_hold.sh started as the engine starts it (its stdin a pipe the run keeps open): the process and
     the first line it printed."""
-    from operations.lock import HOLD_SCRIPT
-    from operations.scripts import sh
+    from pinned.operations.lock import HOLD_SCRIPT
+    from pinned.operations.scripts import sh
     proc = subprocess.Popen(["sh", "-c", sh(HOLD_SCRIPT, lock, holder, timeout).get_raw_value()],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return proc, proc.stdout.readline()
@@ -429,8 +429,8 @@ def test_lock_holder_runs_the_undo_hook_when_it_ends(tmp_path):
 
 
 def test_unlock_ends_a_hung_holder_and_cleans_up_a_dead_one(tmp_path):
-    from operations.lock import UNLOCK_SCRIPT
-    from operations.scripts import sh
+    from pinned.operations.lock import UNLOCK_SCRIPT
+    from pinned.operations.scripts import sh
     lock = tmp_path / "pinned-app.lock"
     assert run(sh(UNLOCK_SCRIPT, lock)).stdout == ""  # nothing held
     holder, said = hold(lock)

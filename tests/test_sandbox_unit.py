@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sandbox import core
+from pinned.sandbox import core
 
 
 def host(name, last):

@@ -1,0 +1,404 @@
+"""pinned — the daily commands around the deploy (pyinfra stays the engine: this uses its API).
+
+    pinned plan [--json] [--detailed-exitcode]   the dry run: what a deploy would change
+    pinned deploy [-y]                           run `pyinfra inventory.py deploy.py` for the environment
+    pinned pin REF                               pin a commit/tag of the repository in the state file
+    pinned releases [--json]                     releases on each host: schema, status, current, pinned, last
+    pinned history                               switches of `current` recorded on the hosts
+    pinned unlock                                end the deploy lock of a hung run (shows the holder)
+    pinned databases [--json]                    the schema versions' databases: size, last use
+    pinned drop-database NAME                    drop one (never the current or the pinned schema's), backed up first
+    pinned backup [--download DIR]               back up the current schema's database on the db host
+    pinned backups [--json]                      the backups on the db host: id, size, time
+    pinned restore ID                            restore a backup of the current schema's database (backed up first)
+
+Every command takes `--env NAME` (the state file state/NAME.yaml; default: the demo's, `sandbox`).
+Exit status: 0 success (plan: no changes), 2 (plan --detailed-exitcode) changes pending, 1 error or a
+blocked plan (the hosts cannot converge; the plan says why).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+from pinned import CONFIG, DEPLOY, INVENTORY
+from pinned.state.model import DEFAULT_ENV, StateFileError, parse_state
+
+
+class CliError(Exception):
+    pass
+
+
+def _connect(env: str, limit: list[str] | None = None):
+    """pyinfra's inventory (inventory.py) and state, connected: the active hosts."""
+    os.environ["PINNED_ENV"] = env
+    os.environ.setdefault("PYINFRA_PROGRESS", "off")
+    logging.getLogger("pyinfra").setLevel(logging.ERROR)
+    from pyinfra.api import Config, State
+    from pyinfra.api.connect import connect_all
+    from pyinfra.context import ctx_config, ctx_inventory, ctx_state
+    from pyinfra_cli.inventory import make_inventory
+
+    state = State(check_for_changes=False)
+    config = Config()
+    ctx_state.set(state)
+    ctx_config.set(config)
+    inventory = make_inventory(str(INVENTORY), cwd=os.getcwd())
+    ctx_inventory.set(inventory)
+    chosen = None
+    if limit:
+        chosen = [h for h in inventory if h.name in limit or set(limit) & set(h.groups)]
+        unknown = [name for name in limit if not any(name == h.name or name in h.groups for h in inventory)]
+        if unknown:
+            raise CliError(f"--limit {', '.join(unknown)}: no such host or group in inventory.py")
+    state.init(inventory, config, initial_limit=chosen)
+    connect_all(state)
+    hosts = inventory.get_active_hosts()
+    failed = [h.name for h in (chosen or inventory) if h not in hosts]
+    if failed:
+        raise CliError(f"cannot connect to {', '.join(failed)}: check the inventory and SSH access")
+    return hosts
+
+
+def cmd_plan(args) -> int:
+    from pinned.engine import compute
+    from pinned.state import render
+    from pinned.state.plan import BLOCKED
+
+    run = compute(args.env, _connect(args.env, args.limit))
+    if args.json:
+        sys.stdout.write(render.render_json(run.plan, run.display_path))
+    else:
+        sys.stdout.write(render.render_text(run.plan, run.display_path, color=sys.stdout.isatty()))
+    if run.plan.status == BLOCKED:
+        return 1
+    if args.detailed_exitcode and not run.plan.empty:
+        return 2
+    return 0
+
+
+def _inspect(args):
+    from pinned.engine import inspect
+
+    return inspect(args.env, _connect(args.env, args.limit))
+
+
+def cmd_deploy(args) -> int:
+    # From the current folder (where the state files are), with the package's inventory, deploy and config.
+    cmd = [str(Path(sys.executable).parent / "pyinfra"), *(["-y"] if args.yes else []), "--config", str(CONFIG),
+           str(INVENTORY), str(DEPLOY), "--data", f"env={args.env}",
+           *(a for name in args.limit or () for a in ("--limit", name))]
+    os.execv(cmd[0], cmd)
+    return 1  # not reached
+
+
+RELEASE_LINE = re.compile(r"^(release:[ \t]*)([\"']?)([^\s\"'#]*)\2([ \t]*(#.*)?)$", re.M)
+
+
+def cmd_pin(args) -> int:
+    from pinned.state.check import check_env
+    from pinned.state.source import SourceError, release, resolve
+
+    checked = check_env(args.env)
+    env, path, state, repo = checked.env, checked.path, checked.state, checked.repo
+    try:
+        commit = resolve(repo, args.ref)
+        rel = release(repo, commit, state)
+    except SourceError as exc:
+        raise CliError(f"{args.ref!r}: {exc}; {path} is unchanged") from None
+    text = path.read_text()
+    if not RELEASE_LINE.search(text):
+        raise CliError(f"{path}: no top-level `release:` line to rewrite; add one (release: <commit>)")
+    new = RELEASE_LINE.sub(lambda m: f"{m.group(1)}{commit}{m.group(4)}", text, count=1)
+    parse_state(new, str(path))  # still a valid state file
+    tmp = path.with_name(f".{path.name}.pinned-tmp")
+    tmp.write_text(new)
+    tmp.replace(path)
+    print(f"pinned {rel.id} ({args.ref} = {commit}) in {path}")
+    print(f"next: pinned plan --env {env}")
+    return 0
+
+
+def cmd_releases(args) -> int:
+    run = _inspect(args)
+    pinned_id = run.desired.release.id
+    hosts = {}
+    for spec in run.desired.web_hosts:
+        o = run.observed[spec.name]
+        rows = []
+        for rid in sorted(o.releases):
+            r = o.releases[rid]
+            last = o.schemas.get(r.schema)
+            rows.append({"id": rid, "schema": r.schema, "status": r.status, "commit": r.commit,
+                         "built_at": r.built_at, "current": o.current == rid, "pinned": rid == pinned_id,
+                         "last": bool(last and last.last == rid)})
+        hosts[spec.name] = rows
+    if args.json:
+        print(json.dumps({"env": run.env, "pinned": pinned_id, "hosts": hosts}, indent=2))
+        return 0
+    for name, rows in hosts.items():
+        print(f"{name}:")
+        if not rows:
+            print("  (no releases)")
+        for r in rows:
+            marks = [m for m in ("current", "pinned", "last") if r[m]]
+            print(f"  {r['id']}  schema {r['schema']}  {r['status']:<7} {' '.join(marks)}")
+        if pinned_id not in {r["id"] for r in rows}:
+            print(f"  {pinned_id}  (pinned, not on this host yet)")
+    return 0
+
+
+def cmd_history(args) -> int:
+    run = _inspect(args)
+    for spec in run.desired.web_hosts:
+        print(f"{spec.name}:")
+        lines = run.observed[spec.name].history
+        print("\n".join(f"  {line}" for line in lines) if lines else "  (no switches yet)")
+    return 0
+
+
+def cmd_unlock(args) -> int:
+    from pinned import lock
+    from pinned.state.check import check_env
+    from pinned.state.layout import Layout
+
+    path = Layout(check_env(args.env).state.app).lock
+    found = False
+    for host in _connect(args.env, args.limit):
+        try:
+            held, done = lock.unlock(host, path)
+        except lock.LockError as exc:
+            raise CliError(str(exc)) from None
+        if held is None:
+            continue
+        found = True
+        how = {"ended": "ended its holder process", "killed": "killed its holder process (it did not end on "
+               "SIGTERM)"}.get(done.split(" ", 1)[0], "its holder was gone")
+        pid = done.split(" ", 1)[1] if " " in done else ""
+        print(f"{host.name}: released the deploy lock of {lock.describe(held)}: {how}{f' {pid}' if pid else ''}")
+    if not found:
+        print("no deploy lock is held")
+    return 0
+
+
+def schema_usage(run) -> dict[int, str]:
+    """When each schema version was last current: 'current', a time from the history, or 'never'."""
+    from pinned.state.plan import history_events
+
+    o = run.observed[run.desired.web_hosts[0].name]
+    schema_of = {rid: r.schema for rid, r in o.releases.items()}
+    usage: dict[int, str] = {}
+    current = o.current_release.schema if o.current_release else None
+    for when, frm, to in history_events(o, schema_of):
+        if frm is not None:
+            usage[frm] = when
+        if to is not None:
+            usage.setdefault(to, when)
+    if current is not None:
+        usage[current] = "current"
+    return usage
+
+
+def cmd_databases(args) -> int:
+    run = _inspect(args)
+    db = run.observed[run.desired.db_host.name]
+    usage = schema_usage(run)
+    rows = []
+    for name in sorted(db.databases, key=run.desired.layout.schema_of_database):
+        number = run.desired.layout.schema_of_database(name)
+        tables, rows_estimate, size = (tuple(db.db_stats.get(name, ())) + (0, 0, 0))[:3]
+        rows.append({"database": name, "schema": number, "tables": tables, "rows": rows_estimate,
+                     "bytes": size, "last_used": usage.get(number, "never")})
+    if args.json:
+        print(json.dumps({"env": run.env, "db_host": run.desired.db_host.name, "databases": rows}, indent=2))
+        return 0
+    print(f"{run.desired.db_host.name}:")
+    for r in rows:
+        print(f"  {r['database']:<24} {r['tables']:>4} tables  ~{r['rows']:>8} rows  {r['bytes'] / 1048576:8.1f} MiB"
+              f"  last used: {r['last_used']}")
+    return 0
+
+
+def cmd_drop_database(args) -> int:
+    from pinned import backups
+    from pinned.engine import locked
+    from pinned.operations.database import drop_command
+    from pinned.operations.files import sh
+    from pinned.state.plan import allocate_schema
+
+    hosts = {h.name: h for h in _connect(args.env, args.limit)}
+
+    def drop(view) -> str:
+        lay, db_spec = view.desired.layout, view.desired.db_host
+        db = view.observed[db_spec.name]
+        name = args.database
+        if name not in db.databases:
+            raise CliError(f"{name}: no such database of {view.state.app} on {db_spec.name} (see `pinned databases`)")
+        number = lay.schema_of_database(name)
+        current = {o.current_release.schema for o in (view.observed[w.name] for w in view.desired.web_hosts)
+                   if o.current_release}
+        if number in current:
+            raise CliError(f"{name} is the database of the current release: it cannot be dropped")
+        if number == allocate_schema(view.desired, view.observed).schema:
+            raise CliError(f"{name} is the database of the pinned release ({view.desired.release.id}): "
+                           "pin another first")
+        saved = backups.take(hosts[db_spec.name], lay, name)
+        print(f"backed up {name} before dropping it: {saved.id} ({backups.size(saved.bytes)}); to get it back, "
+              f"pin and deploy a release of schema version {number}, then `pinned restore {saved.id}`", flush=True)
+        ok, out = hosts[db_spec.name].run_shell_command(
+            drop_command(view.state.app, name, lay.database_grant(number)))
+        if not ok:
+            raise CliError(f"dropping {name} on {db_spec.name} failed: {out.stderr.strip()}")
+        # The schema version is no longer complete: a later pin of one of its releases copies it again.
+        for web in view.desired.web_hosts:
+            hosts[web.name].run_shell_command(sh('rm -f "$1/schema.json" "$2"', lay.schema_dir(number),
+                                                 lay.served(number)))
+        return f"dropped {name} on {db_spec.name}; releases of schema version {number} stay on disk"
+
+    print(locked(args.env, list(hosts.values()), drop))
+    return 0
+
+
+def _db_host(args):
+    """The environment's view (observed, no lock) and the db host's pyinfra host."""
+    hosts = {h.name: h for h in _connect(args.env, args.limit)}
+    from pinned.engine import inspect
+
+    view = inspect(args.env, list(hosts.values()))
+    return view, hosts[view.desired.db_host.name]
+
+
+def cmd_backup(args) -> int:
+    """A backup of the current schema's database (no deploy lock: the dump is a consistent snapshot and
+    changes nothing but the backups folder)."""
+    from pinned import backups
+
+    view, db_host = _db_host(args)
+    lay = view.desired.layout
+    saved = backups.take(db_host, lay, backups.current_database(view))
+    print(f"{saved.id}  {backups.size(saved.bytes)}  in {saved.seconds:.1f} s  ({db_host.name}:{lay.backups_dir})")
+    if args.download:
+        started = time.monotonic()
+        path = backups.download(db_host, lay, saved, Path(args.download))
+        print(f"downloaded to {path} (gzip -t: ok) in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+def cmd_backups(args) -> int:
+    from pinned import backups
+
+    view, db_host = _db_host(args)
+    lay = view.desired.layout
+    rows = backups.listing(db_host, lay)
+    current = {view.observed[w.name].current_release.schema for w in view.desired.web_hosts
+               if view.observed[w.name].current_release}
+    current_db = {lay.database(n) for n in current}
+    if args.json:
+        print(json.dumps({"env": view.env, "db_host": db_host.name, "folder": lay.backups_dir,
+                          "backups": [{"id": b.id, "database": b.database, "bytes": b.bytes, "time": b.time,
+                                       "current_database": b.database in current_db} for b in rows]}, indent=2))
+        return 0
+    print(f"{db_host.name}:{lay.backups_dir}")
+    if not rows:
+        print("  (no backups)")
+    for b in rows:
+        print(f"  {b.id:<44} {backups.size(b.bytes):>10}  {b.time}" + ("  (current database)" if b.database in
+                                                                           current_db else ""))
+    return 0
+
+
+def cmd_restore(args) -> int:
+    from pinned import backups
+    from pinned.engine import locked
+    from pinned.freeze import writes_frozen
+
+    hosts = {h.name: h for h in _connect(args.env, args.limit)}
+
+    def restore(view) -> str:
+        lay = view.desired.layout
+        db_host = hosts[view.desired.db_host.name]
+        database = backups.current_database(view)
+        belongs = lay.database_of_backup(args.id)
+        if belongs is None:
+            raise CliError(f"{args.id}: not a backup id of {view.state.app} (see `pinned backups`)")
+        if belongs != database:
+            number = lay.schema_of_database(belongs)
+            raise CliError(f"{args.id} is a backup of {belongs} (schema version {number}), not of the current "
+                           f"database {database}: pin a release of schema version {number} (`pinned releases`) "
+                           "and deploy it first")
+        if args.id not in {b.id for b in backups.listing(db_host, lay)}:
+            raise CliError(f"{args.id}: no such backup on {db_host.name} (see `pinned backups`)")
+        saved = backups.take(db_host, lay, database)
+        print(f"backed up {database} before restoring: {saved.id} ({backups.size(saved.bytes)})", flush=True)
+        # The site's writes are refused while the database is replaced (reads go on), and let through again
+        # afterwards whether the restore worked or not.
+        with writes_frozen(view.desired, lay.schema_of_database(database), list(hosts.values())):
+            said, seconds = backups.restore(db_host, lay, args.id, database)
+        return (f"{said} from {args.id} into {database} on {db_host.name} in {seconds:.1f} s; the state before "
+                f"is {saved.id}")
+
+    print(locked(args.env, list(hosts.values()), restore))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pinned", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default=os.environ.get("PINNED_ENV") or DEFAULT_ENV,
+                        help="environment: state/ENV.yaml (default: %(default)s)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("plan", help="show what a deploy would change (changes nothing)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--detailed-exitcode", action="store_true", help="exit 2 when changes are pending")
+    p = sub.add_parser("deploy", help="pyinfra inventory.py deploy.py for this environment")
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    p = sub.add_parser("pin", help="pin a commit or tag of the repository in the state file")
+    p.add_argument("ref")
+    p = sub.add_parser("releases", help="releases on each web host")
+    p.add_argument("--json", action="store_true")
+    sub.add_parser("history", help="switches of `current` recorded on the hosts")
+    sub.add_parser("unlock", help="end the deploy lock of a hung run (shows who held it)")
+    p = sub.add_parser("databases", help="the schema versions' databases: size and last use")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("drop-database", help="drop one schema version's database (never the current or pinned)")
+    p.add_argument("database", help="its full name, e.g. agroguia_v0")
+    p = sub.add_parser("backup", help="back up the current schema's database on the db host")
+    p.add_argument("--download", metavar="DIR", help="also copy it to DIR on this machine (checked with gzip -t)")
+    p = sub.add_parser("backups", help="the backups on the db host: id, size, time")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("restore", help="restore a backup of the current schema's database (backed up first)")
+    p.add_argument("id", help="a backup's id, as `pinned backups` lists it")
+    # --env and --limit are accepted after the command too (pinned plan --env staging).
+    parser.add_argument("--limit", action="append", help="only this host or group (repeatable)")
+    for action in sub.choices.values():
+        action.add_argument("--env", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        action.add_argument("--limit", action="append", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    commands = {"plan": cmd_plan, "deploy": cmd_deploy, "pin": cmd_pin, "releases": cmd_releases,
+                "history": cmd_history, "unlock": cmd_unlock,
+                "databases": cmd_databases, "drop-database": cmd_drop_database,
+                "backup": cmd_backup, "backups": cmd_backups, "restore": cmd_restore}
+    from pinned.backups import BackupError
+    from pinned.engine import EngineError
+
+    try:
+        return commands[args.command](args)
+    except (StateFileError, CliError, EngineError, BackupError) as exc:
+        print(f"pinned: error: {exc}", file=sys.stderr)
+        return 1
+    except SystemExit as exc:  # inventory.py / session refusing to go on, with its own message
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+            return 1
+        return exc.code if isinstance(exc.code, int) and exc.code else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""pinned's pyinfra facts and operations: the only code that touches hosts."""

@@ -1,0 +1,72 @@
+"""Facts: what a host has, read in one round trip and parsed by `state.observed` (pure).
+
+A host that could not be observed must never pass for an empty host. pyinfra 3.10 (api/facts.py) turns
+several failures into the fact's `default()` without raising: a `requires_command` binary that is
+missing (MissingCommandError, caught in `get_fact`), a command that exits non-zero (only logged, and the
+host marked failed), a command that prints nothing (`process` is not called). So AppState
+- declares no `requires_command` and wraps the script in a shell guard that always exits 0 and prints
+  JSON: a missing python3 or a python3 that dies becomes an entry of "errors", like any failed probe;
+- parses in `process`, which raises `state.observed.ProbeError` (not a FactProcessError, which pyinfra
+  would swallow): it propagates out of `host.get_fact`;
+- has `default()` None, never an empty HostObserved: what pyinfra still returns on a failed command
+  (connection lost, timeout) cannot be planned on; `observe_host` turns it into a ProbeError.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pyinfra.api import FactBase, QuoteString, StringCommand
+
+from pinned.state.observed import HostObserved, ProbeError, parse
+
+OBSERVE_SCRIPT = (Path(__file__).parent / "remote" / "observe.py").read_text()
+
+# What the shell guard prints instead of the script's JSON ("$?" is python3's exit status).
+_PYTHON_MISSING = json.dumps({"errors": [{"probe": "python3", "status": 127,
+                                          "detail": "python3 is not installed on the host"}]})
+_PYTHON_FAILED = ('{"errors": [{"probe": "observe", "status": \'"$?"\', "detail": '
+                  '"python3 exited with status \'"$?"\' running the observe script (killed, or too old?)"}]}')
+
+
+class AppState(FactBase):
+    """Everything pinned needs about one app on a host: packages, users, paths, config files, the
+    release tree with its metadata and links, systemd units, MariaDB databases and grants.
+
+    Raises ProbeError (from `host.get_fact`) when any probe failed or the output cannot be read; returns
+    None only when pyinfra itself could not run the command (use `observe_host`)."""
+
+    def default(self) -> None:
+        return None
+
+    def command(self, request: str) -> StringCommand:
+        # `request` is JSON (app, users, packages, paths, files, secrets, history): one argument, quoted.
+        return StringCommand(
+            "if command -v python3 >/dev/null 2>&1; then",
+            "python3", "-c", QuoteString(OBSERVE_SCRIPT), QuoteString(request),
+            "|| echo", "'" + _PYTHON_FAILED + "'", ";",
+            "else echo", QuoteString(_PYTHON_MISSING), ";",
+            "fi",
+        )
+
+    def process(self, output: list[str]) -> HostObserved:
+        return parse("\n".join(output))
+
+
+def observe_host(host, request: str) -> HostObserved:
+    """`host.get_fact(AppState, request)`, never None: raises ProbeError when the host could not be
+    observed (a probe failed, or pyinfra could not run the command at all)."""
+    observed = host.get_fact(AppState, request)
+    if observed is None:
+        raise ProbeError.single("observe", "the observe command did not run (connection, timeout or shell "
+                                "error: see pyinfra's output above)")
+    return observed
+
+
+def observe_request(app: str, root: str, unit_prefix: str, db_pattern: str, users: list[str], packages: list[str],
+                    paths: list[str], files: list[str], secrets: str, history: str, units: list[str] = ()) -> str:
+    """`units`: other units whose state the plan needs (e.g. the scheduled backups' timer)."""
+    return json.dumps({"app": app, "root": root, "unit_prefix": unit_prefix, "db_pattern": db_pattern,
+                       "users": users, "packages": packages, "paths": paths, "files": files,
+                       "secrets": secrets, "history": history, "units": list(units)}, sort_keys=True)

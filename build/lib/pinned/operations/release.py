@@ -1,0 +1,95 @@
+"""Releases: shared virtualenvs, building a release, starting it, switching to it, stopping old ones."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
+
+from .files import RELEASE_META, sh
+from .scripts import run_sh, script
+
+
+@operation()
+def venv(path: str, requirements: str, extra: tuple[str, ...]):
+    """Build a virtualenv for one requirements hash (shared by every release with those requirements).
+    It is built in place (venv scripts name their own path) and usable only once `.pinned-ready` exists."""
+    yield StringCommand("rm", "-rf", QuoteString(path))
+    yield StringCommand("python3", "-m", "venv", QuoteString(path))
+    yield FileUploadCommand(StringIO(requirements), f"{path}/requirements.txt")
+    yield run_sh("venv_install.sh", path, *extra)
+    yield StringCommand("touch", QuoteString(f"{path}/.pinned-ready"))
+
+
+# A new release starts as hard links of the base release's code (never of what differs per release:
+# assets/, the settings module, the venv link, the metadata); then the links of deleted and changed files
+# are removed and the changed files extracted anew: the base release's files are never written to.
+HARDLINK_SCRIPT = script("build_hardlink.sh")
+
+
+@operation()
+def build(app: str, release_id: str, building: str, final: str, tarball: str, archive: str, venv: str,
+          settings: str, runtime: str, metadata: str, by_id: str, by_id_target: str, base_dir: str = "",
+          replaced: tuple[str, ...] = ()):
+    """Upload a release and build it in `building` (versions/<N>/.<id>.building); only a finished build is
+    renamed to `final` (so no half-built release is ever used), linked from `by-id/` just before. With a base
+    release on the host, only the changed files are sent (`archive` holds just those)."""
+    if not archive:
+        raise ValueError(f"release {release_id}: no archive to upload (the engine makes it before running)")
+    yield run_sh("build_prepare.sh", building)
+    if base_dir:
+        yield sh(HARDLINK_SCRIPT, building, base_dir, *replaced)
+    yield FileUploadCommand(archive, tarball)
+    yield run_sh("build_extract.sh", building, tarball)
+    yield StringCommand("ln", "-sfn", QuoteString(venv), QuoteString(f"{building}/.venv"))
+    yield FileUploadCommand(StringIO(settings), f"{building}/pinned_settings.py")
+    yield FileUploadCommand(StringIO(runtime), f"{building}/pinned_runtime.py")
+    # collectstatic runs as the app user into the release's own assets/, which is then made root's.
+    yield run_sh("build_collectstatic.sh", app, building)
+    yield FileUploadCommand(StringIO(metadata), f"{building}/.pinned/release.json")
+    yield run_sh("build_stamp.sh", building, RELEASE_META)
+    yield run_sh("build_finish.sh", building, final, by_id, by_id_target)
+
+
+# A release that fails its health check is marked failed, its instance stopped; `current` is untouched.
+HEALTH_SCRIPT = script("health.sh")
+
+# nginx's upstream and `current` move together in one command, immune to a cut SSH connection (HUP).
+SWITCH_SCRIPT = script("switch.sh")
+
+# The old instance stops only once nginx has drained it: reloaded nginx keeps old workers until their
+# requests finish ("nginx: worker process is shutting down"); wait for them (30 s at most).
+STOP_SCRIPT = script("stop.sh")
+
+
+@operation()
+def start(socket_unit: str, service_unit: str, socket: str, health_url: str, health_host: str, release_dir: str,
+          release_id: str):
+    """Start a release's socket and service and check its health URL on its own socket: 2xx or fail."""
+    yield run_sh("start_units.sh", socket_unit, service_unit)
+    yield sh(HEALTH_SCRIPT, socket, health_host, health_url, socket_unit, service_unit, release_dir, RELEASE_META,
+             release_id)
+
+
+@operation()
+def switch(current: str, target: str, served: str, upstream_path: str, upstream: str, history: str,
+           from_release: str, release_id: str, by: str):
+    """Point nginx's upstream and `current` at a release together, reload nginx, record the switch: one
+    command (the upstream's text is an argument), so a host that stops answering times out."""
+    yield sh(SWITCH_SCRIPT, upstream_path, current, target, history, from_release, release_id, by, served, upstream)
+
+
+@operation()
+def stop(socket_unit: str, service_unit: str, release_id: str):
+    """Stop and disable a release that is no longer current, once nginx no longer sends it requests."""
+    yield sh(STOP_SCRIPT, socket_unit, service_unit)
+
+
+PRUNE_SCRIPT = script("prune.sh")
+
+
+@operation()
+def prune(root: str, path: str, release_id: str = "", socket_unit: str = "", service_unit: str = "",
+          by_id: str = ""):
+    """Remove a release (its units, its by-id link, its folder), a leftover build or an unused venv."""
+    yield sh(PRUNE_SCRIPT, root, path, socket_unit, service_unit, by_id)

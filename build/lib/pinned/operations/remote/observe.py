@@ -1,0 +1,287 @@
+# Runs ON the host (python3, standard library only), as root: prints everything pinned needs to know
+# about one app on this host as one JSON document, in one round trip. Reads, never writes.
+# Secrets are never read: only whether the secrets file exists, its mode and which keys it defines.
+#
+# Every probe (a command run here) says which exit statuses it expects and what they mean; any other
+# outcome is an error, collected into "errors" ({probe, status, detail}) while the script keeps going,
+# so one round trip reports every problem. The script itself always exits 0 and prints one JSON line:
+# a failure never passes for "absent" (the parser refuses output with errors).
+import glob
+import hashlib
+import grp
+import json
+import os
+import pwd
+import re
+import stat
+import subprocess
+import sys
+import traceback
+
+# Words `systemctl is-active` / `is-enabled` print on stdout (also with a non-zero exit status).
+STATE_WORD = re.compile(r"^[a-z][a-z-]*$")
+
+errors = []
+
+
+def probe(cmd, env=None):
+    """Run one probe: (stdout, stderr, exit status). A command that cannot be started has status 127."""
+    try:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                              env=env)
+    except OSError as exc:
+        return "", "%s: %s" % (cmd[0], exc.strerror or exc), 127
+    return (proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace"), proc.returncode)
+
+
+def fail(name, status, stderr, stdout="", context=""):
+    """Record an unexpected probe outcome: the first lines of stderr (or stdout if stderr is empty)."""
+    lines = [line for line in (stderr.strip() or stdout.strip()).splitlines() if line.strip()][:3]
+    detail = "\n".join(lines) or "exit status %s, no output" % status
+    errors.append({"probe": name, "status": status, "detail": (context + ": " if context else "") + detail})
+
+
+# dpkg-query and systemctl print fixed English words only in the C locale.
+C_LOCALE = dict(os.environ, LC_ALL="C", LANG="C", LANGUAGE="")
+
+
+def observe_packages(names):
+    """Debian packages that are installed (of those asked about). dpkg-query exits 0 when it knows every
+    name and 1 when some were never installed (it still prints the others): both are answers."""
+    if not names:
+        return []
+    stdout, stderr, status = probe(["dpkg-query", "-W", "-f", "${Package} ${db:Status-Status}\\n"] + names,
+                                   env=C_LOCALE)
+    if status not in (0, 1):
+        fail("packages", status, stderr, stdout)
+    return sorted(line.split()[0] for line in stdout.splitlines() if line.endswith(" installed"))
+
+
+def unit_active(name):
+    """`systemctl is-active`: the state word on stdout, exit 0 (active, reloading) or non-zero (inactive,
+    failed, activating, unknown...): either way that word is the state. No word (systemd unreachable,
+    for one) is an error, and the unit's state is None."""
+    stdout, stderr, status = probe(["systemctl", "is-active", name], env=C_LOCALE)
+    word = stdout.strip()
+    if STATE_WORD.match(word):
+        return word
+    fail("unit-active", status, stderr, stdout, context=name)
+    return None
+
+
+def unit_enabled(name):
+    """`systemctl is-enabled`: a state word on stdout whatever the exit status (enabled, disabled, masked,
+    static, not-found...); a unit file that does not exist (systemd before 253 says so on stderr with no
+    word) is not enabled. Anything else is an error, and the result is None."""
+    stdout, stderr, status = probe(["systemctl", "is-enabled", name], env=C_LOCALE)
+    word = stdout.strip()
+    if STATE_WORD.match(word):
+        return word == "enabled"
+    if status != 0 and not word and "No such file or directory" in stderr:
+        return False
+    fail("unit-enabled", status, stderr, stdout, context=name)
+    return None
+
+
+def observe_units(unit_prefix, others=()):
+    """systemd: the app's release units (named `<unit_prefix><release>.<kind>`), the services pinned
+    relies on, and the `others` asked for (the scheduled backups' timer)."""
+    units = {}
+    stdout, stderr, status = probe(["systemctl", "list-units", "--all", "--plain", "--no-legend", "--no-pager",
+                                    unit_prefix + "*"], env=C_LOCALE)
+    if status != 0:
+        fail("units", status, stderr, stdout)
+        stdout = ""
+    names = [line.split()[0] for line in stdout.splitlines() if line.strip()]
+    for name in names:
+        units[name] = {"active": unit_active(name), "enabled": False}
+    for link in glob.glob("/etc/systemd/system/*.wants/" + unit_prefix + "*"):
+        units.setdefault(os.path.basename(link), {"active": "inactive"})["enabled"] = True
+    for name in ("nginx.service", "mariadb.service") + tuple(others):
+        units[name] = {"active": unit_active(name), "enabled": unit_enabled(name)}
+    return units
+
+
+def mysql_query(name, sql, raw=False):
+    """One query through root's unix socket. Only called while mariadb.service is active, so any failure
+    (exit status non-zero) is an error, never "no databases"; the result is then None."""
+    stdout, stderr, status = probe(["mysql", "-N", "-B"] + (["-r"] if raw else []) + ["-e", sql])
+    if status != 0:
+        fail(name, status, stderr, stdout)
+        return None
+    return stdout
+
+
+def observe_mysql(db_pattern, db_user, mariadb_active):
+    """MariaDB: the app's databases (names matching the REGEXP `db_pattern`), its account `db_user`@… and
+    their grants."""
+    mysql = {"running": False, "databases": [], "users": {}}
+    if mariadb_active != "active":
+        return mysql
+    query = mysql_query("mysql-databases",
+                        "SELECT schema_name FROM information_schema.schemata WHERE schema_name REGEXP '%s';"
+                        "SELECT CONCAT(user, '@', host) FROM mysql.user WHERE user = '%s'"
+                        % (db_pattern, db_user))
+    if query is None:
+        return mysql
+    mysql["running"] = True
+    stats = mysql_query("mysql-stats",
+                        "SELECT table_schema, COUNT(*), COALESCE(SUM(table_rows), 0), "
+                        "COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables "
+                        "WHERE table_schema REGEXP '%s' AND table_type = 'BASE TABLE' GROUP BY table_schema"
+                        % db_pattern) or ""
+    for line in stats.splitlines():
+        name, tables, rows, size = line.split("\t")
+        mysql.setdefault("stats", {})[name] = [int(tables), int(rows), int(size)]
+    for line in query.splitlines():
+        if "@" in line:
+            user, _, host = line.partition("@")
+            grants = mysql_query("mysql-grants", "SHOW GRANTS FOR '%s'@'%s'" % (user, host), raw=True)
+            if grants is None:
+                continue
+            mysql["users"][line] = sorted(re.sub(r" IDENTIFIED BY .*", "", g) for g in grants.splitlines()
+                                          if not g.startswith("GRANT USAGE"))
+        elif line:
+            mysql["databases"].append(line)
+    return mysql
+
+
+def describe(path):
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    info = {"mode": "%04o" % stat.S_IMODE(st.st_mode)}
+    try:
+        info["owner"] = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        info["owner"] = str(st.st_uid)
+    try:
+        info["group"] = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        info["group"] = str(st.st_gid)
+    if stat.S_ISLNK(st.st_mode):
+        info["type"] = "link"
+        info["target"] = os.readlink(path)
+    elif stat.S_ISDIR(st.st_mode):
+        info["type"] = "dir"
+    else:
+        info["type"] = "file"
+    return info
+
+
+def read_json(path):
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+def observe_users(names):
+    users = {}
+    for name in names:
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            continue
+        groups = sorted(g.gr_name for g in grp.getgrall() if name in g.gr_mem)
+        keys = None
+        try:
+            with open(os.path.join(entry.pw_dir, ".ssh", "authorized_keys")) as handle:
+                keys = handle.read()
+        except OSError:
+            pass
+        users[name] = {"home": entry.pw_dir, "shell": entry.pw_shell, "group": grp.getgrgid(entry.pw_gid).gr_name,
+                       "groups": groups, "authorized_keys": keys}
+    return users
+
+
+def observe_files(paths):
+    files = {}
+    for path in paths:
+        try:
+            with open(path) as handle:
+                files[path] = {"content": handle.read(), **describe(path)}
+        except (OSError, UnicodeDecodeError):
+            files[path] = None
+    return files
+
+
+def observe_secrets(path):
+    secrets = describe(path)
+    if secrets:
+        # Which keys are defined, and a digest to tell whether two hosts hold the same secrets (a SHA-256 of
+        # high-entropy values reveals nothing of them).
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read()
+            secrets["keys"] = sorted(line.split(b"=", 1)[0].decode() for line in data.splitlines() if b"=" in line)
+            secrets["digest"] = hashlib.sha256(data).hexdigest()
+        except OSError:
+            secrets["keys"] = []
+    return secrets
+
+
+def observe_tree(root):
+    """The release tree: every schema version, its releases' metadata, the links. One pass."""
+    tree = {"current": None, "schemas": {}, "by_id": {}, "venvs": [], "building": []}
+    current = describe(root + "/current")
+    if current and current["type"] == "link":
+        tree["current"] = current["target"]
+    for schema_dir in sorted(glob.glob(root + "/versions/*")):
+        number = os.path.basename(schema_dir)
+        if not number.isdigit() or not os.path.isdir(schema_dir):
+            continue
+        schema = {"info": read_json(schema_dir + "/schema.json"), "last": None, "releases": {},
+                  "served": os.path.exists(schema_dir + "/served")}
+        for entry in sorted(os.listdir(schema_dir)):
+            path = os.path.join(schema_dir, entry)
+            if entry == "last":
+                schema["last"] = os.readlink(path) if os.path.islink(path) else None
+            elif entry.endswith(".building"):
+                tree["building"].append(path)
+            elif os.path.isdir(path) and not os.path.islink(path):
+                meta = read_json(path + "/.pinned/release.json")
+                schema["releases"][entry] = meta if meta is not None else {"status": "unknown"}
+        tree["schemas"][number] = schema
+    for link in sorted(glob.glob(root + "/by-id/*")):
+        if os.path.islink(link):
+            tree["by_id"][os.path.basename(link)] = os.readlink(link)
+    for venv in sorted(glob.glob(root + "/venvs/*")):
+        if os.path.exists(venv + "/.pinned-ready"):
+            tree["venvs"].append(os.path.basename(venv))
+    return tree
+
+
+def observe_history(path):
+    try:
+        with open(path) as handle:
+            return handle.read().splitlines()[-50:]
+    except OSError:
+        return []
+
+
+def main(args):
+    app = args["app"]
+    out = {"python": "%d.%d" % sys.version_info[:2]}
+    out["packages"] = observe_packages(args["packages"])
+    out["users"] = observe_users([app] + args["users"])
+    out["paths"] = {path: describe(path) for path in args["paths"]}
+    out["files"] = observe_files(args["files"])
+    out["secrets"] = observe_secrets(args["secrets"])
+    out["tree"] = observe_tree(args["root"])
+    out["history"] = observe_history(args["history"])
+    out["units"] = observe_units(args["unit_prefix"], args.get("units", ()))
+    out["mysql"] = observe_mysql(args["db_pattern"], app, out["units"]["mariadb.service"]["active"])
+    return out
+
+
+try:
+    out = main(json.loads(sys.argv[1]))
+except Exception:  # a bug or a surprise in this script: report it as the observe probe, never as "absent"
+    out = {"python": "%d.%d" % sys.version_info[:2]}
+    fail("observe", 1, "".join(traceback.format_exc().strip().splitlines(True)[-3:]))
+if errors:
+    out["errors"] = errors
+print(json.dumps(out, sort_keys=True))

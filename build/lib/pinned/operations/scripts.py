@@ -1,0 +1,59 @@
+"""The scripts that run on the hosts: files in remote/ (shell or Python), read from beside this module (so they
+work from an installed package too), each run as one command with its values as positional arguments.
+
+A shell script that uses the shared functions of remote/lib.sh sources it on one line (so that shellcheck and a
+local `sh remote/x.sh ARGS` see them); `script()` puts lib.sh's text in place of that line, so on the host the
+script still runs as one `sh -c TEXT pinned ARGS…`. No value is ever put into a script's text.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from pyinfra.api import QuoteString, StringCommand
+
+REMOTE = Path(__file__).resolve().parent / "remote"
+LIB = "lib.sh"
+# The line by which a script sources lib.sh (after `# shellcheck source=lib.sh source-path=SCRIPTDIR`).
+SOURCE_LIB = '. "$(dirname "$0")/lib.sh"'
+
+
+@cache
+def script(name: str) -> str:
+    """The text of remote/<name>; for a shell script that sources lib.sh, with lib.sh's text in its place.
+    A shell script is sent without its comment lines (its first line, the shebang, stays): the text is the
+    command line of the process on the host, and a comment quoting what a `pgrep -f` looks for would match
+    the script itself."""
+    text = (REMOTE / name).read_text()
+    if name.endswith(".sh"):
+        lines = text.splitlines(keepends=True)
+        lib = (REMOTE / LIB).read_text()
+        if name != LIB:
+            lines = [part for line in lines
+                     for part in (lib.splitlines(keepends=True) if line.rstrip("\n") == SOURCE_LIB else [line])]
+        text = "".join(lines[:1] + [line for line in lines[1:] if not line.lstrip().startswith("#")])
+    return text
+
+
+def interpreter(text: str) -> str:
+    """The shell a script asks for on its first line (#!/bin/bash: bash), else sh."""
+    first = text.split("\n", 1)[0]
+    return "bash" if first.startswith("#!") and first.rstrip().endswith("bash") else "sh"
+
+
+def sh(script: str, *args: str) -> StringCommand:
+    """A fixed shell script run with its values as positional arguments ($1, $2, …), each quoted: by sh, or by
+    bash when its first line says so."""
+    return StringCommand(interpreter(script), "-c", QuoteString(script), "pinned",
+                         *(QuoteString(str(a)) for a in args))
+
+
+def run_sh(name: str, *args: str) -> StringCommand:
+    """Run the shell script remote/<name> with these values as $1, $2, …"""
+    return sh(script(name), *args)
+
+
+def run_py(name: str, *args: str) -> StringCommand:
+    """Run the Python script remote/<name> with the host's python3 (`python3 -c TEXT ARGS…`: sys.argv[1:])."""
+    return StringCommand("python3", "-c", QuoteString(script(name)), *(QuoteString(str(a)) for a in args))

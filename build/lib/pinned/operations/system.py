@@ -1,0 +1,63 @@
+"""System setup: packages, services, users, folders, secrets."""
+
+from __future__ import annotations
+
+from io import BytesIO
+
+from pyinfra.api import FileDownloadCommand, FileUploadCommand, operation
+from pyinfra.operations import apt, files, server, systemd
+
+from . import memory
+from .scripts import run_py, run_sh
+
+
+@operation()
+def packages(packages: tuple[str, ...]):
+    """Install Debian packages (apt update first)."""
+    yield from apt.packages._inner(packages=list(packages), update=True)
+
+
+@operation()
+def service(unit: str):
+    """Start and enable a system service."""
+    yield from systemd.service._inner(service=unit, running=True, enabled=True)
+
+
+@operation()
+def user(login: str, system: bool, home: str = "", keys: tuple[str, ...] = ()):
+    """The app's system user and group (no login), or an extra login user with its SSH keys."""
+    if system:
+        yield from server.group._inner(group=login, system=True)
+        yield from server.user._inner(user=login, group=login, home=home, shell="/usr/sbin/nologin",
+                                      system=True, create_home=False)
+    else:
+        yield from server.user._inner(user=login, shell="/bin/bash", create_home=True,
+                                      public_keys=list(keys), delete_keys=True)
+
+
+@operation()
+def directory(path: str, owner: str, group: str, mode: str):
+    """A folder of the app root (root-owned: the app user cannot write its own code)."""
+    yield from files.directory._inner(path=path, user=owner, group=group, mode=mode)
+
+
+@operation()
+def secrets_file(path: str, group: str):
+    """Generate the app's secrets on the server (root-owned, readable by the app's group)."""
+    yield run_sh("secrets_dir.sh", path, group)
+    yield run_py("secrets_generate.py", path, group)
+
+
+@operation()
+def secrets_read(path: str, memory_key: str):
+    """Read the secrets file into the deploying machine's memory (never to its disk, never printed)."""
+    yield FileDownloadCommand(path, memory.buffer(memory_key))
+
+
+@operation()
+def secrets_copy(path: str, group: str, memory_key: str):
+    """Write the db host's secrets (read into memory just before) on a web host: root-owned, 0640."""
+    own = BytesIO(memory.buffer(memory_key).getvalue())  # hosts upload at once: each reads its own copy
+    yield run_sh("secrets_dir.sh", path, group)
+    yield FileUploadCommand(own, f"{path}.pinned-tmp")
+    yield run_sh("secrets_install.sh", path, group)

@@ -1,0 +1,1 @@
+"""pinned's pure core: the state file model, observed state, the plan and its rendering."""

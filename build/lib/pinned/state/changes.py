@@ -1,0 +1,273 @@
+"""The changes a plan is made of: one frozen dataclass per kind of step, carrying every argument its
+operation needs (deploy.py calls the operation with exactly these fields, nothing added later).
+
+A `Step` (state/plan.py) holds one change plus what the plan says about it (host, action, reason, phase).
+Adding a kind of step: a dataclass here, a planner that emits it, an operation of the same field names
+(deploy.py's table maps the type to it), the simulator's rule (tests/simulate.py) and a test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import ClassVar
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: ClassVar[str]
+    about: ClassVar[str]  # one line for the README's table of step kinds
+
+    def arguments(self) -> dict:
+        """The operation's keyword arguments: this change's fields, shallow (no copies)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class Packages(Change):
+    kind = "packages"
+    about = "install missing Debian packages"
+    packages: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Service(Change):
+    kind = "service"
+    about = "start/enable a system service (nginx, MariaDB)"
+    unit: str
+
+
+@dataclass(frozen=True)
+class User(Change):
+    kind = "user"
+    about = "the app's system user and group, or an extra user with its SSH keys"
+    login: str
+    system: bool
+    home: str = ""
+    keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Directory(Change):
+    kind = "directory"
+    about = "a folder of the app root, with owner and mode"
+    path: str
+    owner: str = "root"
+    group: str = "root"
+    mode: str = "0755"
+
+
+@dataclass(frozen=True)
+class Secrets(Change):
+    kind = "secrets"
+    about = "generate the secrets file on the db host (database password, SECRET_KEY); never shown"
+    path: str
+    group: str
+
+
+@dataclass(frozen=True)
+class SecretsRead(Change):
+    kind = "secrets-read"
+    about = "read the db host's secrets into the deploying machine's memory (never to disk or output)"
+    path: str
+    memory_key: str  # where the bytes wait in the deploying process (operations.memory)
+
+
+@dataclass(frozen=True)
+class SecretsCopy(Change):
+    kind = "secrets-copy"
+    about = "copy the secrets to a web host from that memory; never shown"
+    path: str
+    group: str
+    memory_key: str
+
+
+@dataclass(frozen=True)
+class Database(Change):
+    kind = "database"
+    about = "create a schema version's database: empty (the first) or a verified copy of the current one"
+    database: str
+    copy_from: str = ""  # empty: a new, empty database
+    recreate: bool = False  # a leftover of a deploy that did not finish: dropped first
+
+
+@dataclass(frozen=True)
+class DbUser(Change):
+    kind = "db-user"
+    about = ("the app's database account (one per web host address) and its privileges: ALL on each of the "
+             "app's schema databases by name, nothing else")
+    user: str
+    host: str
+    secrets: str  # the secrets file the password is read from, on the db host
+    grant: tuple[str, ...] = ()  # databases (as GRANT names them: `_` escaped) to grant ALL on
+    revoke: tuple[str, ...] = ()  # grants to take away (a dropped database, an old pattern); "*": all of them
+
+
+@dataclass(frozen=True)
+class ConfigFile(Change):
+    kind = "config"
+    about = "write a managed config file (unit templates, nginx site, MariaDB network, sudo rules); shows a diff"
+    path: str
+    content: str
+    mode: str = "0644"
+    owner: str = "root"
+    group: str = "root"
+    reload: str = ""  # what reads it: nginx (tested, restored on failure), systemd, mariadb
+
+
+@dataclass(frozen=True)
+class RemoveFile(Change):
+    kind = "nginx-default-site"
+    about = "remove Debian's default nginx site (it would answer for the app's port)"
+    path: str
+    reload: str = "nginx"
+
+
+@dataclass(frozen=True)
+class Venv(Change):
+    kind = "venv"
+    about = "build a shared virtualenv for a requirements hash"
+    path: str
+    requirements: str
+    extra: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Build(Change):
+    kind = "release"
+    about = ("build a release into versions/<N>/<id>: hard links of the served release + the changed files "
+             "(or all of it), settings module, collectstatic")
+    app: str
+    release_id: str
+    building: str  # versions/<N>/.<id>.building: renamed to `final` only when complete
+    final: str
+    tarball: str  # where the archive is uploaded on the host
+    archive: str  # the archive on the deploying machine (whole, or only what changed since base_dir's commit)
+    venv: str
+    settings: str  # the rendered settings module
+    runtime: str  # pinned_runtime.py, beside it (the write freeze's middleware)
+    metadata: str  # .pinned/release.json
+    by_id: str  # the by-id link, and its target
+    by_id_target: str
+    base_dir: str = ""  # a release on the host to start from as hard links ("" = send it whole)
+    replaced: tuple[str, ...] = ()  # files of the base that differ in the release (changed or deleted)
+
+
+@dataclass(frozen=True)
+class Migrate(Change):
+    kind = "migrate"
+    about = ("run Django's migrations, once (first web host): on a new schema version's copy, or in place on "
+             "the live database (`schema_change: in_place`)")
+    app: str
+    release_dir: str
+    database: str
+    release_id: str
+    drop_on_failure: bool = True  # a copy made for this release is dropped if it fails; a live database never
+
+
+@dataclass(frozen=True)
+class SchemaRecord(Change):
+    kind = "schema"
+    about = "record a schema version on a web host (versions/<N>/schema.json)"
+    schema_dir: str
+    info: str
+
+
+@dataclass(frozen=True)
+class Start(Change):
+    kind = "app"
+    about = "start a release's socket and service, health-checked on its own socket"
+    socket_unit: str
+    service_unit: str
+    socket: str
+    health_url: str
+    health_host: str
+    release_dir: str
+    release_id: str
+
+
+@dataclass(frozen=True)
+class Link(Change):
+    kind = "link"
+    about = "switch a schema version's `last` link, or repair a release's `by-id` link (atomic: ln -s + mv -T)"
+    path: str
+    target: str
+
+
+@dataclass(frozen=True)
+class Switch(Change):
+    kind = "switch"
+    about = "switch `current` and nginx's upstream to a release (atomic), reload nginx, record history"
+    current: str
+    target: str
+    served: str  # the schema version's marker: its database now takes the site's writes
+    upstream_path: str
+    upstream: str
+    history: str
+    from_release: str
+    release_id: str
+    by: str  # who deploys (user@machine), for the history
+
+
+@dataclass(frozen=True)
+class WriteFreeze(Change):
+    kind = "write-freeze"
+    about = ("on a web host, refuse writes (nginx: POST/PUT/PATCH/DELETE get 503 + Retry-After) from a schema "
+             "change's copy to its switch (`+`), and lift it (`-`); lifted too if the run fails or dies")
+    on: bool
+    conf: str  # the nginx include of the site
+    content: str  # what it holds now (refusing writes, or not)
+    off_content: str  # what lifts the freeze (written by the undo hook if the run ends without lifting it)
+    marker: str  # exists while frozen (the app's runtime answers 503 to a write its database refused)
+    undo: str  # the lock's undo hook for this freeze
+
+
+@dataclass(frozen=True)
+class DatabaseGuard(Change):
+    kind = "db-freeze"
+    about = ("on the db host, let the app's accounts only read the database being copied (`+`), once every "
+             "connection made before has ended; give the writes back after the switch (`-`)")
+    on: bool
+    user: str  # the app's account name (every host part of it)
+    grant: str  # the database as GRANT names it (`_` escaped)
+    database: str
+    undo: str
+
+
+@dataclass(frozen=True)
+class Stop(Change):
+    kind = "stop"
+    about = "stop and disable a release's service that is no longer current (once nginx has drained it)"
+    socket_unit: str
+    service_unit: str
+    release_id: str
+
+
+@dataclass(frozen=True)
+class Prune(Change):
+    kind = "prune"
+    about = "remove a release beyond `keep_releases` (failed first), a leftover build, or an unused virtualenv"
+    root: str  # the path must lie under root's versions/ or venvs/ (checked on the host too)
+    path: str
+    release_id: str = ""  # a release: its units and by-id link go too
+    socket_unit: str = ""
+    service_unit: str = ""
+    by_id: str = ""
+
+
+# Every kind, in the order of the README's table.
+KINDS: tuple[type[Change], ...] = (Packages, Service, User, Directory, Secrets, SecretsRead, SecretsCopy, Database,
+                                   DbUser, ConfigFile, RemoveFile, Venv, Build, Migrate, SchemaRecord, Start, Link,
+                                   Switch, WriteFreeze, DatabaseGuard, Stop, Prune)
+
+
+@dataclass(frozen=True)
+class BackupTimer(Change):
+    kind = "backup-timer"
+    about = ("enable the db host's scheduled-backup timer (`backups:`), or disable it and remove its units and "
+             "script (the backups stay)")
+    timer: str
+    enable: bool
+    remove: tuple[str, ...] = ()  # disabling: the files that go with it (units, script)
+
+
+KINDS += (BackupTimer,)

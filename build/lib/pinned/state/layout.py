@@ -1,0 +1,238 @@
+"""Where things live on a server, by app name: the one place that builds a path or a name (folders,
+files, links, units, sockets, databases, the lock). Planners, operations and the observe request take
+them from here; remote scripts get them as arguments."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Layout:
+    app: str
+
+    @property
+    def root(self) -> str:
+        return f"/srv/{self.app}"
+
+    @property
+    def versions(self) -> str:
+        return f"{self.root}/versions"
+
+    @property
+    def venvs(self) -> str:
+        return f"{self.root}/venvs"
+
+    @property
+    def by_id(self) -> str:
+        """Links `by-id/<release>` → the release folder: how the per-release units find it."""
+        return f"{self.root}/by-id"
+
+    @property
+    def current(self) -> str:
+        return f"{self.root}/current"
+
+    @property
+    def history(self) -> str:
+        return f"{self.root}/history.log"
+
+    @property
+    def directories(self) -> tuple[str, ...]:
+        """The folders of the app root (root-owned: the app user cannot write its own code)."""
+        return (self.root, self.versions, self.venvs, self.by_id)
+
+    def schema_dir(self, schema: int) -> str:
+        return f"{self.versions}/{schema}"
+
+    def release_dir(self, schema: int, release_id: str) -> str:
+        return f"{self.versions}/{schema}/{release_id}"
+
+    def building_dir(self, schema: int, release_id: str) -> str:
+        return f"{self.versions}/{schema}/.{release_id}.building"
+
+    def tarball(self, schema: int, release_id: str) -> str:
+        """Where a release's archive is uploaded, beside its build folder."""
+        return f"{self.versions}/{schema}/.{release_id}.tar.gz"
+
+    def served(self, schema: int) -> str:
+        """Marker: a release of this schema version has been current (its database took the site's writes)."""
+        return f"{self.versions}/{schema}/served"
+
+    @staticmethod
+    def current_target(schema: int, release_id: str) -> str:
+        """What `current` points at (relative to the root)."""
+        return f"versions/{schema}/{release_id}"
+
+    def by_id_link(self, release_id: str) -> str:
+        return f"{self.by_id}/{release_id}"
+
+    @staticmethod
+    def by_id_target(schema: int, release_id: str) -> str:
+        return f"../versions/{schema}/{release_id}"
+
+    def last(self, schema: int) -> str:
+        return f"{self.versions}/{schema}/last"
+
+    def venv(self, requirements_hash: str) -> str:
+        return f"{self.venvs}/{requirements_hash}"
+
+    def database(self, schema: int) -> str:
+        return f"{self.app}_v{schema}"
+
+    def schema_of_database(self, name: str) -> int | None:
+        """`<app>_v<N>` → N (None for any other name)."""
+        prefix = f"{self.app}_v"
+        number = name[len(prefix):] if name.startswith(prefix) else ""
+        return int(number) if number.isdigit() else None
+
+    def database_grant(self, schema: int) -> str:
+        """A schema version's database as GRANT names it: `_` escaped, or it would be a wildcard
+        (`shop_v0` would match `shopXv0`); privileges are granted per database, never by pattern."""
+        return self.database(schema).replace("_", "\\_")
+
+    @property
+    def database_regex(self) -> str:
+        """A REGEXP matching exactly the app's schema databases (`shop` never matches `shop_vip_v0`)."""
+        return f"^{self.app}_v[0-9]+$"
+
+    @property
+    def secrets_dir(self) -> str:
+        return f"/etc/pinned/{self.app}"
+
+    @property
+    def secrets(self) -> str:
+        return f"{self.secrets_dir}/secrets.env"
+
+    @property
+    def run_dir(self) -> str:
+        return f"/run/pinned-{self.app}"
+
+    def socket(self, release_id: str) -> str:
+        return f"{self.run_dir}/{release_id}.sock"
+
+    def unit(self, release_id: str, kind: str = "service") -> str:
+        return f"{self.app}@{release_id}.{kind}"
+
+    @property
+    def unit_prefix(self) -> str:
+        """Every release unit's name starts with this (`<app>@`)."""
+        return f"{self.app}@"
+
+    @staticmethod
+    def release_of_unit(unit: str) -> str:
+        """`<app>@<release>.<kind>` → `<release>`."""
+        return unit.split("@", 1)[1].rsplit(".", 1)[0]
+
+    @property
+    def lock(self) -> str:
+        """The deploy lock: who holds it (one deploy of the app at a time on a host)."""
+        return f"/run/lock/pinned-{self.app}.lock"
+
+    @property
+    def lock_undo_dir(self) -> str:
+        """What undoes a temporary state (the write freeze) when the run holding the lock ends without
+        undoing it itself: each file here is run by the lock's holder as it ends (pinned/lock.py)."""
+        return f"{self.lock}.undo.d"
+
+    def lock_undo(self, name: str) -> str:
+        return f"{self.lock_undo_dir}/{name}"
+
+    @property
+    def nginx_freeze(self) -> str:
+        """Included by the site: empty, or (during a write freeze) the rule that refuses writes."""
+        return f"/etc/nginx/pinned/{self.app}-freeze.conf"
+
+    @property
+    def frozen_page(self) -> str:
+        """The page a refused write gets during a write freeze (served by nginx with 503)."""
+        return f"/etc/nginx/pinned/{self.app}-frozen.html"
+
+    @property
+    def freeze_marker(self) -> str:
+        """Exists while the web host refuses writes: the app's runtime turns a write the database refused
+        into 503 + Retry-After, never a bare 500."""
+        return f"/run/pinned-{self.app}-write-freeze"
+
+    @property
+    def secrets_memory_key(self) -> str:
+        """Where the db host's secrets wait in the deploying process's memory on their way to web hosts."""
+        return f"{self.app}:{self.secrets}"
+
+    @property
+    def socket_template(self) -> str:
+        return f"/etc/systemd/system/{self.app}@.socket"
+
+    @property
+    def service_template(self) -> str:
+        return f"/etc/systemd/system/{self.app}@.service"
+
+    @property
+    def nginx_site(self) -> str:
+        return f"/etc/nginx/conf.d/pinned-{self.app}.conf"
+
+    @property
+    def nginx_upstream(self) -> str:
+        return f"/etc/nginx/pinned/{self.app}-upstream.conf"
+
+    @property
+    def upstream_name(self) -> str:
+        return f"pinned_{self.app}"
+
+    @staticmethod
+    def sudoers(user: str) -> str:
+        return f"/etc/sudoers.d/pinned-{user}"
+
+    # ---- backups (on the db host): a root-only folder of compressed dumps, a script, a timer
+
+    @property
+    def backups_dir(self) -> str:
+        """The app's backups: `<UTC time>-<database>.sql.gz`, root-only (0700 folder, 0600 files)."""
+        return f"/var/backups/pinned/{self.app}"
+
+    def backup_file(self, backup_id: str) -> str:
+        return f"{self.backups_dir}/{backup_id}"
+
+    @property
+    def backup_id_pattern(self) -> str:
+        """A backup's file name (its id): which database, and when (sorts by time). POSIX ERE and Python re
+        alike, no backslash (it is also an argument in a unit file)."""
+        return f"^[0-9]{{8}}T[0-9]{{6}}Z-{self.app}_v[0-9]+[.]sql[.]gz$"
+
+    def database_of_backup(self, backup_id: str) -> str | None:
+        """`20261126T111500Z-<app>_v1.sql.gz` → `<app>_v1` (None for any other name)."""
+        if not re.fullmatch(self.backup_id_pattern.strip("^$"), backup_id):
+            return None
+        return backup_id.split("-", 1)[1].removesuffix(".sql.gz")
+
+    @property
+    def backup_script(self) -> str:
+        """The backup script installed on the db host (run by the timer's service)."""
+        return f"/usr/local/lib/pinned/backup-{self.app}.sh"
+
+    @property
+    def backup_service(self) -> str:
+        return f"pinned-backup-{self.app}.service"
+
+    @property
+    def backup_timer(self) -> str:
+        return f"pinned-backup-{self.app}.timer"
+
+    @property
+    def backup_service_file(self) -> str:
+        return f"/etc/systemd/system/{self.backup_service}"
+
+    @property
+    def backup_timer_file(self) -> str:
+        return f"/etc/systemd/system/{self.backup_timer}"
+
+    @property
+    def backup_files(self) -> tuple[str, ...]:
+        """What scheduled backups install on the db host (removed with them)."""
+        return (self.backup_script, self.backup_service_file, self.backup_timer_file)
+
+
+NGINX_DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
+MARIADB_NETWORK_CONF = "/etc/mysql/mariadb.conf.d/90-pinned.cnf"
+MARIADB_SOCKET = "/run/mysqld/mysqld.sock"
+SETTINGS_MODULE = "pinned_settings"

@@ -1,0 +1,301 @@
+"""The state file: the desired state of one environment, validated by pydantic.
+
+Every value here may end up in a shell command, a SQL statement, a unit file or an nginx config, so
+each field is restricted to what it can sanely hold; the operations still quote everything.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+
+# What a fresh server needs for any pinned site (the sandbox's warm layer installs exactly these).
+SYSTEM_PACKAGES = ("nginx", "mariadb-server", "python3-venv")
+# Installed into every release's virtualenv next to the app's own requirements.
+RUNTIME_REQUIREMENTS = ("gunicorn>=25", "PyMySQL>=1.1.3")
+DEFAULT_ENV = "sandbox"
+
+AppName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,23}$")]
+PackageName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9+.-]{0,62}$")]
+UserName = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")]
+ServerName = Annotated[str, StringConstraints(pattern=r"^(\*\.)?[a-z0-9]([a-z0-9-]{0,62}\.)*[a-z0-9-]{1,63}$")]
+ModulePath = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")]
+SshKey = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com)"
+        r" [A-Za-z0-9+/]+={0,3}( [\x21-\x7e ]{0,200})?$"
+    ),
+]
+
+
+class StateFileError(Exception):
+    """A state file that cannot be used; the message names the file and the field."""
+
+
+def _relative_path(value: str, what: str) -> str:
+    path = Path(value)
+    if value in ("", ".") or value == "./":
+        return "."
+    if path.is_absolute() or ".." in path.parts or not re.fullmatch(r"[A-Za-z0-9_./-]+", value):
+        raise ValueError(f"{what} must be a relative path inside the repository (letters, digits, _ . / -)")
+    return str(path)
+
+
+class Django(BaseModel):
+    """How to run the Django project found in the repository."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    settings: ModulePath = Field(description="The project's settings module, e.g. `mysite.settings`.")
+    wsgi: str = Field(
+        default="",
+        description="The WSGI application as `module:name`; default: `<settings package>.wsgi:application`.",
+    )
+    project_dir: str = Field(default=".", description="Folder of `manage.py` inside the repository.")
+    requirements: str = Field(
+        default="requirements.txt", description="The pip requirements file, relative to `project_dir`."
+    )
+
+    @field_validator("project_dir")
+    @classmethod
+    def _project_dir(cls, value: str) -> str:
+        return _relative_path(value, "project_dir")
+
+    @field_validator("requirements")
+    @classmethod
+    def _requirements(cls, value: str) -> str:
+        if _relative_path(value, "requirements") == ".":
+            raise ValueError("requirements must name a file")
+        return _relative_path(value, "requirements")
+
+    @field_validator("wsgi")
+    @classmethod
+    def _wsgi(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError("wsgi must look like `package.wsgi:application`")
+        return value
+
+    @property
+    def wsgi_app(self) -> str:
+        return self.wsgi or self.settings.rsplit(".", 1)[0] + ".wsgi:application"
+
+
+class Site(BaseModel):
+    """How nginx serves the site."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    server_names: list[ServerName] = Field(
+        default_factory=list,
+        description="nginx `server_name`s (also Django's ALLOWED_HOSTS). Empty: the site answers any name "
+        "on its port (nginx `default_server`), and ALLOWED_HOSTS holds the host's address.",
+    )
+    port: int = Field(default=80, ge=1, le=65535, description="The port nginx listens on for this site.")
+    static_url: str = Field(
+        default="/static/",
+        pattern=r"^/[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*/$",
+        description="URL prefix nginx serves from `current/assets` (the project's STATIC_URL).",
+    )
+    health_url: str = Field(
+        default="/",
+        pattern=r"^/[A-Za-z0-9_./-]*$",
+        description="Path that must answer 2xx before a release is switched to.",
+    )
+    workers: int = Field(default=2, ge=1, le=64, description="gunicorn worker processes per release.")
+    frozen_message: str = Field(
+        default="This site is being updated: changes are paused for a few seconds. Please try again shortly.",
+        min_length=1, max_length=500, pattern=r"^[^\x00-\x1f\x7f]*$",
+        description="The page (plain text, one line) a write request gets, with 503 and `Retry-After`, "
+        "during a schema change's write freeze.",
+    )
+
+
+class User(BaseModel):
+    """An extra system user (e.g. a deploy user) converged with the rest."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: UserName = Field(description="Login name.")
+    ssh_keys: list[SshKey] = Field(default_factory=list, description="Public keys for `authorized_keys`.")
+    sudo: bool = Field(default=False, description="Passwordless sudo (a file in /etc/sudoers.d).")
+
+
+# What a systemd calendar expression may contain (checked again by `systemd-analyze calendar` when this
+# machine has it): no quotes, no newlines, nothing a unit file or a shell would read otherwise.
+CALENDAR = r"^[A-Za-z0-9*:,./~+ -]{1,100}$"
+
+
+@cache
+def _systemd_calendar_error(expression: str) -> str | None:
+    """What `systemd-analyze calendar` says is wrong with an expression (None: valid, or no systemd here)."""
+    tool = shutil.which("systemd-analyze")
+    if not tool:
+        return None
+    try:
+        proc = subprocess.run([tool, "calendar", expression], capture_output=True, text=True, timeout=10,
+                              env={**os.environ, "LC_ALL": "C", "SYSTEMD_PAGER": "", "SYSTEMD_COLORS": "0"})
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode == 0:
+        return None
+    lines = [line.strip() for line in (proc.stderr or proc.stdout).splitlines() if line.strip()]
+    return lines[0] if lines else f"systemd-analyze calendar exited {proc.returncode}"
+
+
+class Backups(BaseModel):
+    """Scheduled backups of the current schema's database on the db host (a systemd timer); removed: timer off."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    on_calendar: str = Field(
+        default="daily",
+        description="When, as a systemd calendar expression (`OnCalendar=`), e.g. `daily`, `*-*-* 03:30:00`, "
+        "`Mon..Fri 12:00`; checked with `systemd-analyze calendar`.",
+    )
+    keep: int = Field(
+        default=7, ge=1, le=10000,
+        description="Backups kept on the db host: each scheduled backup removes the app's backups beyond the "
+        "newest `keep` (manual, pre-restore and pre-drop ones included).",
+    )
+
+    @field_validator("on_calendar")
+    @classmethod
+    def _on_calendar(cls, value: str) -> str:
+        if not re.fullmatch(CALENDAR, value) or value != value.strip():
+            raise ValueError("on_calendar must be a systemd calendar expression (letters, digits, spaces and "
+                             "* : , . / ~ + -), e.g. daily or '*-*-* 03:30:00'")
+        error = _systemd_calendar_error(value)
+        if error:
+            raise ValueError(f"on_calendar is not a systemd calendar expression ({error})")
+        return value
+
+
+class State(BaseModel):
+    """One environment of one site (the file `state/<env>.yaml`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    app: AppName = Field(
+        description="Name of the site: the system user/group, `/srv/<app>`, the databases `<app>_v<N>`, "
+        "the systemd units `<app>@<release>`. Production and staging on one host need different names."
+    )
+    repository: str = Field(
+        min_length=1,
+        description="The git repository to build releases from: a path (relative to the state file) or URL.",
+    )
+    release: str = Field(
+        pattern=r"^[0-9a-f]{7,40}$",
+        description="The pinned release: a commit hash (`pinned pin REF` writes it).",
+    )
+    django: Django
+    site: Site = Field(default_factory=Site)
+    keep_releases: int = Field(
+        default=5, ge=1, le=1000,
+        description="Releases kept on disk per schema version. Never pruned: current, the pinned one, any "
+        "schema's `last`, or one newer than the pinned; failed releases go first.",
+    )
+    schema_change: Literal["copy", "in_place"] = Field(
+        default="copy",
+        description="How a release with new migrations reaches its database. `copy`: a new schema version, a "
+        "verified copy of the current database migrated before the switch, under a write freeze (writes get "
+        "503 + Retry-After from the copy to the switch; reads go on); the old database stays as it was, so "
+        "rolling back is a link switch. `in_place`: `migrate` runs on the live database, no freeze and no "
+        "copy (for migrations the running release tolerates); rolling back keeps the new schema.",
+    )
+    packages: list[PackageName] = Field(default_factory=list, description="Extra Debian packages.")
+    users: list[User] = Field(default_factory=list, description="Extra system users.")
+    backups: Backups | None = Field(default=None, description="Scheduled backups (off when absent).")
+
+    @field_validator("repository")
+    @classmethod
+    def _repository(cls, value: str) -> str:
+        if "\n" in value or "\0" in value or value.startswith("-"):
+            raise ValueError("repository must be a path or URL (no newlines, not starting with '-')")
+        return value
+
+    @field_validator("users")
+    @classmethod
+    def _unique_users(cls, users: list[User]) -> list[User]:
+        names = [u.name for u in users]
+        if len(set(names)) != len(names):
+            raise ValueError("each user may be listed once")
+        if "root" in names:
+            raise ValueError("root cannot be managed as an extra user")
+        return users
+
+
+def _short(value, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 5] + "…" + text[-4:]
+
+
+def _describe(error: dict) -> str:
+    parts = [str(p) if re.fullmatch(r"[A-Za-z0-9_]+", str(p)) else _short(p, 40) for p in error["loc"]]
+    where = ".".join(parts) or "(top level)"
+    kind = error["type"]
+    if kind == "missing":
+        return f"field '{where}' is required but missing"
+    if kind == "extra_forbidden":
+        return f"field '{where}' is not a known field (see the README's list of state file fields)"
+    if kind == "string_pattern_mismatch":
+        pattern = error.get("ctx", {}).get("pattern", "")
+        return f"field '{where}': {_short(error['input'])} is not allowed (must match {pattern})"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"field '{where}': {message} (got {_short(error.get('input'))})"
+
+
+def parse_state(text: str, source: str = "<state>") -> State:
+    """Validate a state file's text; any problem raises StateFileError naming `source` and the field."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise StateFileError(f"{source}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise StateFileError(f"{source}: must be a YAML mapping of fields (app, repository, release, ...)")
+    try:
+        return State.model_validate(data)
+    except ValidationError as exc:
+        lines = [_describe(e) for e in exc.errors()]
+        raise StateFileError(f"{source}: " + "; ".join(lines)) from None
+    except (ValueError, TypeError, RecursionError) as exc:  # odd YAML (huge ints, deep nesting)
+        raise StateFileError(f"{source}: cannot be read: {exc}") from None
+
+
+def state_path(env: str, base: Path | None = None) -> Path:
+    if not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", env):
+        raise StateFileError(f"environment {env!r}: use lowercase letters, digits, _ or - (e.g. production)")
+    default = os.environ.get("PINNED_STATE_DIR") or Path(__file__).resolve().parent
+    return Path(base or default) / f"{env}.yaml"
+
+
+def load_state(path: Path) -> State:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise StateFileError(f"{path}: cannot read the state file: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise StateFileError(f"{path}: the state file is not UTF-8 text (byte {exc.start})") from None
+    return parse_state(text, str(path))
+
+
+def selected_env(argv: list[str], environ) -> str:
+    """The environment of this run: `--data env=NAME` on pyinfra's command line, else PINNED_ENV, else
+    the demo's. (The inventory reads it too, before pyinfra connects, to validate the state file.)"""
+    for i, arg in enumerate(argv):
+        value = None
+        if arg == "--data" and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith("--data="):
+            value = arg.split("=", 1)[1]
+        if value and value.startswith("env="):
+            return value.split("=", 1)[1]
+    return environ.get("PINNED_ENV") or DEFAULT_ENV

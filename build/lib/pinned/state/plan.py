@@ -1,0 +1,600 @@
+"""The plan: the minimal steps that take the observed hosts to the desired state (pure and deterministic).
+
+`plan()` composes small planners, one per concern. Each returns `Step`s: plain frozen data that the
+renderers print; each step holds one typed change (state/changes.py) with every argument of the one
+operation deploy.py runs for it. Nothing here touches a host.
+
+A plan is one of three things (`Plan.status`): converged (no steps), changes, or blocked — it cannot
+converge (e.g. the pinned schema's database is missing): it says why, and nothing may run.
+
+Steps carry a phase. deploy.py runs the phases in order, each on every host before the next starts, so
+the database work happens once on the db host before any web host migrates, and every web host has the
+new release built and healthy before `current` moves on any of them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, replace
+
+from . import changes as c
+from .desired import (
+    COPY_BYTES_PER_SECOND,
+    Desired,
+    HostSpec,
+    ManagedFile,
+    db_user_host,
+    freeze_conf,
+    freeze_estimate,
+    health_host,
+    mariadb_network_file,
+    release_metadata,
+    runtime_module,
+    schema_info,
+    settings_module,
+    site_files,
+    upstream_file,
+    user_files,
+)
+from .layout import NGINX_DEFAULT_SITE
+from .observed import HostObserved, ReleaseOnDisk
+
+ADD, CHANGE, REMOVE = "add", "change", "remove"
+SYMBOL = {ADD: "+", CHANGE: "~", REMOVE: "-"}
+# Phases, in order: each runs on every host before the next one starts.
+# Phases whose commands are quick get a bound (seconds): a host that stops answering there (a cut network)
+# fails the run, which stops every host, instead of hanging it. (The write freeze waits up to 30 s for
+# nginx's workers or the database's connections; stop up to 30 s for nginx, then systemd's 35 s.)
+PHASE_TIMEOUTS = {"freeze": 120, "guard": 120, "switch": 60, "thaw": 120}
+PHASES = ("system", "secrets", "share", "accounts", "prepare", "freeze", "guard", "database", "migrate", "schema",
+          "start", "switch", "thaw", "site", "cleanup")
+
+
+@dataclass(frozen=True)
+class Step:
+    host: str
+    action: str  # add / change / remove
+    change: c.Change  # what runs: the operation's every argument
+    target: str
+    reason: str
+    diff: str = ""  # unified diff of a config file
+    sensitive: bool = False  # the target's value is a secret: never shown
+    phase: str = "system"
+
+    @property
+    def kind(self) -> str:
+        return self.change.kind
+
+
+# Every kind of step, documented (the README's table is generated from this).
+STEP_KINDS = {kind.kind: kind.about for kind in c.KINDS}
+
+CONVERGED, CHANGES, BLOCKED = "converged", "changes", "blocked"
+OTHER_GRANT = "other"
+GRANT_LINE = re.compile(r"^GRANT (.+?) ON `(.+?)`\.\* TO ")
+
+
+@dataclass(frozen=True)
+class Plan:
+    env: str
+    steps: tuple[Step, ...]
+    warnings: tuple[str, ...] = ()
+    hosts: tuple[str, ...] = ()
+    blocked: tuple[str, ...] = ()  # why it cannot converge: nothing may run
+
+    @property
+    def status(self) -> str:
+        return BLOCKED if self.blocked else (CHANGES if self.steps else CONVERGED)
+
+    def for_host(self, host: str) -> list[Step]:
+        return [s for s in self.steps if s.host == host]
+
+    def width(self, phase: str) -> int:
+        """The most steps any one host has in a phase."""
+        return max((sum(1 for s in self.steps if s.host == h and s.phase == phase) for h in self.hosts), default=0)
+
+    @property
+    def summary(self) -> dict[str, int]:
+        return {a: sum(1 for s in self.steps if s.action == a) for a in (ADD, CHANGE, REMOVE)}
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to run (converged, or blocked)."""
+        return not self.steps
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def file_diff(path: str, old: str | None, new: str) -> str:
+    lines = difflib.unified_diff(
+        (old or "").splitlines(keepends=True), new.splitlines(keepends=True),
+        fromfile=path if old is not None else "/dev/null", tofile=path,
+    )
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+def config_step(host: str, observed: HostObserved, wanted: ManagedFile, phase: str) -> Step | None:
+    have = observed.files.get(wanted.path)
+    change = c.ConfigFile(path=wanted.path, content=wanted.content, mode=wanted.mode, owner=wanted.owner,
+                          group=wanted.group, reload=wanted.reload)
+    if have is None:
+        return Step(host, ADD, change, wanted.path, f"{wanted.label}: missing",
+                    diff=file_diff(wanted.path, None, wanted.content), phase=phase)
+    if have.content != wanted.content:
+        return Step(host, CHANGE, change, wanted.path, f"{wanted.label}: content differs (drift)",
+                    diff=file_diff(wanted.path, have.content, wanted.content), phase=phase)
+    if (have.mode, have.owner, have.group) != (wanted.mode, wanted.owner, wanted.group):
+        return Step(host, CHANGE, change, wanted.path,
+                    f"{wanted.label}: {have.owner}:{have.group} {have.mode} should be "
+                    f"{wanted.owner}:{wanted.group} {wanted.mode}", phase=phase)
+    return None
+
+
+def needs_build(o: HostObserved, release_id: str, schema: int) -> bool:
+    """A release is built unless it is on disk, ready, in the schema version it belongs to."""
+    r = o.releases.get(release_id)
+    return r is None or r.status != "ready" or r.schema != schema
+
+
+def last_after(o: HostObserved, schema: int, release_id: str) -> str:
+    """What `last` of a schema version names after this run: the pinned release when it is newly placed
+    there (or `last` is missing or broken); otherwise it stays (a rollback does not move it)."""
+    recorded = o.schemas.get(schema)
+    last = recorded.last if recorded else None
+    valid = last in o.releases and o.releases[last].schema == schema
+    return release_id if release_id not in o.releases or not valid else last
+
+
+def migration_names(paths) -> str:
+    return ", ".join(p.split("/")[-1].removesuffix(".py") for p in paths) or "none"
+
+
+# ------------------------------------------------------------------ schema versions
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """Where the pinned release's database lives, and what it takes to get there."""
+
+    schema: int
+    current_schema: int | None
+    new_database: bool = False  # create it: a copy of `copy_from`, or empty for the very first one
+    copy_from: int | None = None
+    migrate: bool = False
+    warnings: tuple[str, ...] = ()
+    blocked: bool = False  # its warnings say why the hosts cannot converge: nothing may change
+    in_place: bool = False  # migrate the current schema's live database (schema_change: in_place)
+
+
+def history_events(observed: HostObserved, schema_of: dict[str, int]):
+    """(time, from schema, to schema) of every recorded switch."""
+    for line in observed.history:
+        parts = line.split()
+        fields = dict(p.split("=", 1) for p in parts[2:] if "=" in p)
+        if len(parts) >= 2 and parts[1] == "switch":
+            yield parts[0], schema_of.get(fields.get("from", "")), schema_of.get(fields.get("to", ""))
+
+
+def allocate_schema(d: Desired, observed: dict[str, HostObserved]) -> Allocation:
+    rel, lay = d.release, d.layout
+    webs = [observed[h.name] for h in d.web_hosts]
+    db = observed[d.db_host.name]
+    schemas: dict = {}
+    for o in webs:
+        for number, s in o.schemas.items():
+            if number not in schemas or (s.fingerprint and s.migrated):
+                schemas[number] = s
+    complete = {n: s for n, s in schemas.items() if s.fingerprint and s.migrated}
+    schema_of = {rid: r.schema for o in webs for rid, r in o.releases.items()}
+    current_schema = next((o.current_release.schema for o in webs if o.current_release), None)
+
+    number = None
+    for o in webs:
+        r = o.releases.get(rel.id)
+        if r and r.status == "ready" and r.schema in complete:
+            number = r.schema
+            break
+    if number is None and current_schema in complete and complete[current_schema].fingerprint == rel.fingerprint:
+        number = current_schema
+    if number is None:
+        same = [n for n, s in complete.items() if s.fingerprint == rel.fingerprint]
+        number = max(same) if same else None
+
+    served = {n for n, s in schemas.items() if s.served} | {to for o in webs for _t, _f, to in
+                                                           history_events(o, schema_of) if to is not None}
+    if number is not None and number != current_schema and number not in served and current_schema in complete:
+        # Made for a release that never went live (its deploy failed after the copy): the copy is stale,
+        # so it is made again from the current database.
+        return Allocation(number, current_schema, new_database=True, copy_from=current_schema, migrate=True,
+                          warnings=(f"{lay.database(number)} was copied for a deploy that never went live: "
+                                    f"it is copied again from {lay.database(current_schema)}.",))
+    if number is not None:
+        database = lay.database(number)
+        if db.mysql_running and database not in db.databases:
+            return Allocation(number, current_schema, blocked=True, warnings=(
+                f"schema version {number} is recorded on the web hosts but its database {database} is missing "
+                f"on {d.db_host.name}: restore it (or pin a release of another schema).",))
+        warnings = []
+        if complete.get(number) and complete[number].fingerprint != rel.fingerprint:
+            warnings.append(f"release {rel.id} has other migrations than {database} (changed in place): it runs on "
+                            "the database as it is now.")
+        if current_schema is not None and number != current_schema:
+            events = list(history_events(webs[0], schema_of))
+            if number < current_schema:
+                since = next((t for t, frm, to in reversed(events) if to == current_schema and frm != current_schema),
+                             "unknown")
+                warnings.append(
+                    f"rolling back across a schema change: writes made to {lay.database(current_schema)} since it "
+                    f"became current ({since}) will not be in {database}.")
+            else:
+                left = next((t for t, frm, to in reversed(events) if frm == number and to != number), "unknown")
+                warnings.append(f"returning to {database} as it was left when it stopped being current ({left}).")
+        return Allocation(number, current_schema, warnings=tuple(warnings))
+
+    if current_schema in complete and d.state.schema_change == "in_place":
+        # No copy: the live database is migrated before the switch; the old release's schema is gone.
+        return Allocation(current_schema, current_schema, migrate=True, in_place=True, warnings=(
+            f"schema_change in_place: {lay.database(current_schema)} is migrated while the site uses it, with no "
+            "copy and no write freeze: rolling back across this change keeps the new schema, and a migration "
+            "that fails half-way leaves what it did (MariaDB cannot roll DDL back).",))
+    # A new schema version: the first, or a copy of the current one, then migrated.
+    numbers = set(schemas) | {n for n in map(lay.schema_of_database, db.databases) if n is not None}
+    unfinished = sorted(n for n in numbers if n not in complete and n != current_schema)
+    number = unfinished[-1] if unfinished else (max(numbers) + 1 if numbers else 0)
+    copy_from = current_schema if current_schema is not None and current_schema in complete else None
+    if copy_from is None and complete:
+        return Allocation(number, current_schema, blocked=True, warnings=(
+            f"release {rel.id} needs a new schema version but no release is current to copy the database from: "
+            f"fix `current` first (pin a release of schema {max(complete)}).",))
+    return Allocation(number, current_schema, new_database=True, copy_from=copy_from, migrate=True)
+
+
+# ------------------------------------------------------------------ planners, one per concern
+
+
+def plan_system(d: Desired, host: HostSpec, o: HostObserved) -> list[Step]:
+    steps: list[Step] = []
+    app, lay = d.state.app, d.layout
+    missing = [p for p in d.packages(host) if p not in o.packages]
+    if missing:
+        steps.append(Step(host.name, ADD, c.Packages(tuple(missing)), " ".join(missing), "not installed"))
+    for unit, role in (("nginx.service", "web"), ("mariadb.service", "db")):
+        if role in host.roles and not (o.unit_active(unit) and o.unit_enabled(unit)) and not missing:
+            state = o.units.get(unit, {})
+            steps.append(Step(host.name, CHANGE, c.Service(unit), unit,
+                              f"{state.get('active', 'unknown')}, enabled={bool(state.get('enabled'))}"))
+    if app not in o.users:
+        steps.append(Step(host.name, ADD, c.User(app, system=True, home=lay.root), app,
+                          "the app's system user and group"))
+    for user in d.state.users:
+        keys = "".join(k + "\n" for k in user.ssh_keys)
+        have = o.users.get(user.name)
+        change = c.User(user.name, system=False, keys=tuple(user.ssh_keys))
+        if have is None:
+            steps.append(Step(host.name, ADD, change, user.name, "extra user from the state file"))
+        elif (have.get("authorized_keys") or "") != keys and (user.ssh_keys or have.get("authorized_keys")):
+            steps.append(Step(host.name, CHANGE, change, user.name, "SSH keys differ from the state file"))
+    for wanted in user_files(d):
+        step = config_step(host.name, o, wanted, "system")
+        if step:
+            steps.append(step)
+    if "web" in host.roles:
+        for path in lay.directories:
+            have = o.paths.get(path)
+            change = c.Directory(path)
+            want = {"type": "dir", "mode": change.mode, "owner": change.owner, "group": change.group}
+            if have is None:
+                steps.append(Step(host.name, ADD, change, path, "missing"))
+            elif {k: have.get(k) for k in want} != want:
+                steps.append(Step(host.name, CHANGE, change, path,
+                                  f"{have.get('owner')}:{have.get('group')} {have.get('mode')} should be "
+                                  f"{change.owner}:{change.group} {change.mode} (the app user must not write its "
+                                  "code)"))
+    return steps
+
+
+def _secrets_ok(sec: dict | None, app: str) -> tuple[bool, bool]:
+    """(complete, permissions right)"""
+    complete = bool(sec) and {"DB_PASSWORD", "SECRET_KEY"} <= set(sec.get("keys", ()))
+    return complete, complete and (sec.get("mode"), sec.get("owner"), sec.get("group")) == ("0640", "root", app)
+
+
+def plan_secrets(d: Desired, observed: dict[str, HostObserved]) -> list[Step]:
+    """Secrets are generated on the db host; web hosts elsewhere get the same file (one SECRET_KEY for all)."""
+    steps: list[Step] = []
+    app, lay = d.state.app, d.layout
+    db = d.db_host
+    db_complete, db_perms = _secrets_ok(observed[db.name].secrets, app)
+    generate = c.Secrets(lay.secrets, group=app)
+    if not db_complete:
+        steps.append(Step(db.name, ADD, generate, lay.secrets, "generated on the server", sensitive=True,
+                          phase="secrets"))
+    elif not db_perms:
+        sec = observed[db.name].secrets
+        steps.append(Step(db.name, CHANGE, generate, lay.secrets,
+                          f"{sec.get('owner')}:{sec.get('group')} {sec.get('mode')} should be root:{app} 0640",
+                          sensitive=True, phase="secrets"))
+    copies = []
+    for web in d.web_hosts:
+        if web.name == db.name:
+            continue
+        o = observed[web.name]
+        complete, perms = _secrets_ok(o.secrets, app)
+        if not db_complete or not complete or o.secrets_digest != observed[db.name].secrets_digest or not perms:
+            reason = "missing" if not complete else ("differs from the db host's" if perms else "permissions")
+            copies.append(Step(web.name, CHANGE if complete else ADD,
+                               c.SecretsCopy(lay.secrets, group=app, memory_key=lay.secrets_memory_key),
+                               lay.secrets, f"{reason}: copied from {db.name}", sensitive=True, phase="share"))
+    if copies:
+        steps.append(Step(db.name, CHANGE, c.SecretsRead(lay.secrets, memory_key=lay.secrets_memory_key),
+                          lay.secrets, f"read into memory for {', '.join(s.host for s in copies)}",
+                          sensitive=True, phase="secrets"))
+    return steps + copies
+
+
+def plan_database(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation) -> list[Step]:
+    steps: list[Step] = []
+    app, lay = d.state.app, d.layout
+    if any(w.name != host.name for w in d.web_hosts):
+        step = config_step(host.name, o, mariadb_network_file(d), "database")
+        if step:
+            steps.append(step)
+    database = lay.database(alloc.schema)
+    if alloc.new_database:
+        recreate = database in o.databases
+        if alloc.copy_from is not None:
+            source = lay.database(alloc.copy_from)
+            tables, rows = o.db_stats.get(source, (0, 0))[:2]
+            reason = f"copy of {source}: {tables} tables, ~{rows} rows; then migrate"
+        else:
+            source, reason = "", f"schema version {alloc.schema}"
+        if recreate:
+            reason = "left over from a deploy that did not finish: dropped and made again as a " + reason
+        steps.append(Step(host.name, CHANGE if recreate else ADD, c.Database(database, source, recreate), database,
+                          reason, phase="database"))
+    # The app's accounts get ALL on each of its schema databases by name (`_` escaped: never a pattern another
+    # app's names could match), and nothing else; before the write freeze (phase accounts), so the freeze's
+    # guard finds them as they should be (MariaDB grants on a database it makes later).
+    wanted = {lay.database_grant(n) for n in map(lay.schema_of_database, o.databases | {database}) if n is not None}
+    for web in d.web_hosts:
+        account = f"{app}@{db_user_host(d, web)}"
+        grants = account_grants(o.db_users.get(account) or ())
+        grant = tuple(sorted(g for g in wanted if grants.get(g) != "ALL PRIVILEGES"))
+        revoke = tuple(sorted(g for g in grants if g not in wanted))
+        if any(v == OTHER_GRANT for v in grants.values()):  # not pinned's: take everything away, grant again
+            grant, revoke = tuple(sorted(wanted)), ("*",)
+        change = c.DbUser(app, db_user_host(d, web), secrets=lay.secrets, grant=grant, revoke=revoke)
+        if account not in o.db_users:
+            steps.append(Step(host.name, ADD, change, account,
+                              f"for {web.name}: ALL on {', '.join(sorted(wanted))} only", phase="accounts"))
+        elif grant or revoke:
+            said = [f"+ {g}" for g in grant] + [f"- {g}" for g in revoke]
+            steps.append(Step(host.name, CHANGE, change, account, f"privileges: {', '.join(said)}", phase="accounts"))
+    return steps
+
+
+def account_grants(lines) -> dict[str, str]:
+    """`GRANT <privileges> ON `<db>`.* TO …` lines (SHOW GRANTS) → {db as GRANT names it: privileges}."""
+    grants = {}
+    for line in lines:
+        m = GRANT_LINE.match(line)
+        if m:
+            grants[m.group(2)] = m.group(1)
+        else:
+            grants[line] = OTHER_GRANT  # global or table privileges are not pinned's: revoke them
+    return grants
+
+
+def plan_release(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation, first_web: bool,
+                 source_migrations: tuple[str, ...], copied_from: int | None) -> list[Step]:
+    steps: list[Step] = []
+    rel, lay, app = d.release, d.layout, d.state.app
+    schema = alloc.schema
+    release_dir = lay.release_dir(schema, rel.id)
+    on_disk = o.releases.get(rel.id)
+    build = needs_build(o, rel.id, schema)
+    venv = lay.venv(rel.requirements_hash)
+    if build and rel.requirements_hash not in o.venvs:
+        steps.append(Step(host.name, ADD, c.Venv(venv, rel.requirements, tuple(rel.runtime)), venv,
+                          "no virtualenv for these requirements yet", phase="prepare"))
+    for wanted in site_files(d):
+        if wanted.reload == "systemd":  # the units' templates: before the release starts
+            step = config_step(host.name, o, wanted, "prepare")
+            if step:
+                steps.append(step)
+    if build:
+        reason = "not on disk" if on_disk is None else f"on disk but {on_disk.status}"
+        base = o.current_release
+        transfer = d.transfers.get(base.commit) if base and base.status == "ready" else None
+        if transfer is not None and base is not None:
+            reason += (f": build from {rel.commit[:12]} as hard links of {base.id} + {transfer['changed']} changed "
+                       f"file(s), {len(transfer['deleted'])} deleted, {transfer['bytes']} bytes to send")
+            base_dir, replaced = lay.release_dir(base.schema, base.id), tuple(transfer["replaced"])
+        else:
+            transfer = d.transfers.get("", {})
+            whole = transfer.get("bytes")
+            reason += f": build from {rel.commit[:12]}" + (f", {whole} bytes to send" if whole else "")
+            base_dir, replaced = "", ()  # sent whole
+        steps.append(Step(host.name, ADD, c.Build(
+            app=app, release_id=rel.id, building=lay.building_dir(schema, rel.id), final=release_dir,
+            tarball=lay.tarball(schema, rel.id), archive=transfer.get("archive", ""), venv=venv,
+            settings=settings_module(d, host, schema, release_dir), runtime=runtime_module(),
+            metadata=release_metadata(d, schema),
+            by_id=lay.by_id_link(rel.id), by_id_target=lay.by_id_target(schema, rel.id),
+            base_dir=base_dir, replaced=replaced,
+        ), release_dir, reason, phase="prepare"))
+    elif o.by_id.get(rel.id) != lay.by_id_target(schema, rel.id):  # on disk, but its units would not find it
+        steps.append(Step(host.name, CHANGE, c.Link(lay.by_id_link(rel.id), lay.by_id_target(schema, rel.id)),
+                          lay.by_id_link(rel.id), f"{o.by_id.get(rel.id) or 'missing'} → "
+                          f"{lay.by_id_target(schema, rel.id)}", phase="prepare"))
+    if first_web and alloc.migrate:
+        new = [m for m in rel.migrations if m not in source_migrations]
+        steps.append(Step(host.name, CHANGE, c.Migrate(app, release_dir, lay.database(schema), rel.id,
+                                                       drop_on_failure=not alloc.in_place),
+                          lay.database(schema), f"with release {rel.id}: {migration_names(new)}", phase="migrate"))
+    recorded = o.schemas.get(schema)
+    if alloc.migrate or recorded is None or not recorded.migrated:
+        info = schema_info(d, schema, alloc.copy_from if alloc.new_database else copied_from)
+        steps.append(Step(host.name, ADD if recorded is None or not recorded.fingerprint else CHANGE,
+                          c.SchemaRecord(lay.schema_dir(schema), info), lay.schema_dir(schema) + "/schema.json",
+                          f"schema version {schema}: database {lay.database(schema)}", phase="schema"))
+    socket_unit, service_unit = lay.unit(rel.id, "socket"), lay.unit(rel.id, "service")
+    if build or not (o.unit_enabled(socket_unit) and o.unit_active(socket_unit) and o.unit_active(service_unit)):
+        steps.append(Step(host.name, ADD, c.Start(
+            socket_unit=socket_unit, service_unit=service_unit, socket=lay.socket(rel.id),
+            health_url=d.state.site.health_url, health_host=health_host(d, host), release_dir=release_dir,
+            release_id=rel.id,
+        ), f"{app}@{rel.id}", "new release" if build else "release on disk is not running", phase="start"))
+    schema_last = recorded.last if recorded else None
+    if last_after(o, schema, rel.id) != schema_last:
+        steps.append(Step(host.name, CHANGE, c.Link(lay.last(schema), rel.id), lay.last(schema),
+                          f"{schema_last or 'missing'} → {rel.id}", phase="switch"))
+    upstream = upstream_file(d, rel.id)
+    have_upstream = o.files.get(upstream.path)
+    upstream_differs = have_upstream is None or have_upstream.content != upstream.content
+    if o.current != rel.id or upstream_differs:
+        target = lay.current_target(schema, rel.id)
+        if o.current != rel.id:
+            reason = f"{o.current_target or 'missing'} → {target}"
+        else:
+            reason = "nginx upstream differs from current (drift)"
+        diff = file_diff(upstream.path, have_upstream.content if have_upstream else None, upstream.content)
+        steps.append(Step(host.name, CHANGE, c.Switch(
+            current=lay.current, target=target, served=lay.served(schema), upstream_path=upstream.path,
+            upstream=upstream.content, history=lay.history, from_release=o.current or "none", release_id=rel.id,
+            by=d.by,
+        ), lay.current, reason, diff=diff if upstream_differs else "", phase="switch"))
+    if o.paths.get(NGINX_DEFAULT_SITE) or "nginx" not in o.packages:  # Debian's nginx package enables it
+        steps.append(Step(host.name, REMOVE, c.RemoveFile(NGINX_DEFAULT_SITE), NGINX_DEFAULT_SITE,
+                          "Debian's welcome page would answer on the site's port", phase="site"))
+    for wanted in site_files(d):
+        if wanted.reload == "nginx":  # the site: after `current` exists, so nginx -t sees it whole
+            step = config_step(host.name, o, wanted, "site")
+            if step:
+                steps.append(step)
+    running = sorted({lay.release_of_unit(u) for u, st in o.units.items()
+                      if u.startswith(lay.unit_prefix) and (st.get("active") in ("active", "activating")
+                                                           or st.get("enabled"))})
+    for other in running:
+        if other != rel.id:
+            steps.append(Step(host.name, REMOVE, c.Stop(lay.unit(other, "socket"), lay.unit(other, "service"), other),
+                              f"{app}@{other}", "no longer current", phase="cleanup"))
+    return steps
+
+
+def plan_retention(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation, building: bool) -> list[Step]:
+    """Prune releases beyond keep_releases per schema version, leftover builds, unused virtualenvs."""
+    steps: list[Step] = []
+    lay, pinned = d.layout, d.release.id
+    releases = dict(o.releases)
+    if building:
+        releases[pinned] = ReleaseOnDisk(pinned, alloc.schema, "ready", d.release.commit,
+                                         d.release.requirements_hash)
+    # As things stand after this run: the pinned release is current, and `last` of its schema version
+    # names it when it is newly placed there.
+    lasts = {n: s.last for n, s in o.schemas.items() if s.last}
+    lasts[alloc.schema] = last_after(o, alloc.schema, pinned)
+    protected = {pinned} | set(lasts.values())
+    removed: set[str] = set()
+    for number in sorted({r.schema for r in releases.values()}):
+        in_schema = sorted(rid for rid, r in releases.items() if r.schema == number)
+        excess = len(in_schema) - d.state.keep_releases
+        candidates = [rid for rid in in_schema if rid not in protected and rid < pinned]
+        candidates.sort(key=lambda rid: (releases[rid].status == "ready", rid))  # failed first, then oldest
+        for rid in candidates[:max(0, excess)]:
+            r = releases[rid]
+            removed.add(rid)
+            path = lay.release_dir(number, rid)
+            steps.append(Step(host.name, REMOVE, c.Prune(
+                lay.root, path, release_id=rid, socket_unit=lay.unit(rid, "socket"),
+                service_unit=lay.unit(rid, "service"), by_id=lay.by_id_link(rid),
+            ), path, f"{r.status}; keep_releases {d.state.keep_releases} in schema version {number}", phase="cleanup"))
+    for path in o.building:
+        if path != lay.building_dir(alloc.schema, pinned) or not building:
+            steps.append(Step(host.name, REMOVE, c.Prune(lay.root, path), path, "left by a deploy that did not finish",
+                              phase="cleanup"))
+    used = {r.requirements_hash for rid, r in releases.items() if rid not in removed} | {d.release.requirements_hash}
+    for venv in sorted(o.venvs - used):
+        steps.append(Step(host.name, REMOVE, c.Prune(lay.root, lay.venv(venv)), lay.venv(venv),
+                          "no release kept on disk uses it", phase="cleanup"))
+    return steps
+
+
+def write_freeze_steps(d: Desired, schema: int, seconds: float, until: str, after: str) -> list[Step]:
+    """Freezing writes to schema version `schema`'s database (phases freeze, guard) and lifting it (thaw):
+    for a schema change's copy, and for `pinned restore`."""
+    lay, app, db = d.layout, d.state.app, d.db_host
+    source = lay.database(schema)
+    off = freeze_conf(d, refusing=False)
+    steps: list[Step] = []
+    for web in d.web_hosts:
+        freeze = c.WriteFreeze(on=True, conf=lay.nginx_freeze, content=freeze_conf(d, refusing=True, seconds=seconds),
+                               off_content=off, marker=lay.freeze_marker, undo=lay.lock_undo("write-freeze"))
+        steps.append(Step(web.name, ADD, freeze, lay.nginx_freeze,
+                          f"writes get 503 + Retry-After {until} (~{seconds:.0f} s)", phase="freeze"))
+        steps.append(Step(web.name, REMOVE, replace(freeze, on=False, content=off), lay.nginx_freeze,
+                          f"{after}: writes go through again", phase="thaw"))
+    guard = c.DatabaseGuard(on=True, user=app, grant=lay.database_grant(schema), database=source,
+                            undo=lay.lock_undo("db-freeze"))
+    steps.append(Step(db.name, ADD, guard, source, "the app may only read it (a write that passes nginx fails "
+                      "instead of being lost)", phase="guard"))
+    steps.append(Step(db.name, REMOVE, replace(guard, on=False), source, f"writes back {after}", phase="thaw"))
+    return steps
+
+
+def plan_write_freeze(d: Desired, observed: dict[str, HostObserved], alloc: Allocation
+                      ) -> tuple[list[Step], tuple[str, ...]]:
+    """A schema change by copy keeps every write the site acknowledges: from the start of the copy to the
+    switch, web hosts refuse writes (503 + Retry-After) and the app's accounts may only read the database
+    being copied; both are lifted after the switch. Everything that can be done before (venv, upload,
+    collectstatic) is done before the freeze."""
+    if not (alloc.new_database and alloc.copy_from is not None):
+        return [], ()
+    source = d.layout.database(alloc.copy_from)
+    size = observed[d.db_host.name].db_stats.get(source, (0, 0, 0))
+    nbytes = size[2] if len(size) > 2 else 0
+    seconds = freeze_estimate(nbytes)
+    steps = write_freeze_steps(d, alloc.copy_from, seconds, "until the switch", "after the switch")
+    warning = (f"write freeze: writes are refused (503 + Retry-After) for ~{seconds:.0f} s, from the copy of "
+               f"{source} ({nbytes / 1e6:.1f} MB at ~{COPY_BYTES_PER_SECOND / 1e6:.0f} MB/s) to the switch "
+               "(migrate, health check); reads go on. A failed step lifts it.")
+    return steps, (warning,)
+
+
+from .plan_backups import plan_backups  # noqa: E402 (it builds on this module's Step and config_step)
+
+
+def plan(d: Desired, observed: dict[str, HostObserved]) -> Plan:
+    """Diff the desired environment against every host's observed state."""
+    hosts = tuple(h.name for h in d.hosts)
+    alloc = allocate_schema(d, observed)
+    if alloc.blocked:
+        return Plan(d.env, (), (), hosts, blocked=alloc.warnings)
+    source_migrations: tuple[str, ...] = ()
+    copied_from = None  # what an existing schema version records (for a web host that lacks its schema.json)
+    source_schema = alloc.schema if alloc.in_place else alloc.copy_from  # what the migration starts from
+    for h in d.web_hosts:
+        source = observed[h.name].schemas.get(source_schema) if source_schema is not None else None
+        if source and source.migrations:
+            source_migrations = source_migrations or source.migrations
+        target = observed[h.name].schemas.get(alloc.schema)
+        if target and target.migrated:
+            copied_from = target.copied_from
+    steps: list[Step] = []
+    for host in d.hosts:
+        steps += plan_system(d, host, observed[host.name])
+    steps += plan_secrets(d, observed)
+    db = d.db_host
+    steps += plan_database(d, db, observed[db.name], alloc)
+    freeze, freeze_warnings = plan_write_freeze(d, observed, alloc)
+    steps += freeze
+    for i, web in enumerate(d.web_hosts):
+        o = observed[web.name]
+        steps += plan_release(d, web, o, alloc, i == 0, source_migrations, copied_from)
+        steps += plan_retention(d, web, o, alloc, needs_build(o, d.release.id, alloc.schema))
+    steps += plan_backups(d, observed[db.name], alloc.schema)
+    order = {h: i for i, h in enumerate(hosts)}
+    steps.sort(key=lambda s: (order[s.host], PHASES.index(s.phase)))  # stable: planners' order within a phase
+    return Plan(d.env, tuple(steps), alloc.warnings + freeze_warnings, hosts)
