@@ -173,7 +173,7 @@ class HostSet:
 
     def pin(self, tag: str) -> None:
         state = {"app": APP, "repository": str(REPO), "release": self.commits[tag]["commit"],
-                 "django": {"settings": "agroguia.settings"}, "site": {"health_url": "/health/"}}
+                 "django": {"settings": "agroguia.settings"}, "hosts": "sandbox", "site": {"health_url": "/health/"}}
         (self.state_dir / f"{self.env}.yaml").write_text(yaml.safe_dump(state, sort_keys=False))
 
     def limit(self, names: list[str] | None = None) -> list[str]:

@@ -575,3 +575,18 @@ def status() -> list[dict]:
         return []
     return [{"name": h.name, "address": h.address, "roles": h.roles, "image": h.image,
              "running": _host_running(h)} for h in sb.hosts]
+
+
+def inventory_groups() -> dict[str, list[tuple[str, dict]]]:
+    """pyinfra's `web` and `db` groups for the running sandbox of this prefix (`hosts: sandbox`)."""
+    box = Sandbox.load(prefix())
+    if box is None:
+        raise SandboxError(f"no sandbox hosts are running (prefix {prefix()}): run `make demo` or "
+                           "`python -m pinned.sandbox up`, or name your own servers under `hosts:`")
+
+    def group(role):
+        return [(h.name, {"ssh_hostname": h.address, "address": h.address, "ssh_user": "root",
+                          "ssh_key": box.ssh_key, "ssh_known_hosts_file": "/dev/null",
+                          "ssh_strict_host_key_checking": "off"})
+                for h in box.hosts if role in h.roles]
+    return {"web": group("web"), "db": group("db")}

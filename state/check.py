@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
+import os
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .model import State, StateFileError, load_state, selected_env, state_path
+from .hosts import HostsError, inventory_groups, jump_config
+from .model import State, StateFileError, environments, load_state, selected_env, state_path
 from .source import Release, SourceError, release, repository_path
 
 
@@ -34,7 +38,10 @@ def check_env(env: str, base: Path | None = None) -> Checked:
     """The valid environment `env`; else StateFileError naming the file and the field."""
     path = state_path(env, base)
     if not path.exists():
-        raise StateFileError(f"{path}: no state file for environment {env!r} (create it, see the README)")
+        others = [e for e in environments(base) if e != env]
+        hint = (f"environments here: {', '.join(others)} (--env NAME)" if others else
+                "`pinned init` writes one; or run from the folder that holds it, or set PINNED_STATE_DIR")
+        raise StateFileError(f"{path}: no state file for environment {env!r}; {hint}")
     stat = path.stat()
     key = (env, str(path), stat.st_mtime_ns, stat.st_size)
     if key not in _checked:
@@ -48,9 +55,46 @@ def check_env(env: str, base: Path | None = None) -> Checked:
     return _checked[key]
 
 
-def check_or_exit(argv: list[str], environ) -> None:
+def check_or_exit(argv: list[str], environ) -> Checked:
     try:
-        check(argv, environ)
+        return check(argv, environ)
     except StateFileError as exc:
+        print(f"pinned: error: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _private_file(text: str) -> str:
+    """A file only this user can read, removed when this process ends (pyinfra reads it at connect)."""
+    fd, path = tempfile.mkstemp(prefix="pinned-ssh-", suffix=".conf")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    atexit.register(lambda: os.path.exists(path) and os.unlink(path))
+    return path
+
+
+def host_groups(checked: Checked) -> dict[str, list[tuple[str, dict]]]:
+    """pyinfra's `web` and `db` groups for the environment (HostsError / StateFileError when unusable)."""
+    hosts, where = checked.state.hosts, checked.path
+    if hosts is None:
+        raise StateFileError(f"{where}: field 'hosts' is required to deploy: name the servers "
+                             "(hosts: {web: [www1.example.com], db: db1.example.com}) or `hosts: sandbox`")
+    if hosts == "sandbox":
+        from ..sandbox.core import inventory_groups as sandbox_groups
+        return sandbox_groups()
+    user_config = Path(os.path.expanduser("~/.ssh/config"))
+    jump = jump_config(hosts, checked.state.ssh, where.parent,
+                       user_config.read_text() if user_config.is_file() else "")
+    try:
+        return inventory_groups(hosts, checked.state.ssh, where.parent, _private_file(jump) if jump else None)
+    except HostsError as exc:
+        raise StateFileError(f"{where}: {exc}") from None
+
+
+def hosts_or_exit(checked: Checked) -> dict[str, list[tuple[str, dict]]]:
+    try:
+        return host_groups(checked)
+    except Exception as exc:  # the sandbox's own errors too: one line, no traceback
+        if not isinstance(exc, StateFileError) and type(exc).__name__ != "SandboxError":
+            raise
         print(f"pinned: error: {exc}", file=sys.stderr)
         sys.exit(1)

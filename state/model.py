@@ -17,6 +17,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
+from .hosts import Hosts, SshOptions
+
 # What a fresh server needs for any pinned site (the sandbox's warm layer installs exactly these).
 SYSTEM_PACKAGES = ("nginx", "mariadb-server", "python3-venv")
 # Installed into every release's virtualenv next to the app's own requirements.
@@ -180,7 +182,7 @@ class Backups(BaseModel):
 
 
 class State(BaseModel):
-    """One environment of one site (the file `state/<env>.yaml`)."""
+    """One environment of one site (the file `<env>.yaml`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -197,6 +199,14 @@ class State(BaseModel):
         description="The pinned release: a commit hash (`pinned pin REF` writes it).",
     )
     django: Django
+    hosts: Hosts | Literal["sandbox"] | None = Field(
+        default=None,
+        description="The servers: `{web: [name, ...], db: name}` (a name, or `{name: ..., ssh_user: ..., "
+        "ssh_port: ..., ssh_key: ..., sudo: ..., proxy_jump: ..., address: ...}`; one host may be both), or "
+        "`sandbox` for the running sandbox's hosts. Required to deploy.",
+    )
+    ssh: SshOptions | None = Field(default=None, description="SSH options for every host: `user`, `port`, "
+                                   "`key`, `sudo`, `proxy_jump`, `known_hosts`, `host_key_checking`.")
     site: Site = Field(default_factory=Site)
     keep_releases: int = Field(
         default=5, ge=1, le=1000,
@@ -273,8 +283,26 @@ def parse_state(text: str, source: str = "<state>") -> State:
 def state_path(env: str, base: Path | None = None) -> Path:
     if not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", env):
         raise StateFileError(f"environment {env!r}: use lowercase letters, digits, _ or - (e.g. production)")
-    default = os.environ.get("PINNED_STATE_DIR") or Path(__file__).resolve().parent
-    return Path(base or default) / f"{env}.yaml"
+    return state_dir(base) / f"{env}.yaml"
+
+
+def state_dir(base: Path | None = None) -> Path:
+    """Where state files are read from: PINNED_STATE_DIR, else the current folder."""
+    return Path(base or os.environ.get("PINNED_STATE_DIR") or os.getcwd())
+
+
+def environments(base: Path | None = None) -> list[str]:
+    """The environments whose state files are in the state folder (for error messages and init)."""
+    folder = state_dir(base)
+    found = []
+    for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else ():
+        try:
+            head = path.read_text(encoding="utf-8")[:4096]
+        except (OSError, UnicodeDecodeError):
+            continue
+        if re.search(r"^app:", head, re.M) and re.search(r"^release:", head, re.M):
+            found.append(path.stem)
+    return found
 
 
 def load_state(path: Path) -> State:

@@ -126,6 +126,7 @@ class Env:
             "app": "agroguia",
             "repository": str(REPO),
             "django": {"settings": "agroguia.settings"},
+            "hosts": "sandbox",
             "site": {"health_url": "/health/"},
             **state,
         }

@@ -29,7 +29,7 @@ def bad(**changes) -> str:
 
 
 def test_sandbox_state_file_loads():
-    state = load_state(ROOT / "state" / "sandbox.yaml")
+    state = load_state(ROOT / "sandbox.yaml")
     assert isinstance(state, State)
     assert state.app == "agroguia" and state.site.port == 80 and state.django.wsgi_app == "agroguia.wsgi:application"
 
@@ -128,6 +128,6 @@ def test_project_dir_and_env_names_reject_newlines():
 
 
 def test_the_demo_state_file_pins_release_a_of_the_example_repository(commits):
-    """`make demo` deploys state/sandbox.yaml: its pin must be the example repository's A as built today."""
-    demo = yaml.safe_load((ROOT / "state" / "sandbox.yaml").read_text())
+    """`make demo` deploys sandbox.yaml: its pin must be the example repository's A as built today."""
+    demo = yaml.safe_load((ROOT / "sandbox.yaml").read_text())
     assert demo["release"] == commits["A"]["commit"]

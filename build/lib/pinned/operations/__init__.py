@@ -1,1 +1,0 @@
-"""pinned's pyinfra facts and operations: the only code that touches hosts."""

@@ -1,6 +1,0 @@
-#!/bin/sh
-# collectstatic runs as the app user ($1) into the release's ($2) own assets/, which is then made root's.
-cd "$2" && install -d -o "$1" -g "$1" assets &&
-    runuser -u "$1" -- env DJANGO_SETTINGS_MODULE=pinned_settings PYTHONDONTWRITEBYTECODE=1 \
-        .venv/bin/python manage.py collectstatic --noinput --verbosity 0 &&
-    chown -R root:root assets
