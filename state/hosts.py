@@ -20,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 # A DNS name, an IPv4 address or a bracket-less IPv6 address: what ssh and the plan may name a host by.
 HostName = Annotated[str, StringConstraints(
-    pattern=r"^([A-Za-z0-9]([A-Za-z0-9-]{0,62}\.)*[A-Za-z0-9-]{1,63}\.?|[0-9a-fA-F:]{2,39})$", max_length=253)]
+    pattern=r"^([A-Za-z0-9][A-Za-z0-9-]{0,62}(\.[A-Za-z0-9][A-Za-z0-9-]{0,62})*\.?|[0-9a-fA-F:]{2,39})$",
+    max_length=253)]
 LoginName = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")]
 # [user@]host[:port], comma-separated hops: OpenSSH's ProxyJump.
 JUMP = (r"^([a-z_][a-z0-9_-]{0,31}@)?[A-Za-z0-9.:-]{1,253}(:[0-9]{1,5})?"

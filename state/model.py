@@ -232,6 +232,14 @@ class State(BaseModel):
             raise ValueError("repository must be a path or URL (no newlines, not starting with '-')")
         return value
 
+    @field_validator("hosts", mode="before")
+    @classmethod
+    def _hosts(cls, value):
+        if isinstance(value, str) and value != "sandbox":
+            raise ValueError("hosts must be a mapping ({web: [www1.example.com], db: db1.example.com}) or "
+                             "`sandbox`")
+        return value
+
     @field_validator("users")
     @classmethod
     def _unique_users(cls, users: list[User]) -> list[User]:
@@ -248,8 +256,31 @@ def _short(value, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 5] + "…" + text[-4:]
 
 
+# Where a field may be one of several shapes (a host: a name or a mapping), pydantic reports every shape's
+# error; these say "not this shape" and are dropped when the location has another, more telling error.
+SHAPE_ERRORS = {"string_type", "dict_type", "model_type", "model_attributes_type", "literal_error", "list_type"}
+
+
+def _field_path(loc) -> tuple:
+    """The location as the user wrote it: without pydantic's names of union members (`HostEntry`,
+    `constrained-str`, `function-after[...]`)."""
+    return tuple(p for p in loc if isinstance(p, int) or re.fullmatch(r"[a-z_][a-z0-9_]*", str(p)))
+
+
+def _telling(errors: list[dict]) -> list[dict]:
+    paths = [_field_path(e["loc"]) for e in errors]
+    kept, seen = [], set()
+    for e, path in zip(errors, paths):
+        shadowed = e["type"] in SHAPE_ERRORS and len(e["loc"]) != len(path) and any(
+            other[:len(path)] == path and o["type"] not in SHAPE_ERRORS for o, other in zip(errors, paths))
+        if not shadowed and (path, e["msg"]) not in seen:
+            seen.add((path, e["msg"]))
+            kept.append(e)
+    return kept
+
+
 def _describe(error: dict) -> str:
-    parts = [str(p) if re.fullmatch(r"[A-Za-z0-9_]+", str(p)) else _short(p, 40) for p in error["loc"]]
+    parts = [str(p) if re.fullmatch(r"[A-Za-z0-9_]+", str(p)) else _short(p, 40) for p in _field_path(error["loc"])]
     where = ".".join(parts) or "(top level)"
     kind = error["type"]
     if kind == "missing":
@@ -274,7 +305,7 @@ def parse_state(text: str, source: str = "<state>") -> State:
     try:
         return State.model_validate(data)
     except ValidationError as exc:
-        lines = [_describe(e) for e in exc.errors()]
+        lines = [_describe(e) for e in _telling(exc.errors())]
         raise StateFileError(f"{source}: " + "; ".join(lines)) from None
     except (ValueError, TypeError, RecursionError) as exc:  # odd YAML (huge ints, deep nesting)
         raise StateFileError(f"{source}: cannot be read: {exc}") from None
