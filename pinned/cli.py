@@ -12,7 +12,12 @@
     pinned backups [--json]                      the backups on the db host: id, size, time
     pinned restore ID                            restore a backup of the current schema's database (backed up first)
 
-Every command takes `--env NAME` (the state file state/NAME.yaml; default: the demo's, `sandbox`).
+    pinned init [--host NAME | --web NAME... --db NAME] [--ssh-user U] [--ssh-key F]
+                                                 write ENV.yaml (default production) from this Django project
+    pinned schema                                the state file's JSON Schema, for editors
+
+Every command takes `--env NAME`: the state file NAME.yaml in the current folder (or PINNED_STATE_DIR);
+default: PINNED_ENV, else the demo's, `sandbox`.
 Exit status: 0 success (plan: no changes), 2 (plan --detailed-exitcode) changes pending, 1 error or a
 blocked plan (the hosts cannot converge; the plan says why).
 """
@@ -348,11 +353,46 @@ def cmd_restore(args) -> int:
     return 0
 
 
+def cmd_init(args) -> int:
+    from pinned.init import InitError, init
+
+    ssh = {k: v for k, v in (("user", args.ssh_user), ("port", args.ssh_port), ("key", args.ssh_key)) if v}
+    web = list(args.web or []) + list(args.host or [])
+    db = args.db or (args.host[0] if args.host else None)
+    if db and not web:
+        raise CliError("--db needs --web (or --host for one server in both roles)")
+    try:
+        path, g = init(Path.cwd(), args.env, web, db, ssh or None, force=args.force)
+    except InitError as exc:
+        raise CliError(str(exc)) from None
+    shown = path if not path.is_relative_to(Path.cwd()) else path.relative_to(Path.cwd())
+    print(f"wrote {shown} (and pinned.schema.json beside it, for editors). Found:")
+    for label, value in (("app", g.app), ("django.settings", g.settings), ("django.project_dir", g.project_dir),
+                         ("django.requirements", g.requirements), ("django.wsgi", g.wsgi or "(the default)"),
+                         ("site.static_url", g.static_url), ("repository", g.repository),
+                         ("release", f"{g.release} (HEAD)")):
+        print(f"  {label:20} {value}")
+    for note in g.notes:
+        print(f"  note: {note}")
+    if not web:
+        print(f"next: name your servers under `hosts:` in {shown}, then `pinned --env {args.env} plan`")
+    else:
+        print(f"next: pinned --env {args.env} plan")
+    return 0
+
+
+def cmd_schema(args) -> int:
+    from pinned.init import schema_text
+
+    sys.stdout.write(schema_text())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pinned", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default=os.environ.get("PINNED_ENV") or DEFAULT_ENV,
-                        help="environment: state/ENV.yaml (default: %(default)s)")
+                        help="environment: ENV.yaml in this folder or PINNED_STATE_DIR (default: %(default)s)")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("plan", help="show what a deploy would change (changes nothing)")
     p.add_argument("--json", action="store_true")
@@ -375,13 +415,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("restore", help="restore a backup of the current schema's database (backed up first)")
     p.add_argument("id", help="a backup's id, as `pinned backups` lists it")
+    p = sub.add_parser("init", help="write a commented state file for an environment (default: production) "
+                       "from the Django project in this git repository")
+    p.add_argument("--host", action="append", metavar="NAME", help="a server in both roles (web and db)")
+    p.add_argument("--web", action="append", metavar="NAME", help="a web server (repeatable)")
+    p.add_argument("--db", metavar="NAME", help="the database server")
+    p.add_argument("--ssh-user", metavar="USER")
+    p.add_argument("--ssh-port", type=int, metavar="PORT")
+    p.add_argument("--ssh-key", metavar="FILE")
+    p.add_argument("--force", action="store_true", help="overwrite an existing state file")
+    sub.add_parser("schema", help="print the state file's JSON Schema (for editors)")
     # --env and --limit are accepted after the command too (pinned plan --env staging).
     parser.add_argument("--limit", action="append", help="only this host or group (repeatable)")
     for action in sub.choices.values():
         action.add_argument("--env", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         action.add_argument("--limit", action="append", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    commands = {"plan": cmd_plan, "deploy": cmd_deploy, "pin": cmd_pin, "releases": cmd_releases,
+    given = sys.argv[1:] if argv is None else argv
+    if args.command == "init" and not any(a == "--env" or a.startswith("--env=") for a in given) \
+            and not os.environ.get("PINNED_ENV"):
+        args.env = "production"
+    commands = {"init": cmd_init, "schema": cmd_schema,
+                "plan": cmd_plan, "deploy": cmd_deploy, "pin": cmd_pin, "releases": cmd_releases,
                 "history": cmd_history, "unlock": cmd_unlock,
                 "databases": cmd_databases, "drop-database": cmd_drop_database,
                 "backup": cmd_backup, "backups": cmd_backups, "restore": cmd_restore}

@@ -49,6 +49,12 @@ class SshOptions(BaseModel):
         default=None, description="`yes`: the host key must be known; `accept-new`: learn new hosts' keys; "
         "`no`: do not check (disposable test hosts only).")
 
+    @field_validator("host_key_checking", mode="before")
+    @classmethod
+    def _yaml_booleans(cls, value):
+        # YAML reads a bare yes/no as a boolean: take it as the word the user wrote.
+        return {True: "yes", False: "no"}.get(value, value) if isinstance(value, bool) else value
+
 
 class HostEntry(BaseModel):
     """One server: its name (what ssh connects to, unless `ssh_hostname`) and any SSH option of its own."""

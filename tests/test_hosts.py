@@ -121,3 +121,9 @@ def test_inventory_needs_hosts_to_deploy(tmp_path, commits):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert "field 'hosts' is required" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_bare_yes_and_no_mean_what_they_say():
+    for text, word in (("no", "no"), ("yes", "yes"), ("accept-new", "accept-new")):
+        s = parse_state(yaml.safe_dump({**BASE, "hosts": "sandbox"}) + f"ssh:\n  host_key_checking: {text}\n")
+        assert s.ssh.host_key_checking == word

@@ -1,0 +1,221 @@
+"""`pinned init`: a commented state file for an environment, from what the project already says.
+
+Run in the folder that will hold the deploy configuration (the project's `deploy/`, say), inside the
+project's git repository. Found, not asked: the Django project (`manage.py`), its settings module (what
+manage.py sets DJANGO_SETTINGS_MODULE to), the WSGI application, the requirements file, STATIC_URL, the
+app name (the settings package's), the repository (this git repository, as a path from the state file)
+and the release (its HEAD commit). What cannot be found — the servers — comes from the options or is left
+for the user, with an example, in the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pinned.state.model import State, StateFileError, parse_state
+
+SKIP_DIRS = {".git", ".venv", "venv", "env", "node_modules", "site-packages", "__pycache__", ".tox", "build",
+             "dist", ".cache", ".build"}
+REQUIREMENTS = ("requirements.txt", "requirements/production.txt", "requirements/prod.txt",
+                "requirements/base.txt", "requirements.lock")
+SCHEMA_FILE = "pinned.schema.json"
+
+
+class InitError(Exception):
+    pass
+
+
+@dataclass
+class Guess:
+    """What init found, and how (listed to the user)."""
+
+    app: str
+    settings: str
+    project_dir: str
+    repository: str
+    release: str
+    requirements: str = "requirements.txt"
+    wsgi: str = ""
+    static_url: str = "/static/"
+    notes: list[str] = field(default_factory=list)
+
+
+def _git(cwd: Path, *args: str) -> str:
+    proc = subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise InitError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"git {args[0]} failed")
+    return proc.stdout.strip()
+
+
+def find_manage_py(top: Path, depth: int = 4) -> list[Path]:
+    """manage.py files under `top`, shallowest first (virtualenvs and build folders skipped)."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(top):
+        rel = Path(dirpath).relative_to(top)
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.startswith("."))
+        if len(rel.parts) >= depth:
+            dirnames[:] = []
+        if "manage.py" in filenames:
+            found.append(Path(dirpath) / "manage.py")
+    return sorted(found, key=lambda p: (len(p.relative_to(top).parts), str(p)))
+
+
+def settings_module(manage_py: Path) -> str | None:
+    m = re.search(r"""DJANGO_SETTINGS_MODULE["']\s*,\s*["']([A-Za-z_][A-Za-z0-9_.]*)["']""", manage_py.read_text())
+    return m.group(1) if m else None
+
+
+def app_name(settings: str) -> str:
+    """The settings package's name as an app name (lowercase letters, digits, _; starts with a letter)."""
+    name = re.sub(r"[^a-z0-9_]", "_", settings.split(".")[0].lower()).strip("_") or "site"
+    if not name[0].isalpha():
+        name = "app_" + name
+    return name[:24]
+
+
+def static_url(settings_file: Path) -> str | None:
+    m = re.search(r"""^STATIC_URL\s*=\s*["']([^"']+)["']""", settings_file.read_text(), re.M)
+    if not m:
+        return None
+    url = m.group(1)
+    if url.startswith(("http://", "https://", "//")):
+        return None
+    return "/" + url.strip("/") + "/"
+
+
+def guess(folder: Path) -> Guess:
+    """What the project in `folder`'s git repository says (InitError when there is no Django project)."""
+    try:
+        top = Path(_git(folder, "rev-parse", "--show-toplevel")).resolve()
+    except (InitError, FileNotFoundError):
+        raise InitError(f"{folder} is not inside a git repository: run `pinned init` in your project's "
+                        "repository (e.g. in its deploy/ folder)") from None
+    managers = find_manage_py(top)
+    if not managers:
+        raise InitError(f"no manage.py in {top}: is this a Django project?")
+    manage = managers[0]
+    notes = []
+    if len(managers) > 1:
+        others = ", ".join(str(m.relative_to(top)) for m in managers[1:4])
+        notes.append(f"several manage.py: using {manage.relative_to(top)} (also: {others})")
+    project = manage.parent
+    settings = settings_module(manage)
+    if not settings:
+        raise InitError(f"{manage}: does not set DJANGO_SETTINGS_MODULE; write the state file's `django.settings`"
+                        " yourself")
+    try:
+        release = _git(top, "rev-parse", "--verify", "HEAD^{commit}")
+    except InitError:
+        raise InitError(f"{top}: no commit yet: commit your project first (a release is a commit)") from None
+    g = Guess(app=app_name(settings), settings=settings,
+              project_dir=str(project.relative_to(top)) if project != top else ".",
+              repository=os.path.relpath(top, folder.resolve()), release=release, notes=notes)
+    package = project / Path(*settings.split(".")[:-1])
+    settings_file = project / (settings.replace(".", "/") + ".py")
+    if not settings_file.is_file():
+        settings_file = project / settings.replace(".", "/") / "__init__.py"
+    if (package / "wsgi.py").is_file():
+        pass  # the default: <settings package>.wsgi:application
+    else:
+        wsgi = sorted(p for p in project.rglob("wsgi.py") if not set(p.relative_to(project).parts) & SKIP_DIRS)
+        if wsgi and "application" in wsgi[0].read_text():
+            module = ".".join(wsgi[0].relative_to(project).with_suffix("").parts)
+            g.wsgi = f"{module}:application"
+        else:
+            notes.append(f"no wsgi.py beside the settings ({package.relative_to(top)}/wsgi.py): set django.wsgi")
+    for candidate in REQUIREMENTS:
+        if (project / candidate).is_file():
+            g.requirements = candidate
+            break
+    else:
+        notes.append(f"no requirements file in {project.relative_to(top) if project != top else 'the project'}:"
+                     " create requirements.txt (pip freeze > requirements.txt) and commit it")
+    if settings_file.is_file():
+        url = static_url(settings_file)
+        if url:
+            g.static_url = url
+    return g
+
+
+def render(env: str, g: Guess, hosts: dict | None, ssh: dict | None, schema_file: str | None) -> str:
+    """The state file's text: every guessed value, commented."""
+    lines = []
+    if schema_file:
+        lines.append(f"# yaml-language-server: $schema={schema_file}")
+    lines += [
+        f"# pinned: the {env} environment of {g.app} (written by `pinned init`; the README lists every field).",
+        "# Deploy: `pinned --env {env} plan`, then `pinned --env {env} deploy`.".format(env=env),
+        "",
+        "# The site's name: its system user, /srv/<app>, its databases <app>_v<N>, its units <app>@<release>.",
+        f"app: {g.app}",
+        "# The git repository releases are built from (a path from this file, or a URL).",
+        f"repository: {json.dumps(g.repository)}",
+        "# The release online: a commit. `pinned pin REF` rewrites this line.",
+        f"release: {g.release}",
+        "django:",
+        f"  settings: {g.settings}",
+    ]
+    if g.project_dir != ".":
+        lines.append(f"  project_dir: {g.project_dir}  # the folder of manage.py in the repository")
+    lines.append(f"  requirements: {g.requirements}  # relative to the project folder")
+    if g.wsgi:
+        lines.append(f"  wsgi: {g.wsgi}")
+    lines.append("")
+    if hosts:
+        lines.append("# The servers: web hosts run the app behind nginx, the db host runs MariaDB (may be the same).")
+        lines.append("hosts:")
+        lines.append(f"  web: {json.dumps(hosts['web'])}")
+        lines.append(f"  db: {json.dumps(hosts['db'])}")
+    else:
+        lines += [
+            "# The servers (required to deploy): web hosts run the app behind nginx, the db host MariaDB.",
+            "# hosts:",
+            "#   web: [www1.example.com]",
+            "#   db: www1.example.com",
+        ]
+    if ssh:
+        lines.append("ssh:")
+        lines += [f"  {k}: {json.dumps(v)}" for k, v in ssh.items()]
+    else:
+        lines += [
+            "# How to reach them (default: your ~/.ssh/config, else your login name, port 22):",
+            "# ssh: {user: deploy, key: ~/.ssh/id_ed25519, proxy_jump: bastion.example.com}",
+        ]
+    lines += [
+        "",
+        "site:",
+        "  server_names: []  # the site's domain names (empty: any name, on the host's address)",
+        f"  static_url: {g.static_url}  # the project's STATIC_URL, served by nginx",
+        "  health_url: /  # must answer 2xx before a release goes online",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def schema_text() -> str:
+    return json.dumps(State.model_json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+def init(folder: Path, env: str, web: list[str], db: str | None, ssh: dict | None, force: bool = False
+         ) -> tuple[Path, Guess]:
+    """Write `<folder>/<env>.yaml` (and the JSON Schema beside it); refuse to overwrite unless `force`."""
+    path = folder / f"{env}.yaml"
+    if path.exists() and not force:
+        raise InitError(f"{path} exists: edit it, or pass --force to write it anew")
+    g = guess(folder)
+    hosts = {"web": web, "db": db or web[0]} if web else None
+    text = render(env, g, hosts, ssh, SCHEMA_FILE)
+    try:
+        parse_state(text, str(path))
+    except StateFileError as exc:
+        raise InitError(f"the state file init would write is not valid ({exc}): please report this") from None
+    (folder / SCHEMA_FILE).write_text(schema_text())
+    tmp = path.with_name(f".{path.name}.init-tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path, g
