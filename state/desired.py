@@ -11,7 +11,7 @@ from pathlib import Path
 import jinja2
 
 from .layout import MARIADB_NETWORK_CONF, MARIADB_SOCKET, SETTINGS_MODULE, Layout
-from .model import SYSTEM_PACKAGES, State
+from .model import DATABASE_COLLATION, SYSTEM_PACKAGES, State
 
 # Which role needs which of the system packages.
 ROLE_PACKAGES = tuple((p, "db" if p.startswith("mariadb") else "web") for p in SYSTEM_PACKAGES)
@@ -170,7 +170,7 @@ def settings_module(desired: Desired, host: HostSpec, schema: int, release_dir: 
         "settings.py.j2",
         release_id=desired.release.id, schema=schema, settings=s.django.settings,
         secrets_path=lay.secrets, allowed_hosts=allowed_hosts(desired, host),
-        static_url=s.site.static_url,
+        static_url=s.site.static_url, collation=DATABASE_COLLATION,
         database=lay.database(schema), db_user=s.app,
         db_host=MARIADB_SOCKET if db.name == host.name else db.address,
         freeze_marker=lay.freeze_marker, frozen_message=s.site.frozen_message,

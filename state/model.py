@@ -24,6 +24,8 @@ SYSTEM_PACKAGES = ("nginx", "mariadb-server", "python3-venv")
 # Installed into every release's virtualenv next to the app's own requirements.
 RUNTIME_REQUIREMENTS = ("gunicorn>=25", "PyMySQL>=1.1.3")
 DEFAULT_ENV = "sandbox"
+# Every database pinned creates, and the app's connections (operations/remote/copy_database.sh says it too).
+DATABASE_COLLATION = "utf8mb4_unicode_ci"
 
 AppName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,23}$")]
 PackageName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9+.-]{0,62}$")]
@@ -60,7 +62,8 @@ class Django(BaseModel):
     settings: ModulePath = Field(description="The project's settings module, e.g. `mysite.settings`.")
     wsgi: str = Field(
         default="",
-        description="The WSGI application as `module:name`; default: `<settings package>.wsgi:application`.",
+        description="The WSGI application as `module:name`; default: the one the project's settings name "
+        "(`WSGI_APPLICATION`, found at start as Django's runserver finds it), else Django's default handler.",
     )
     project_dir: str = Field(default=".", description="Folder of `manage.py` inside the repository.")
     requirements: str = Field(
@@ -88,7 +91,9 @@ class Django(BaseModel):
 
     @property
     def wsgi_app(self) -> str:
-        return self.wsgi or self.settings.rsplit(".", 1)[0] + ".wsgi:application"
+        # Not guessed from the settings module's name: `config.settings.production` has no
+        # `config.settings.wsgi`. pinned_runtime resolves settings.WSGI_APPLICATION when gunicorn loads it.
+        return self.wsgi or "pinned_runtime:application"
 
 
 class Site(BaseModel):

@@ -1,5 +1,9 @@
 """pinned's runtime inside a release (uploaded beside pinned_settings.py, which enables it).
 
+`application` (gunicorn's default entry point, `pinned_runtime:application`): the project's WSGI application
+as Django's runserver finds it — the one its settings name in WSGI_APPLICATION, else Django's default
+handler — so a settings package (`config.settings.production`) needs no `django.wsgi`.
+
 WriteFreezeMiddleware: while a schema change's write freeze is on, the app's database account may only
 read the old database. A request that writes anyway — a GET saving its session, a view writing on a read
 — fails in the database; this turns that failure into 503 with Retry-After (the answer nginx gives the
@@ -54,6 +58,16 @@ def refused_write(request, response) -> bool:
     """A database error of a refused write: noted by the signal (a 500), or by the session's save (Django
     answers a failed session save with 400, SessionInterrupted, and sends no signal)."""
     return response.status_code in (400, 500, 502, 503) and getattr(request, "_pinned_write_refused", False)
+
+
+def __getattr__(name):
+    if name == "application":  # loaded by gunicorn, once per worker, after DJANGO_SETTINGS_MODULE is set
+        from django.core.servers.basehttp import get_internal_wsgi_application
+
+        global application
+        application = get_internal_wsgi_application()
+        return application
+    raise AttributeError(name)
 
 
 class WriteFreezeMiddleware:

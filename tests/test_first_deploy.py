@@ -123,3 +123,18 @@ def test_app_account_reaches_only_its_databases(deployed, sandbox):
     out = sandbox.ssh(HOST, f"{venv_python} - <<'EOF'\n{script}EOF").stdout
     assert "['agroguia_v0', 'information_schema']" in out
     assert "denied 1044" in out
+
+
+def test_the_apps_connection_has_the_databases_collation(deployed, sandbox):
+    # As the app runs: its settings (pinned_settings), its user, its release's virtualenv. A table made from
+    # a literal (as data migrations of third-party apps do) must compare with the app's own tables.
+    script = ("import django; django.setup()\n"
+              "from django.db import connection\n"
+              "c = connection.cursor()\n"
+              "c.execute('SELECT @@collation_connection, @@collation_database'); print(*c.fetchone())\n"
+              "c.execute('CREATE TEMPORARY TABLE t AS SELECT %s AS name', ['Tomato'])\n"
+              "c.execute('SELECT COUNT(*) FROM crops_crop JOIN t ON crops_crop.name = t.name'); print(*c.fetchone())\n")
+    out = sandbox.ssh(HOST, "cd /srv/agroguia/current && runuser -u agroguia -- env DJANGO_SETTINGS_MODULE="
+                            f"pinned_settings .venv/bin/python - <<'EOF'\n{script}EOF").stdout.split("\n")
+    assert out[0] == "utf8mb4_unicode_ci utf8mb4_unicode_ci", out
+    assert out[1] == "1", out

@@ -45,7 +45,7 @@ def test_init_finds_a_stock_project_and_writes_a_valid_commented_state_file(tmp_
     assert state.app == "mysite" and state.django.settings == "mysite.settings"
     assert state.django.project_dir == "mysite" and state.django.requirements == "requirements.txt"
     assert state.repository == ".." and state.release == git(repo, "rev-parse", "HEAD")
-    assert state.django.wsgi_app == "mysite.wsgi:application" and state.site.static_url == "/static/"
+    assert state.django.wsgi_app == "pinned_runtime:application" and state.site.static_url == "/static/"
     assert state.hosts.web == ["www1.example.com"] and state.hosts.db == "db1.example.com"
     assert state.ssh.user == "deploy"
     text = path.read_text()

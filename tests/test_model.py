@@ -31,7 +31,7 @@ def bad(**changes) -> str:
 def test_sandbox_state_file_loads():
     state = load_state(ROOT / "sandbox.yaml")
     assert isinstance(state, State)
-    assert state.app == "agroguia" and state.site.port == 80 and state.django.wsgi_app == "agroguia.wsgi:application"
+    assert state.app == "agroguia" and state.site.port == 80 and state.django.wsgi_app == "pinned_runtime:application"
 
 
 @pytest.mark.parametrize(

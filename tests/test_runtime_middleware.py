@@ -103,3 +103,22 @@ def test_other_errors_pass_unchanged():
     assert get("/bug/").status_code == 500
     bad = get("/bad/")
     assert bad.status_code == 400 and bad.content == b"bad"
+
+
+def test_databases_and_connections_agree_on_one_collation():
+    from pinned.state.model import DATABASE_COLLATION
+
+    script = (ROOT / "operations" / "remote" / "copy_database.sh").read_text()
+    assert f"CHARACTER SET utf8mb4 COLLATE {DATABASE_COLLATION}" in script
+    template = (ROOT / "templates" / "settings.py.j2").read_text()
+    assert '"collation": {{ collation | tojson }}' in template
+
+
+def test_the_default_wsgi_entry_is_the_one_the_settings_name(monkeypatch):
+    # `pinned_runtime:application` resolves settings.WSGI_APPLICATION as Django's runserver does.
+    marker = object()
+    module = sys.modules["pinned_runtime"]
+    monkeypatch.setattr(settings, "WSGI_APPLICATION", f"{__name__}.PROJECT_APPLICATION", raising=False)
+    globals()["PROJECT_APPLICATION"] = marker
+    module.__dict__.pop("application", None)
+    assert module.application is marker
