@@ -2,7 +2,7 @@
 
 Run in the folder that will hold the deploy configuration (the project's `deploy/`, say), inside the
 project's git repository. Found, not asked: the Django project (`manage.py`), its settings module (what
-manage.py sets DJANGO_SETTINGS_MODULE to), the WSGI application, the requirements file, STATIC_URL, the
+manage.py sets DJANGO_SETTINGS_MODULE to, or the production module beside it), the requirements file, STATIC_URL, the
 app name (the settings package's), the repository (this git repository, as a path from the state file)
 and the release (its HEAD commit). What cannot be found — the servers — comes from the options or is left
 for the user, with an example, in the file.
@@ -70,6 +70,22 @@ def settings_module(manage_py: Path) -> str | None:
     return m.group(1) if m else None
 
 
+DEVELOPMENT = ("dev", "development", "local")
+PRODUCTION = ("production", "prod")
+
+
+def production_settings(project: Path, settings: str) -> tuple[str, str | None]:
+    """manage.py often names the development settings of a settings package (`mysite.settings.dev`): a
+    production module beside them is what a server runs. Returns (settings, the one replaced or None)."""
+    package, _, last = settings.rpartition(".")
+    if not package or last not in DEVELOPMENT:
+        return settings, None
+    for name in PRODUCTION:
+        if (project / package.replace(".", "/") / f"{name}.py").is_file():
+            return f"{package}.{name}", settings
+    return settings, None
+
+
 def app_name(settings: str) -> str:
     """The settings package's name as an app name (lowercase letters, digits, _; starts with a letter)."""
     name = re.sub(r"[^a-z0-9_]", "_", settings.split(".")[0].lower()).strip("_") or "site"
@@ -108,6 +124,9 @@ def guess(folder: Path) -> Guess:
     if not settings:
         raise InitError(f"{manage}: does not set DJANGO_SETTINGS_MODULE; write the state file's `django.settings`"
                         " yourself")
+    settings, switched = production_settings(project, settings)
+    if switched:
+        notes.append(f"manage.py uses {switched}; production settings found beside it: {settings}")
     try:
         release = _git(top, "rev-parse", "--verify", "HEAD^{commit}")
     except InitError:
@@ -115,19 +134,9 @@ def guess(folder: Path) -> Guess:
     g = Guess(app=app_name(settings), settings=settings,
               project_dir=str(project.relative_to(top)) if project != top else ".",
               repository=os.path.relpath(top, folder.resolve()), release=release, notes=notes)
-    package = project / Path(*settings.split(".")[:-1])
     settings_file = project / (settings.replace(".", "/") + ".py")
     if not settings_file.is_file():
         settings_file = project / settings.replace(".", "/") / "__init__.py"
-    if (package / "wsgi.py").is_file():
-        pass  # the default: <settings package>.wsgi:application
-    else:
-        wsgi = sorted(p for p in project.rglob("wsgi.py") if not set(p.relative_to(project).parts) & SKIP_DIRS)
-        if wsgi and "application" in wsgi[0].read_text():
-            module = ".".join(wsgi[0].relative_to(project).with_suffix("").parts)
-            g.wsgi = f"{module}:application"
-        else:
-            notes.append(f"no wsgi.py beside the settings ({package.relative_to(top)}/wsgi.py): set django.wsgi")
     for candidate in REQUIREMENTS:
         if (project / candidate).is_file():
             g.requirements = candidate

@@ -97,3 +97,18 @@ def test_the_committed_schema_is_the_models():
     schema = json.loads(committed)
     assert {"app", "repository", "release", "django", "hosts", "ssh"} <= set(schema["properties"])
     assert yaml.safe_load((ROOT / "sandbox.yaml").read_text())["hosts"] == "sandbox"
+
+
+def test_init_prefers_the_production_module_of_a_settings_package(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "mysite" / "settings").mkdir(parents=True)
+    (repo / "manage.py").write_text('os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings.dev")\n')
+    for name in ("__init__", "base", "dev", "production"):
+        (repo / "mysite" / "settings" / f"{name}.py").write_text("")
+    (repo / "mysite" / "wsgi.py").write_text("application = None\n")
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "layout of a settings package")
+    g = guess(repo)
+    assert g.settings == "mysite.settings.production" and g.app == "mysite"
+    assert any("mysite.settings.dev" in n for n in g.notes)
