@@ -368,7 +368,8 @@ def cmd_init(args) -> int:
     shown = path if not path.is_relative_to(Path.cwd()) else path.relative_to(Path.cwd())
     print(f"wrote {shown} (and pinned.schema.json beside it, for editors). Found:")
     for label, value in (("app", g.app), ("django.settings", g.settings), ("django.project_dir", g.project_dir),
-                         ("django.requirements", g.requirements), ("django.wsgi", g.wsgi or "(the project's WSGI_APPLICATION)"),
+                         ("django.requirements", g.requirements),
+                         ("django.wsgi", g.wsgi or "(the project's WSGI_APPLICATION)"),
                          ("site.static_url", g.static_url), ("repository", g.repository),
                          ("release", f"{g.release} (HEAD)")):
         print(f"  {label:20} {value}")
