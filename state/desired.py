@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import math
@@ -79,6 +80,27 @@ class Desired:
         return (*wanted, *[p for p in self.state.packages if p not in wanted])
 
 
+def env_quote(value: str) -> str:
+    """A value as systemd's EnvironmentFile= reads it back exactly: in double quotes, with `\\`, `"`, `$` and
+    `` ` `` escaped by a backslash (systemd unescapes exactly those; pinned's settings module does the same).
+    The state file's and `pinned secret set`'s checks keep newlines and other control characters out."""
+    return '"' + "".join("\\" + ch if ch in '\\"$`' else ch for ch in value) + '"'
+
+
+def env_fingerprint(name: str, value: str) -> str:
+    """A plain `env:` value's fingerprint, as recorded in the loaded record (the value itself is in the plan)."""
+    return hashlib.sha256(f"{name}={value}".encode()).hexdigest()[:12]
+
+
+def env_file(desired: Desired) -> ManagedFile:
+    """/etc/pinned/<app>/env on a web host: the state file's `env:` (plain values, shown with a diff)."""
+    s = desired.state
+    lines = "".join(f"{name}={env_quote(value)}\n" for name, value in sorted(s.env.items()))
+    content = (f"# Managed by pinned ({s.app}): the app's `env:` from the state file (EnvironmentFile= of its "
+               f"units).\n{lines}")
+    return ManagedFile(desired.layout.env_file, content, "the app's env", mode="0640", group=s.app)
+
+
 def render(template: str, **context) -> str:
     return _env.get_template(template).render(**context)
 
@@ -93,7 +115,7 @@ def site_files(desired: Desired) -> tuple[ManagedFile, ...]:
         ManagedFile(
             lay.service_template,
             render("app.service.j2", **common, settings_module=SETTINGS_MODULE, workers=s.site.workers,
-                   wsgi=s.django.wsgi_app),
+                   wsgi=s.django.wsgi_app, env_file=lay.env_file, secrets=lay.secrets),
             "systemd service template", reload="systemd",
         ),
         ManagedFile(lay.nginx_freeze, freeze_conf(desired, refusing=False), "nginx write freeze (off)",
@@ -169,7 +191,7 @@ def settings_module(desired: Desired, host: HostSpec, schema: int, release_dir: 
     return render(
         "settings.py.j2",
         release_id=desired.release.id, schema=schema, settings=s.django.settings,
-        secrets_path=lay.secrets, allowed_hosts=allowed_hosts(desired, host),
+        secrets_path=lay.secrets, env_path=lay.env_file, allowed_hosts=allowed_hosts(desired, host),
         static_url=s.site.static_url,
         database=lay.database(schema), db_user=s.app,
         db_host=MARIADB_SOCKET if db.name == host.name else db.address,

@@ -105,6 +105,16 @@ class Layout:
         return f"{self.secrets_dir}/secrets.env"
 
     @property
+    def env_file(self) -> str:
+        """The app's plain configuration (`env:`), one `NAME="value"` a line: an EnvironmentFile= of its units."""
+        return f"{self.secrets_dir}/env"
+
+    @property
+    def loaded(self) -> str:
+        """What the running release was (re)started with: fingerprints of its env and secrets (never values)."""
+        return f"{self.secrets_dir}/loaded.json"
+
+    @property
     def run_dir(self) -> str:
         return f"/run/pinned-{self.app}"
 

@@ -39,6 +39,29 @@ SshKey = Annotated[
 ]
 
 
+# The app's environment variables that pinned itself sets (its settings module, the database, the secrets it
+# generates, what systemd and gunicorn put there): a state file's `env:` and `secrets:` may not name them.
+PINNED_ENV_NAMES = frozenset({
+    "DJANGO_SETTINGS_MODULE", "SECRET_KEY", "DB_PASSWORD", "DB_NAME", "DB_USER", "DB_HOST", "PYTHONDONTWRITEBYTECODE",
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES",
+    "NOTIFY_SOCKET", "INVOCATION_ID", "JOURNAL_STREAM", "MAINPID", "SERVER_SOFTWARE",
+})
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+# A value (of `env:`, or a secret's): one line of text; tabs allowed, no other control character (systemd's
+# EnvironmentFile= and the settings module read it back exactly; see state.layout.env_line).
+ENV_VALUE = r"^[^\x00-\x08\x0a-\x1f\x7f]*$"
+
+
+def env_name_error(name: str, what: str) -> str | None:
+    """Why `name` cannot be one of the app's environment variables (None: it can)."""
+    if not isinstance(name, str) or not re.fullmatch(ENV_NAME, name):
+        return f"{what} name {name!r} is not a variable name (letters, digits and _, not starting with a digit)"
+    if name in PINNED_ENV_NAMES or name.upper().startswith("PINNED_"):
+        return f"{what} name {name!r} is pinned's own (it sets {name} itself)" if name in PINNED_ENV_NAMES else \
+            f"{what} name {name!r} is pinned's own (PINNED_* names are reserved)"
+    return None
+
+
 class StateFileError(Exception):
     """A state file that cannot be used; the message names the file and the field."""
 
@@ -224,6 +247,19 @@ class State(BaseModel):
     packages: list[PackageName] = Field(default_factory=list, description="Extra Debian packages.")
     users: list[User] = Field(default_factory=list, description="Extra system users.")
     backups: Backups | None = Field(default=None, description="Scheduled backups (off when absent).")
+    env: dict[str, Annotated[str, StringConstraints(max_length=4096, pattern=ENV_VALUE)]] = Field(
+        default_factory=dict,
+        description="The app's plain configuration: environment variables (`NAME: value`, values as strings) the "
+        "app's processes get (systemd `EnvironmentFile=` `/etc/pinned/<app>/env` on the web hosts), shown in the "
+        "plan. Names: letters, digits and `_`; not pinned's own (DJANGO_SETTINGS_MODULE, SECRET_KEY, DB_*, "
+        "PINNED_*...). Changing them restarts the current release.",
+    )
+    secrets: list[str] = Field(
+        default_factory=list,
+        description="Names of the app's secret environment variables: values are never in the state file (`pinned "
+        "secret set NAME` stores one in the db host's secrets file); a declared secret with no value blocks the plan. "
+        "Changing a value restarts the current release; a name removed here is removed from the hosts.",
+    )
 
     @field_validator("repository")
     @classmethod
@@ -239,6 +275,29 @@ class State(BaseModel):
             raise ValueError("hosts must be a mapping ({web: [www1.example.com], db: db1.example.com}) or "
                              "`sandbox`")
         return value
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, env: dict[str, str]) -> dict[str, str]:
+        for name in env:
+            error = env_name_error(name, "env")
+            if error:
+                raise ValueError(error)
+        return env
+
+    @field_validator("secrets")
+    @classmethod
+    def _secrets(cls, names: list[str], info) -> list[str]:
+        for name in names:
+            error = env_name_error(name, "secret")
+            if error:
+                raise ValueError(error)
+        if len(set(names)) != len(names):
+            raise ValueError("each secret may be listed once")
+        both = sorted(set(names) & set(info.data.get("env") or {}))
+        if both:
+            raise ValueError(f"{', '.join(both)} is both in env and in secrets: one or the other")
+        return names
 
     @field_validator("users")
     @classmethod
@@ -264,7 +323,11 @@ SHAPE_ERRORS = {"string_type", "dict_type", "model_type", "model_attributes_type
 def _field_path(loc) -> tuple:
     """The location as the user wrote it: without pydantic's names of union members (`HostEntry`,
     `constrained-str`, `function-after[...]`)."""
-    return tuple(p for p in loc if isinstance(p, int) or re.fullmatch(r"[a-z_][a-z0-9_]*", str(p)))
+    kept: list = []
+    for p in loc:
+        if isinstance(p, int) or re.fullmatch(r"[a-z_][a-z0-9_]*", str(p)) or (kept == ["env"] and isinstance(p, str)):
+            kept.append(p)
+    return tuple(kept)
 
 
 def _telling(errors: list[dict]) -> list[dict]:
