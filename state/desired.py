@@ -92,10 +92,27 @@ def env_fingerprint(name: str, value: str) -> str:
     return hashlib.sha256(f"{name}={value}".encode()).hexdigest()[:12]
 
 
+def pinned_env(desired: Desired) -> dict[str, str]:
+    """pinned's own variables of the env file: the shared folders' paths, and the media's (read by pinned's
+    settings module at run time, so any release built by this version serves the folders declared now)."""
+    s, lay = desired.state, desired.layout
+    out = {f"PINNED_SHARED_{name.upper().replace('-', '_')}": lay.shared(name) for name in s.shared}
+    if "media" in s.shared:
+        out["PINNED_MEDIA_ROOT"] = lay.shared("media")
+        out["PINNED_MEDIA_URL"] = s.site.media_url or "/media/"
+    return out
+
+
+def env_values(desired: Desired) -> dict[str, str]:
+    """Everything the env file holds: the state file's `env:` and pinned's own."""
+    return {**desired.state.env, **pinned_env(desired)}
+
+
 def env_file(desired: Desired) -> ManagedFile:
-    """/etc/pinned/<app>/env on a web host: the state file's `env:` (plain values, shown with a diff)."""
+    """/etc/pinned/<app>/env on a web host: the state file's `env:` and pinned's own (plain values, shown with
+    a diff)."""
     s = desired.state
-    lines = "".join(f"{name}={env_quote(value)}\n" for name, value in sorted(s.env.items()))
+    lines = "".join(f"{name}={env_quote(value)}\n" for name, value in sorted(env_values(desired).items()))
     content = (f"# Managed by pinned ({s.app}): the app's `env:` from the state file (EnvironmentFile= of its "
                f"units).\n{lines}")
     return ManagedFile(desired.layout.env_file, content, "the app's env", mode="0640", group=s.app)
@@ -115,7 +132,8 @@ def site_files(desired: Desired) -> tuple[ManagedFile, ...]:
         ManagedFile(
             lay.service_template,
             render("app.service.j2", **common, settings_module=SETTINGS_MODULE, workers=s.site.workers,
-                   wsgi=s.django.wsgi_app, env_file=lay.env_file, secrets=lay.secrets),
+                   wsgi=s.django.wsgi_app, env_file=lay.env_file, secrets=lay.secrets,
+                   writable=[lay.shared(n) for n in s.shared]),
             "systemd service template", reload="systemd",
         ),
         ManagedFile(lay.nginx_freeze, freeze_conf(desired, refusing=False), "nginx write freeze (off)",
@@ -125,6 +143,7 @@ def site_files(desired: Desired) -> tuple[ManagedFile, ...]:
             lay.nginx_site,
             render("nginx-site.conf.j2", **common, upstream_path=lay.nginx_upstream, upstream=lay.upstream_name,
                    port=s.site.port, server_names=s.site.server_names, static_url=s.site.static_url,
+                   media_url=s.site.media_url, media_root=lay.shared("media"), max_body=s.site.max_body,
                    freeze_path=lay.nginx_freeze, frozen_page=lay.frozen_page),
             "nginx site", reload="nginx",
         ),

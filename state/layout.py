@@ -42,6 +42,14 @@ class Layout:
         """The folders of the app root (root-owned: the app user cannot write its own code)."""
         return (self.root, self.versions, self.venvs, self.by_id)
 
+    @property
+    def shared_root(self) -> str:
+        """Persistent folders (`shared:`), the same for every release: never in a release, never pruned."""
+        return f"{self.root}/shared"
+
+    def shared(self, name: str) -> str:
+        return f"{self.shared_root}/{name}"
+
     def schema_dir(self, schema: int) -> str:
         return f"{self.versions}/{schema}"
 

@@ -28,6 +28,7 @@ from .desired import (
     db_user_host,
     env_file,
     env_fingerprint,
+    env_values,
     freeze_conf,
     freeze_estimate,
     health_host,
@@ -284,17 +285,19 @@ def plan_system(d: Desired, host: HostSpec, o: HostObserved) -> list[Step]:
         if step:
             steps.append(step)
     if "web" in host.roles:
-        for path in lay.directories:
+        shared_root = (lay.shared_root,) if d.state.shared else ()
+        for path, change in [*((p, c.Directory(p)) for p in (*lay.directories, *shared_root)),
+                             *((lay.shared(n), c.Directory(lay.shared(n), owner=app, group=app))
+                               for n in d.state.shared)]:
             have = o.paths.get(path)
-            change = c.Directory(path)
             want = {"type": "dir", "mode": change.mode, "owner": change.owner, "group": change.group}
             if have is None:
                 steps.append(Step(host.name, ADD, change, path, "missing"))
             elif {k: have.get(k) for k in want} != want:
+                why = "the app writes there" if change.owner == app else "the app user must not write its code"
                 steps.append(Step(host.name, CHANGE, change, path,
                                   f"{have.get('owner')}:{have.get('group')} {have.get('mode')} should be "
-                                  f"{change.owner}:{change.group} {change.mode} (the app user must not write its "
-                                  "code)"))
+                                  f"{change.owner}:{change.group} {change.mode} ({why})"))
     return steps
 
 
@@ -370,7 +373,7 @@ def wanted_secret_fingerprints(d: Desired, observed: dict[str, HostObserved]) ->
 
 
 def env_fingerprints(d: Desired) -> dict[str, str]:
-    return {name: env_fingerprint(name, value) for name, value in sorted(d.state.env.items())}
+    return {name: env_fingerprint(name, value) for name, value in sorted(env_values(d).items())}
 
 
 def changed_names(have: dict[str, str], want: dict[str, str]) -> list[str]:
@@ -675,6 +678,11 @@ def plan(d: Desired, observed: dict[str, HostObserved]) -> Plan:
         steps += plan_release(d, web, o, alloc, i == 0, source_migrations, copied_from, wanted_secrets)
         steps += plan_retention(d, web, o, alloc, needs_build(o, d.release.id, alloc.schema))
     steps += plan_backups(d, observed[db.name], alloc.schema)
+    shared_warnings = ()
+    if d.state.shared and len(d.web_hosts) > 1:
+        shared_warnings = (f"shared folders ({', '.join(d.state.shared)}) are local to each web host: a file the app "
+                           "writes through one host is not on the others (uploads need shared storage, e.g. NFS "
+                           f"mounted at {d.layout.shared_root}/<name> on every web host; pinned does not set it up).",)
     order = {h: i for i, h in enumerate(hosts)}
     steps.sort(key=lambda s: (order[s.host], PHASES.index(s.phase)))  # stable: planners' order within a phase
-    return Plan(d.env, tuple(steps), alloc.warnings + freeze_warnings, hosts)
+    return Plan(d.env, tuple(steps), alloc.warnings + freeze_warnings + shared_warnings, hosts)

@@ -200,3 +200,73 @@ def test_the_observe_request_reads_the_env_file_and_the_loaded_record():
     request = json.loads(request_for(d))
     assert "/etc/pinned/agroguia/env" in request["files"]
     assert request["loaded"] == "/etc/pinned/agroguia/loaded.json"
+
+
+@pytest.mark.parametrize("extra, field, says", [
+    ("shared: [a/b]", "shared", "one folder name"),
+    ("shared: ['..']", "shared", "one folder name"),
+    ("shared: ['.hidden']", "shared", "one folder name"),
+    ("shared: [media, media]", "shared", "listed once"),
+    ("shared: [a-b, A_B]", "shared", "listed once"),
+    ("site: {media_url: /media/}", "shared", "served from the shared folder `media`"),
+    ("shared: [media]\nsite: {media_url: /static/}", "site", "must differ from static_url"),
+    ("site: {media_url: media}", "site.media_url", "not allowed"),
+    ("site: {max_body: 5g}", "site.max_body", "not allowed"),
+    ("site: {max_body: '0'}", "site.max_body", "not allowed"),
+])
+def test_bad_shared_folders_and_media_settings_stop_in_one_line(extra, field, says):
+    message = state_error(extra)
+    assert message.startswith(f"prod.yaml: field '{field}'") and says in message, message
+
+
+def media_desired(tag: str):
+    from pinned.state.model import Site
+
+    d = desired(tag, shared=["media", "exports"])
+    site = Site(health_url="/health/", media_url="/media/", max_body="64m")
+    return replace(d, state=d.state.model_copy(update={"site": site}))
+
+
+def test_shared_folders_are_the_apps_writable_and_served_the_same_for_every_release():
+    from pinned.state.desired import site_files
+
+    d = media_desired("A")
+    p = plan(d, EMPTY)
+    dirs = {s.target: s.change for s in p.steps if s.kind == "directory"}
+    assert (dirs["/srv/agroguia/shared/media"].owner, dirs["/srv/agroguia/shared/media"].mode) == ("agroguia", "0755")
+    assert dirs["/srv/agroguia/shared/exports"].owner == "agroguia"
+    assert dirs["/srv/agroguia/shared"].owner == "root"
+    files = {f.path: f.content for f in site_files(d)}
+    unit = files["/etc/systemd/system/agroguia@.service"]
+    assert "ReadWritePaths=/srv/agroguia/shared/media\nReadWritePaths=/srv/agroguia/shared/exports\n" in unit
+    site = files["/etc/nginx/conf.d/pinned-agroguia.conf"]
+    assert "client_max_body_size 64m;" in site and "location /media/ {" in site
+    assert "alias /srv/agroguia/shared/media/;" in site and 'X-Content-Type-Options "nosniff" always' in site
+    assert "sandbox" in site
+    env = env_file(d).content
+    assert 'PINNED_MEDIA_ROOT="/srv/agroguia/shared/media"' in env and 'PINNED_SHARED_EXPORTS=' in env
+    observed = converged(d, EMPTY)
+    # Another release: the folders stay as they are (no step touches them), nothing pruned there.
+    d_b = media_desired("B")
+    assert not [s for s in plan(d_b, observed).steps if "/shared" in s.target]
+    converged(d_b, observed)
+
+
+def test_removing_a_shared_folder_takes_its_write_access_away_and_keeps_its_files():
+    d = desired("A", shared=["media", "exports"])
+    observed = converged(d, EMPTY)
+    d2 = desired("A", shared=["media"])
+    p = plan(d2, observed)
+    assert {s.kind for s in p.steps} == {"config", "restart"}  # unit template, env file; no folder removed
+    assert "env: PINNED_SHARED_EXPORTS removed" in next(s for s in p.steps if s.kind == "restart").reason
+    assert not [s for s in p.steps if s.action == "remove"]
+    converged(d2, observed)
+
+
+def test_several_web_hosts_are_warned_that_shared_folders_are_local():
+    hosts = (HostSpec("web1", "10.0.0.11", ("web",)), HostSpec("web2", "10.0.0.12", ("web",)),
+             HostSpec("db", "10.0.0.13", ("db",)))
+    d = replace(desired("A", shared=["media"]), hosts=hosts)
+    p = plan(d, {h.name: HostObserved() for h in hosts})
+    assert any("local to each web host" in w and "shared storage" in w for w in p.warnings)
+    assert not any("local to each web host" in w for w in plan(desired("A", shared=["media"]), EMPTY).warnings)
