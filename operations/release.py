@@ -7,7 +7,7 @@ from io import StringIO
 from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 
 from .files import RELEASE_META, sh
-from .scripts import run_sh, script
+from .scripts import run_py, run_sh, script
 
 
 @operation()
@@ -64,11 +64,23 @@ STOP_SCRIPT = script("stop.sh")
 
 @operation()
 def start(socket_unit: str, service_unit: str, socket: str, health_url: str, health_host: str, release_dir: str,
-          release_id: str):
-    """Start a release's socket and service and check its health URL on its own socket: 2xx or fail."""
+          release_id: str, loaded: str = "", secrets: str = "", env: str = ""):
+    """Start a release's socket and service and check its health URL on its own socket: 2xx or fail. Then
+    record what it was started with (fingerprints of its env and secrets)."""
     yield run_sh("start_units.sh", socket_unit, service_unit)
     yield sh(HEALTH_SCRIPT, socket, health_host, health_url, socket_unit, service_unit, release_dir, RELEASE_META,
              release_id)
+    if loaded:
+        yield run_py("record_loaded.py", loaded, secrets, env)
+
+
+@operation()
+def restart(service_unit: str, socket: str, health_url: str, health_host: str, release_id: str, loaded: str,
+            secrets: str, env: str):
+    """Restart the current release's service so it reads a changed env or secret (its socket stays: no request
+    is refused), check its health URL, and record what it now runs with."""
+    yield run_sh("restart.sh", service_unit, socket, health_host, health_url, release_id)
+    yield run_py("record_loaded.py", loaded, secrets, env)
 
 
 @operation()

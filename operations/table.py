@@ -21,6 +21,7 @@ OPERATIONS = {
     c.Migrate: database.migrate,
     c.SchemaRecord: database.schema_file,
     c.Start: release.start,
+    c.Restart: release.restart,
     c.Link: files.link,
     c.Switch: release.switch,
     c.WriteFreeze: freeze.write_freeze,

@@ -34,7 +34,7 @@ from pinned.operations.facts import observe_host, observe_request
 from pinned.state import render
 from pinned.state.changes import Build, WriteFreeze
 from pinned.state.check import Checked, check_env
-from pinned.state.desired import Desired, HostSpec, mariadb_network_file, site_files, user_files
+from pinned.state.desired import Desired, HostSpec, env_file, mariadb_network_file, site_files, user_files
 from pinned.state.layout import NGINX_DEFAULT_SITE
 from pinned.state.observed import HostObserved, ProbeError, describe_probe_error
 from pinned.state.plan import BLOCKED, Plan, plan
@@ -112,13 +112,14 @@ def desired_of(checked: Checked, hosts) -> Desired:
 def request_for(d: Desired) -> str:
     """What the observe fact asks each host about (the same for every host of the environment)."""
     lay = d.layout
-    files = [f.path for f in (*site_files(d), *user_files(d), mariadb_network_file(d))] + [lay.nginx_upstream,
-                                                                                          *lay.backup_files]
+    files = [f.path for f in (*site_files(d), env_file(d), *user_files(d), mariadb_network_file(d))] + [
+        lay.nginx_upstream, *lay.backup_files]
     return observe_request(
         app=d.state.app, root=lay.root, unit_prefix=lay.unit_prefix, db_pattern=lay.database_regex,
         users=[u.name for u in d.state.users], packages=list(d.packages()),
-        paths=[*lay.directories, NGINX_DEFAULT_SITE], files=files,
-        secrets=lay.secrets, history=lay.history, units=[lay.backup_timer],
+        paths=[*lay.directories, lay.shared_root, *(lay.shared(n) for n in d.state.shared), NGINX_DEFAULT_SITE],
+        files=files,
+        secrets=lay.secrets, history=lay.history, units=[lay.backup_timer], loaded=lay.loaded,
     )
 
 

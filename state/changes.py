@@ -59,9 +59,11 @@ class Directory(Change):
 @dataclass(frozen=True)
 class Secrets(Change):
     kind = "secrets"
-    about = "generate the secrets file on the db host (database password, SECRET_KEY); never shown"
+    about = ("generate the secrets file on the db host (database password, SECRET_KEY), or remove a secret no "
+             "longer declared; never shown")
     path: str
     group: str
+    drop: tuple[str, ...] = ()  # names no longer declared in the state file: removed with their values
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,24 @@ class Start(Change):
     health_host: str
     release_dir: str
     release_id: str
+    loaded: str = ""  # once healthy: what it was started with is recorded here (fingerprints, never values)
+    secrets: str = ""  # the host's secrets file (whose fingerprints are recorded)
+    env: str = ""  # the env's fingerprints (JSON), recorded with them
+
+
+@dataclass(frozen=True)
+class Restart(Change):
+    kind = "restart"
+    about = ("restart the current release's service for a changed env or secret (its socket stays: requests wait, "
+             "none is refused), health-checked, and record what it now runs with")
+    service_unit: str
+    socket: str
+    health_url: str
+    health_host: str
+    release_id: str
+    loaded: str
+    secrets: str
+    env: str
 
 
 @dataclass(frozen=True)
@@ -256,8 +276,8 @@ class Prune(Change):
 
 # Every kind, in the order of the README's table.
 KINDS: tuple[type[Change], ...] = (Packages, Service, User, Directory, Secrets, SecretsRead, SecretsCopy, Database,
-                                   DbUser, ConfigFile, RemoveFile, Venv, Build, Migrate, SchemaRecord, Start, Link,
-                                   Switch, WriteFreeze, DatabaseGuard, Stop, Prune)
+                                   DbUser, ConfigFile, RemoveFile, Venv, Build, Migrate, SchemaRecord, Start, Restart,
+                                   Link, Switch, WriteFreeze, DatabaseGuard, Stop, Prune)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import math
@@ -79,6 +80,44 @@ class Desired:
         return (*wanted, *[p for p in self.state.packages if p not in wanted])
 
 
+def env_quote(value: str) -> str:
+    """A value as systemd's EnvironmentFile= reads it back exactly: in double quotes, with `\\`, `"`, `$` and
+    `` ` `` escaped by a backslash (systemd unescapes exactly those; pinned's settings module does the same).
+    The state file's and `pinned secret set`'s checks keep newlines and other control characters out."""
+    return '"' + "".join("\\" + ch if ch in '\\"$`' else ch for ch in value) + '"'
+
+
+def env_fingerprint(name: str, value: str) -> str:
+    """A plain `env:` value's fingerprint, as recorded in the loaded record (the value itself is in the plan)."""
+    return hashlib.sha256(f"{name}={value}".encode()).hexdigest()[:12]
+
+
+def pinned_env(desired: Desired) -> dict[str, str]:
+    """pinned's own variables of the env file: the shared folders' paths, and the media's (read by pinned's
+    settings module at run time, so any release built by this version serves the folders declared now)."""
+    s, lay = desired.state, desired.layout
+    out = {f"PINNED_SHARED_{name.upper().replace('-', '_')}": lay.shared(name) for name in s.shared}
+    if "media" in s.shared:
+        out["PINNED_MEDIA_ROOT"] = lay.shared("media")
+        out["PINNED_MEDIA_URL"] = s.site.media_url or "/media/"
+    return out
+
+
+def env_values(desired: Desired) -> dict[str, str]:
+    """Everything the env file holds: the state file's `env:` and pinned's own."""
+    return {**desired.state.env, **pinned_env(desired)}
+
+
+def env_file(desired: Desired) -> ManagedFile:
+    """/etc/pinned/<app>/env on a web host: the state file's `env:` and pinned's own (plain values, shown with
+    a diff)."""
+    s = desired.state
+    lines = "".join(f"{name}={env_quote(value)}\n" for name, value in sorted(env_values(desired).items()))
+    content = (f"# Managed by pinned ({s.app}): the app's `env:` from the state file (EnvironmentFile= of its "
+               f"units).\n{lines}")
+    return ManagedFile(desired.layout.env_file, content, "the app's env", mode="0640", group=s.app)
+
+
 def render(template: str, **context) -> str:
     return _env.get_template(template).render(**context)
 
@@ -93,7 +132,8 @@ def site_files(desired: Desired) -> tuple[ManagedFile, ...]:
         ManagedFile(
             lay.service_template,
             render("app.service.j2", **common, settings_module=SETTINGS_MODULE, workers=s.site.workers,
-                   wsgi=s.django.wsgi_app),
+                   wsgi=s.django.wsgi_app, env_file=lay.env_file, secrets=lay.secrets,
+                   writable=[lay.shared(n) for n in s.shared]),
             "systemd service template", reload="systemd",
         ),
         ManagedFile(lay.nginx_freeze, freeze_conf(desired, refusing=False), "nginx write freeze (off)",
@@ -103,6 +143,7 @@ def site_files(desired: Desired) -> tuple[ManagedFile, ...]:
             lay.nginx_site,
             render("nginx-site.conf.j2", **common, upstream_path=lay.nginx_upstream, upstream=lay.upstream_name,
                    port=s.site.port, server_names=s.site.server_names, static_url=s.site.static_url,
+                   media_url=s.site.media_url, media_root=lay.shared("media"), max_body=s.site.max_body,
                    freeze_path=lay.nginx_freeze, frozen_page=lay.frozen_page),
             "nginx site", reload="nginx",
         ),
@@ -169,7 +210,7 @@ def settings_module(desired: Desired, host: HostSpec, schema: int, release_dir: 
     return render(
         "settings.py.j2",
         release_id=desired.release.id, schema=schema, settings=s.django.settings,
-        secrets_path=lay.secrets, allowed_hosts=allowed_hosts(desired, host),
+        secrets_path=lay.secrets, env_path=lay.env_file, allowed_hosts=allowed_hosts(desired, host),
         static_url=s.site.static_url, collation=DATABASE_COLLATION,
         database=lay.database(schema), db_user=s.app,
         db_host=MARIADB_SOCKET if db.name == host.name else db.address,

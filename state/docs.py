@@ -53,8 +53,8 @@ def field_rows(model: type[BaseModel], prefix: str = "") -> list[str]:
             default = f"`{info.default!r}`"
         pattern = next((m.pattern for m in info.metadata if getattr(m, "pattern", None)), None)
         rule = f" Must match `{pattern}`." if pattern else ""
-        kind = "list" if "list" in str(annotation) else ("integer" if annotation is int else
-                                                          "boolean" if annotation is bool else "string")
+        kind = ("mapping of strings" if str(annotation).startswith("dict") else "list" if "list" in str(annotation)
+                else "integer" if annotation is int else "boolean" if annotation is bool else "string")
         rows.append(f"| `{path}` | {kind} | {default} | {(info.description or '').strip()}{rule} |")
     return rows
 

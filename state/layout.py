@@ -42,6 +42,14 @@ class Layout:
         """The folders of the app root (root-owned: the app user cannot write its own code)."""
         return (self.root, self.versions, self.venvs, self.by_id)
 
+    @property
+    def shared_root(self) -> str:
+        """Persistent folders (`shared:`), the same for every release: never in a release, never pruned."""
+        return f"{self.root}/shared"
+
+    def shared(self, name: str) -> str:
+        return f"{self.shared_root}/{name}"
+
     def schema_dir(self, schema: int) -> str:
         return f"{self.versions}/{schema}"
 
@@ -103,6 +111,16 @@ class Layout:
     @property
     def secrets(self) -> str:
         return f"{self.secrets_dir}/secrets.env"
+
+    @property
+    def env_file(self) -> str:
+        """The app's plain configuration (`env:`), one `NAME="value"` a line: an EnvironmentFile= of its units."""
+        return f"{self.secrets_dir}/env"
+
+    @property
+    def loaded(self) -> str:
+        """What the running release was (re)started with: fingerprints of its env and secrets (never values)."""
+        return f"{self.secrets_dir}/loaded.json"
 
     @property
     def run_dir(self) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
 from .hosts import Hosts, SshOptions
 
@@ -39,6 +39,30 @@ SshKey = Annotated[
         r" [A-Za-z0-9+/]+={0,3}( [\x21-\x7e ]{0,200})?$"
     ),
 ]
+
+
+# The app's environment variables that pinned itself sets (its settings module, the database, the secrets it
+# generates, what systemd and gunicorn put there): a state file's `env:` and `secrets:` may not name them.
+PINNED_ENV_NAMES = frozenset({
+    "DJANGO_SETTINGS_MODULE", "SECRET_KEY", "DB_PASSWORD", "DB_NAME", "DB_USER", "DB_HOST", "PYTHONDONTWRITEBYTECODE",
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES",
+    "NOTIFY_SOCKET", "INVOCATION_ID", "JOURNAL_STREAM", "MAINPID", "SERVER_SOFTWARE",
+})
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+SHARED_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$"
+# A value (of `env:`, or a secret's): one line of text; tabs allowed, no other control character (systemd's
+# EnvironmentFile= and the settings module read it back exactly; see state.layout.env_line).
+ENV_VALUE = r"^[^\x00-\x08\x0a-\x1f\x7f]*$"
+
+
+def env_name_error(name: str, what: str) -> str | None:
+    """Why `name` cannot be one of the app's environment variables (None: it can)."""
+    if not isinstance(name, str) or not re.fullmatch(ENV_NAME, name):
+        return f"{what} name {name!r} is not a variable name (letters, digits and _, not starting with a digit)"
+    if name in PINNED_ENV_NAMES or name.upper().startswith("PINNED_"):
+        return f"{what} name {name!r} is pinned's own (it sets {name} itself)" if name in PINNED_ENV_NAMES else \
+            f"{what} name {name!r} is pinned's own (PINNED_* names are reserved)"
+    return None
 
 
 class StateFileError(Exception):
@@ -117,6 +141,19 @@ class Site(BaseModel):
         pattern=r"^/[A-Za-z0-9_./-]*$",
         description="Path that must answer 2xx before a release is switched to.",
     )
+    media_url: str = Field(
+        default="",
+        pattern=r"^(/[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*/)?$",
+        description="URL prefix nginx serves the uploads from, straight from the shared folder `media` (which "
+        "`shared:` must list): files only, with `X-Content-Type-Options: nosniff` and a sandboxing "
+        "Content-Security-Policy (an uploaded page runs no script). Also Django's MEDIA_URL; MEDIA_ROOT is the "
+        "folder. Empty: not served.",
+    )
+    max_body: str = Field(
+        default="20m", pattern=r"^[1-9][0-9]{0,5}[km]?$",
+        description="The largest request body nginx accepts (`client_max_body_size`: e.g. `20m`, `512k`); a larger "
+        "upload gets 413.",
+    )
     workers: int = Field(default=2, ge=1, le=64, description="gunicorn worker processes per release.")
     frozen_message: str = Field(
         default="This site is being updated: changes are paused for a few seconds. Please try again shortly.",
@@ -124,6 +161,13 @@ class Site(BaseModel):
         description="The page (plain text, one line) a write request gets, with 503 and `Retry-After`, "
         "during a schema change's write freeze.",
     )
+
+
+    @model_validator(mode="after")
+    def _media_url(self):
+        if self.media_url and self.media_url == self.static_url:
+            raise ValueError("media_url must differ from static_url")
+        return self
 
 
 class User(BaseModel):
@@ -229,6 +273,27 @@ class State(BaseModel):
     packages: list[PackageName] = Field(default_factory=list, description="Extra Debian packages.")
     users: list[User] = Field(default_factory=list, description="Extra system users.")
     backups: Backups | None = Field(default=None, description="Scheduled backups (off when absent).")
+    shared: list[str] = Field(
+        default_factory=list, validate_default=True,
+        description="Persistent folders of the app on each web host, `/srv/<app>/shared/<name>` (e.g. `media`): "
+        "owned and writable by the app (its only writable place besides /tmp), the same for every release, never "
+        "pruned; their paths reach the app as `PINNED_SHARED_<NAME>` (and MEDIA_ROOT for `media`). Local to each "
+        "web host: see the README for several web hosts. Removed from here: no longer writable by the app; the "
+        "folder and its files stay on disk.",
+    )
+    env: dict[str, Annotated[str, StringConstraints(max_length=4096, pattern=ENV_VALUE)]] = Field(
+        default_factory=dict,
+        description="The app's plain configuration: environment variables (`NAME: value`, values as strings) the "
+        "app's processes get (systemd `EnvironmentFile=` `/etc/pinned/<app>/env` on the web hosts), shown in the "
+        "plan. Names: letters, digits and `_`; not pinned's own (DJANGO_SETTINGS_MODULE, SECRET_KEY, DB_*, "
+        "PINNED_*...). Changing them restarts the current release.",
+    )
+    secrets: list[str] = Field(
+        default_factory=list,
+        description="Names of the app's secret environment variables: values are never in the state file (`pinned "
+        "secret set NAME` stores one in the db host's secrets file); a declared secret with no value blocks the plan. "
+        "Changing a value restarts the current release; a name removed here is removed from the hosts.",
+    )
 
     @field_validator("repository")
     @classmethod
@@ -244,6 +309,43 @@ class State(BaseModel):
             raise ValueError("hosts must be a mapping ({web: [www1.example.com], db: db1.example.com}) or "
                              "`sandbox`")
         return value
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, env: dict[str, str]) -> dict[str, str]:
+        for name in env:
+            error = env_name_error(name, "env")
+            if error:
+                raise ValueError(error)
+        return env
+
+    @field_validator("secrets")
+    @classmethod
+    def _secrets(cls, names: list[str], info) -> list[str]:
+        for name in names:
+            error = env_name_error(name, "secret")
+            if error:
+                raise ValueError(error)
+        if len(set(names)) != len(names):
+            raise ValueError("each secret may be listed once")
+        both = sorted(set(names) & set(info.data.get("env") or {}))
+        if both:
+            raise ValueError(f"{', '.join(both)} is both in env and in secrets: one or the other")
+        return names
+
+    @field_validator("shared")
+    @classmethod
+    def _shared(cls, names: list[str], info) -> list[str]:
+        for name in names:
+            if not re.fullmatch(SHARED_NAME, name):
+                raise ValueError(f"shared folder {name!r} must be one folder name: letters, digits, _ and -, no "
+                                 "slash, no dots")
+        if len({n.upper().replace("-", "_") for n in names}) != len(names):
+            raise ValueError("each shared folder may be listed once (a-b and A_B name the same PINNED_SHARED_A_B)")
+        site = info.data.get("site")
+        if site and site.media_url and "media" not in names:
+            raise ValueError(f"site.media_url {site.media_url} is served from the shared folder `media`: list it here")
+        return names
 
     @field_validator("users")
     @classmethod
@@ -269,7 +371,11 @@ SHAPE_ERRORS = {"string_type", "dict_type", "model_type", "model_attributes_type
 def _field_path(loc) -> tuple:
     """The location as the user wrote it: without pydantic's names of union members (`HostEntry`,
     `constrained-str`, `function-after[...]`)."""
-    return tuple(p for p in loc if isinstance(p, int) or re.fullmatch(r"[a-z_][a-z0-9_]*", str(p)))
+    kept: list = []
+    for p in loc:
+        if isinstance(p, int) or re.fullmatch(r"[a-z_][a-z0-9_]*", str(p)) or (kept == ["env"] and isinstance(p, str)):
+            kept.append(p)
+    return tuple(kept)
 
 
 def _telling(errors: list[dict]) -> list[dict]:

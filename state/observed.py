@@ -62,6 +62,7 @@ class HostObserved:
     db_users: dict = field(default_factory=dict)  # "user@host" -> [grant lines]
     history: tuple[str, ...] = ()
     db_stats: dict = field(default_factory=dict)  # database -> (tables, estimated rows, bytes)
+    loaded: dict | None = None  # what the running release was (re)started with: {env, secrets} fingerprints
 
     @property
     def current_release(self) -> ReleaseOnDisk | None:
@@ -71,6 +72,11 @@ class HostObserved:
     @property
     def secrets_digest(self) -> str | None:
         return (self.secrets or {}).get("digest")
+
+    @property
+    def secret_fingerprints(self) -> dict[str, str]:
+        """Each secret's name → a short keyed fingerprint of its value (never the value)."""
+        return dict((self.secrets or {}).get("fingerprints") or {})
 
     def unit_active(self, name: str) -> bool:
         return self.units.get(name, {}).get("active") == "active"
@@ -207,4 +213,5 @@ def parse(output: str) -> HostObserved:
         db_users=mysql.get("users") or {},
         history=tuple(data.get("history") or ()),
         db_stats={k: tuple(v) for k, v in (mysql.get("stats") or {}).items()},
+        loaded=data.get("loaded") if isinstance(data.get("loaded"), dict) else None,
     )

@@ -15,6 +15,7 @@ new release built and healthy before `current` moves on any of them.
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from dataclasses import dataclass, replace
 
@@ -25,6 +26,9 @@ from .desired import (
     HostSpec,
     ManagedFile,
     db_user_host,
+    env_file,
+    env_fingerprint,
+    env_values,
     freeze_conf,
     freeze_estimate,
     health_host,
@@ -281,17 +285,19 @@ def plan_system(d: Desired, host: HostSpec, o: HostObserved) -> list[Step]:
         if step:
             steps.append(step)
     if "web" in host.roles:
-        for path in lay.directories:
+        shared_root = (lay.shared_root,) if d.state.shared else ()
+        for path, change in [*((p, c.Directory(p)) for p in (*lay.directories, *shared_root)),
+                             *((lay.shared(n), c.Directory(lay.shared(n), owner=app, group=app))
+                               for n in d.state.shared)]:
             have = o.paths.get(path)
-            change = c.Directory(path)
             want = {"type": "dir", "mode": change.mode, "owner": change.owner, "group": change.group}
             if have is None:
                 steps.append(Step(host.name, ADD, change, path, "missing"))
             elif {k: have.get(k) for k in want} != want:
+                why = "the app writes there" if change.owner == app else "the app user must not write its code"
                 steps.append(Step(host.name, CHANGE, change, path,
                                   f"{have.get('owner')}:{have.get('group')} {have.get('mode')} should be "
-                                  f"{change.owner}:{change.group} {change.mode} (the app user must not write its "
-                                  "code)"))
+                                  f"{change.owner}:{change.group} {change.mode} ({why})"))
     return steps
 
 
@@ -307,23 +313,31 @@ def plan_secrets(d: Desired, observed: dict[str, HostObserved]) -> list[Step]:
     app, lay = d.state.app, d.layout
     db = d.db_host
     db_complete, db_perms = _secrets_ok(observed[db.name].secrets, app)
-    generate = c.Secrets(lay.secrets, group=app)
+    drop = undeclared_secrets(d, observed[db.name])
+    generate = c.Secrets(lay.secrets, group=app, drop=drop)
     if not db_complete:
-        steps.append(Step(db.name, ADD, generate, lay.secrets, "generated on the server", sensitive=True,
-                          phase="secrets"))
+        steps.append(Step(db.name, ADD, generate, lay.secrets, "generated on the server" + (
+            f"; {', '.join(drop)} no longer declared: removed" if drop else ""), sensitive=True, phase="secrets"))
+    elif drop:
+        steps.append(Step(db.name, REMOVE, generate, lay.secrets, f"{', '.join(drop)} no longer declared in the "
+                          "state file: removed with its value", sensitive=True, phase="secrets"))
     elif not db_perms:
         sec = observed[db.name].secrets
         steps.append(Step(db.name, CHANGE, generate, lay.secrets,
                           f"{sec.get('owner')}:{sec.get('group')} {sec.get('mode')} should be root:{app} 0640",
                           sensitive=True, phase="secrets"))
+    wanted = wanted_secret_fingerprints(d, observed)
     copies = []
     for web in d.web_hosts:
         if web.name == db.name:
             continue
         o = observed[web.name]
         complete, perms = _secrets_ok(o.secrets, app)
-        if not db_complete or not complete or o.secrets_digest != observed[db.name].secrets_digest or not perms:
-            reason = "missing" if not complete else ("differs from the db host's" if perms else "permissions")
+        if not db_complete or not complete or o.secrets_digest != observed[db.name].secrets_digest or not perms \
+                or drop:
+            changed = changed_names(o.secret_fingerprints, wanted)
+            reason = "missing" if not complete else ((", ".join(changed) or "differs from the db host's")
+                                                     if perms else "permissions")
             copies.append(Step(web.name, CHANGE if complete else ADD,
                                c.SecretsCopy(lay.secrets, group=app, memory_key=lay.secrets_memory_key),
                                lay.secrets, f"{reason}: copied from {db.name}", sensitive=True, phase="share"))
@@ -332,6 +346,47 @@ def plan_secrets(d: Desired, observed: dict[str, HostObserved]) -> list[Step]:
                           lay.secrets, f"read into memory for {', '.join(s.host for s in copies)}",
                           sensitive=True, phase="secrets"))
     return steps + copies
+
+
+PINNED_SECRETS = ("DB_PASSWORD", "SECRET_KEY")
+
+
+def undeclared_secrets(d: Desired, db: HostObserved) -> tuple[str, ...]:
+    """Secrets the db host holds that the state file no longer declares (pinned's own stay)."""
+    keys = (db.secrets or {}).get("keys") or ()
+    return tuple(sorted(k for k in keys if k not in PINNED_SECRETS and k not in d.state.secrets))
+
+
+def missing_secrets(d: Desired, observed: dict[str, HostObserved]) -> tuple[str, ...]:
+    """Why the plan is blocked by declared secrets with no value on the db host (one line each)."""
+    db = d.db_host
+    keys = set((observed[db.name].secrets or {}).get("keys") or ())
+    return tuple(f"secret {name} has no value on {db.name}: set it with `pinned --env {d.env} secret set {name}` "
+                 "(reads it from standard input)" for name in d.state.secrets if name not in keys)
+
+
+def wanted_secret_fingerprints(d: Desired, observed: dict[str, HostObserved]) -> dict[str, str]:
+    """What every web host's secrets are after this run: the db host's, less the names no longer declared."""
+    db = observed[d.db_host.name]
+    drop = set(undeclared_secrets(d, db))
+    return {k: v for k, v in db.secret_fingerprints.items() if k not in drop}
+
+
+def env_fingerprints(d: Desired) -> dict[str, str]:
+    return {name: env_fingerprint(name, value) for name, value in sorted(env_values(d).items())}
+
+
+def changed_names(have: dict[str, str], want: dict[str, str]) -> list[str]:
+    """Names whose fingerprint differs, is new or is gone, sorted, each with what happened."""
+    out = []
+    for name in sorted(set(have) | set(want)):
+        if name not in have:
+            out.append(f"{name} added")
+        elif name not in want:
+            out.append(f"{name} removed")
+        elif have[name] != want[name]:
+            out.append(f"{name} changed")
+    return out
 
 
 def plan_database(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation) -> list[Step]:
@@ -387,8 +442,25 @@ def account_grants(lines) -> dict[str, str]:
     return grants
 
 
+def restart_reason(loaded: dict | None, env: dict[str, str], secrets: dict[str, str]) -> str:
+    """Why the running release must restart to run with the configuration it should (empty: it need not):
+    names only, never values."""
+    if not isinstance(loaded, dict):
+        return "what it runs with is not recorded (started before pinned recorded it): restarted to read the env " \
+               "and secrets files"
+    said = []
+    changed = changed_names(loaded.get("secrets") or {}, secrets)
+    if changed:
+        said.append("secrets (sensitive): " + ", ".join(changed))
+    changed = changed_names(loaded.get("env") or {}, env)
+    if changed:
+        said.append("env: " + ", ".join(changed))
+    return "; ".join(said)
+
+
 def plan_release(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation, first_web: bool,
-                 source_migrations: tuple[str, ...], copied_from: int | None) -> list[Step]:
+                 source_migrations: tuple[str, ...], copied_from: int | None,
+                 wanted_secrets: dict[str, str] | None = None) -> list[Step]:
     steps: list[Step] = []
     rel, lay, app = d.release, d.layout, d.state.app
     schema = alloc.schema
@@ -399,8 +471,8 @@ def plan_release(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation,
     if build and rel.requirements_hash not in o.venvs:
         steps.append(Step(host.name, ADD, c.Venv(venv, rel.requirements, tuple(rel.runtime)), venv,
                           "no virtualenv for these requirements yet", phase="prepare"))
-    for wanted in site_files(d):
-        if wanted.reload == "systemd":  # the units' templates: before the release starts
+    for wanted in (*site_files(d), env_file(d)):
+        if wanted.reload == "systemd" or wanted.path == lay.env_file:  # before the release is built and starts
             step = config_step(host.name, o, wanted, "prepare")
             if step:
                 steps.append(step)
@@ -441,12 +513,21 @@ def plan_release(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation,
                           c.SchemaRecord(lay.schema_dir(schema), info), lay.schema_dir(schema) + "/schema.json",
                           f"schema version {schema}: database {lay.database(schema)}", phase="schema"))
     socket_unit, service_unit = lay.unit(rel.id, "socket"), lay.unit(rel.id, "service")
+    env_json = json.dumps(env_fingerprints(d), sort_keys=True)
     if build or not (o.unit_enabled(socket_unit) and o.unit_active(socket_unit) and o.unit_active(service_unit)):
         steps.append(Step(host.name, ADD, c.Start(
             socket_unit=socket_unit, service_unit=service_unit, socket=lay.socket(rel.id),
             health_url=d.state.site.health_url, health_host=health_host(d, host), release_dir=release_dir,
-            release_id=rel.id,
+            release_id=rel.id, loaded=lay.loaded, secrets=lay.secrets, env=env_json,
         ), f"{app}@{rel.id}", "new release" if build else "release on disk is not running", phase="start"))
+    elif o.current == rel.id:
+        reason = restart_reason(o.loaded, env_fingerprints(d), wanted_secrets)
+        if reason:
+            steps.append(Step(host.name, CHANGE, c.Restart(
+                service_unit=service_unit, socket=lay.socket(rel.id), health_url=d.state.site.health_url,
+                health_host=health_host(d, host), release_id=rel.id, loaded=lay.loaded, secrets=lay.secrets,
+                env=env_json,
+            ), f"{app}@{rel.id}", reason, phase="start"))
     schema_last = recorded.last if recorded else None
     if last_after(o, schema, rel.id) != schema_last:
         steps.append(Step(host.name, CHANGE, c.Link(lay.last(schema), rel.id), lay.last(schema),
@@ -570,8 +651,10 @@ def plan(d: Desired, observed: dict[str, HostObserved]) -> Plan:
     """Diff the desired environment against every host's observed state."""
     hosts = tuple(h.name for h in d.hosts)
     alloc = allocate_schema(d, observed)
-    if alloc.blocked:
-        return Plan(d.env, (), (), hosts, blocked=alloc.warnings)
+    blocked = (alloc.warnings if alloc.blocked else ()) + missing_secrets(d, observed)
+    if blocked:
+        return Plan(d.env, (), (), hosts, blocked=blocked)
+    wanted_secrets = wanted_secret_fingerprints(d, observed)
     source_migrations: tuple[str, ...] = ()
     copied_from = None  # what an existing schema version records (for a web host that lacks its schema.json)
     source_schema = alloc.schema if alloc.in_place else alloc.copy_from  # what the migration starts from
@@ -592,9 +675,14 @@ def plan(d: Desired, observed: dict[str, HostObserved]) -> Plan:
     steps += freeze
     for i, web in enumerate(d.web_hosts):
         o = observed[web.name]
-        steps += plan_release(d, web, o, alloc, i == 0, source_migrations, copied_from)
+        steps += plan_release(d, web, o, alloc, i == 0, source_migrations, copied_from, wanted_secrets)
         steps += plan_retention(d, web, o, alloc, needs_build(o, d.release.id, alloc.schema))
     steps += plan_backups(d, observed[db.name], alloc.schema)
+    shared_warnings = ()
+    if d.state.shared and len(d.web_hosts) > 1:
+        shared_warnings = (f"shared folders ({', '.join(d.state.shared)}) are local to each web host: a file the app "
+                           "writes through one host is not on the others (uploads need shared storage, e.g. NFS "
+                           f"mounted at {d.layout.shared_root}/<name> on every web host; pinned does not set it up).",)
     order = {h: i for i, h in enumerate(hosts)}
     steps.sort(key=lambda s: (order[s.host], PHASES.index(s.phase)))  # stable: planners' order within a phase
-    return Plan(d.env, tuple(steps), alloc.warnings + freeze_warnings, hosts)
+    return Plan(d.env, tuple(steps), alloc.warnings + freeze_warnings + shared_warnings, hosts)

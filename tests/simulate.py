@@ -14,7 +14,7 @@ from pinned.state import changes as c
 from pinned.state.desired import Desired
 from pinned.state.layout import NGINX_DEFAULT_SITE, Layout
 from pinned.state.observed import FileOnHost, HostObserved, ReleaseOnDisk, SchemaOnDisk
-from pinned.state.plan import Plan, Step
+from pinned.state.plan import PHASES, Plan, Step
 
 
 def _units(o: HostObserved) -> dict:
@@ -48,13 +48,17 @@ def directory(o, ch: c.Directory, d, host):
                                                   "group": ch.group}})
 
 
-def _secrets(group: str, source: str) -> dict:
-    return {"mode": "0640", "owner": "root", "group": group, "keys": ["DB_PASSWORD", "SECRET_KEY"],
-            "digest": f"secrets-of-{source}"}
+def _secrets(group: str, fingerprints: dict) -> dict:
+    """A secrets file holding these names (fingerprints of their values); its digest follows its content."""
+    return {"mode": "0640", "owner": "root", "group": group, "keys": sorted(fingerprints),
+            "digest": "secrets:" + ",".join(f"{k}={v}" for k, v in sorted(fingerprints.items())),
+            "fingerprints": dict(fingerprints)}
 
 
 def secrets(o, ch: c.Secrets, d, host):
-    return replace(o, secrets=_secrets(ch.group, host))
+    have = {k: v for k, v in o.secret_fingerprints.items() if k not in ch.drop}
+    generated = {k: f"generated-{k}-on-{host}" for k in ("DB_PASSWORD", "SECRET_KEY") if k not in have}
+    return replace(o, secrets=_secrets(ch.group, {**have, **generated}))
 
 
 def secrets_read(o, ch: c.SecretsRead, d, host):
@@ -62,7 +66,11 @@ def secrets_read(o, ch: c.SecretsRead, d, host):
 
 
 def secrets_copy(o, ch: c.SecretsCopy, d, host):
-    return replace(o, secrets=_secrets(ch.group, d.db_host.name))
+    # The db host's secrets as they are by now (its steps of the phase before have run in the simulation).
+    return replace(o, secrets=_secrets(ch.group, _db_fingerprints.get(id(d), {})))
+
+
+_db_fingerprints: dict = {}  # the db host's secrets in the plan being applied (apply_plan sets it)
 
 
 def database(o, ch: c.Database, d, host):
@@ -138,11 +146,19 @@ def schema_record(o, ch: c.SchemaRecord, d, host):
     return replace(o, schemas={**o.schemas, info["schema"]: schema})
 
 
+def _loaded(o: HostObserved, env: str) -> dict:
+    return {"env": json.loads(env), "secrets": o.secret_fingerprints}
+
+
 def start(o, ch: c.Start, d, host):
     units = _units(o)
     units[ch.socket_unit] = {"active": "active", "enabled": True}
     units[ch.service_unit] = {"active": "active", "enabled": False}
-    return replace(o, units=units)
+    return replace(o, units=units, loaded=_loaded(o, ch.env) if ch.loaded else o.loaded)
+
+
+def restart(o, ch: c.Restart, d, host):
+    return replace(o, loaded=_loaded(o, ch.env))
 
 
 def link(o, ch: c.Link, d, host):
@@ -196,7 +212,8 @@ RULES = {
     c.Packages: packages, c.Service: service, c.User: user, c.Directory: directory, c.Secrets: secrets,
     c.SecretsRead: secrets_read, c.SecretsCopy: secrets_copy, c.Database: database, c.DbUser: db_user,
     c.ConfigFile: config_file, c.RemoveFile: remove_file, c.Venv: venv, c.Build: build, c.Migrate: migrate,
-    c.SchemaRecord: schema_record, c.Start: start, c.Link: link, c.Switch: switch, c.Stop: stop, c.Prune: prune,
+    c.SchemaRecord: schema_record, c.Start: start, c.Restart: restart, c.Link: link, c.Switch: switch, c.Stop: stop,
+    c.Prune: prune,
     c.WriteFreeze: write_freeze, c.DatabaseGuard: database_guard,
     c.BackupTimer: backup_timer,
 }
@@ -211,6 +228,12 @@ def apply_step(o: HostObserved, step: Step, d: Desired) -> HostObserved:
 
 def apply_plan(plan: Plan, observed: dict[str, HostObserved], d: Desired) -> dict[str, HostObserved]:
     result = dict(observed)
-    for step in plan.steps:
+    # The plan's steps run phase by phase on every host (deploy.py), so a web host's copy of the secrets
+    # (phase share) sees the db host's secrets as its phase secrets left them.
+    order = {phase: i for i, phase in enumerate(PHASES)}
+    for step in sorted(plan.steps, key=lambda s: order[s.phase]):
+        if step.kind == "secrets-copy":
+            _db_fingerprints[id(d)] = result[d.db_host.name].secret_fingerprints
         result[step.host] = apply_step(result[step.host], step, d)
+    _db_fingerprints.pop(id(d), None)
     return result

@@ -49,6 +49,9 @@ def test_a_plan_covers_every_kind_and_calls_each_operation_with_its_change():
                                                         "/etc/nginx/sites-enabled/default": {"type": "link"}},
                                units={**observed["web1"].units, "nginx.service": {"active": "failed"}})
     seen |= {type(s.change) for s in plan(d, observed).steps}
+    # A changed env restarts the current release.
+    seen |= {type(s.change) for s in plan(replace(d, state=d.state.model_copy(update={"env": {"FOO": "1"}})),
+                                          observed).steps}
     assert seen == set(c.KINDS)
 
 

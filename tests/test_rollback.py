@@ -96,7 +96,7 @@ def test_unknown_ref_leaves_the_state_file_alone(env):
 def test_pin_keeps_comments_and_layout(env, commits):
     env.path.write_text(f"# production of the guide\napp: agroguia  # the name\nrepository: {env.state['repository']}\n"
                         f"release: {commits['A']['commit']}  # pinned by hand\n"
-                        "django:\n  settings: agroguia.settings\nsite:\n  health_url: /health/\n")
+                        "django:\n  settings: agroguia.settings\nhosts: sandbox\nsite:\n  health_url: /health/\n")
     env.pinned("pin", "B")
     text = env.path.read_text()
     assert text.startswith("# production of the guide\napp: agroguia  # the name\n")

@@ -8,6 +8,7 @@
 # a failure never passes for "absent" (the parser refuses output with errors).
 import glob
 import hashlib
+import hmac
 import grp
 import json
 import os
@@ -216,8 +217,15 @@ def observe_secrets(path):
         try:
             with open(path, "rb") as handle:
                 data = handle.read()
-            secrets["keys"] = sorted(line.split(b"=", 1)[0].decode() for line in data.splitlines() if b"=" in line)
+            pairs = [line.split(b"=", 1) for line in data.splitlines() if b"=" in line and not line.startswith(b"#")]
+            secrets["keys"] = sorted(key.decode() for key, _ in pairs)
             secrets["digest"] = hashlib.sha256(data).hexdigest()
+            # Per name, a short fingerprint keyed with the site's own SECRET_KEY (an HMAC: without that key a
+            # fingerprint tells nothing of a value, even a guessable one): which values changed, never what.
+            key = dict(pairs).get(b"SECRET_KEY", b"")
+            secrets["fingerprints"] = {
+                name.decode(): hmac.new(key, name + b"=" + value, hashlib.sha256).hexdigest()[:12]
+                for name, value in pairs}
         except OSError:
             secrets["keys"] = []
     return secrets
@@ -270,6 +278,7 @@ def main(args):
     out["paths"] = {path: describe(path) for path in args["paths"]}
     out["files"] = observe_files(args["files"])
     out["secrets"] = observe_secrets(args["secrets"])
+    out["loaded"] = read_json(args["loaded"]) if args.get("loaded") else None
     out["tree"] = observe_tree(args["root"])
     out["history"] = observe_history(args["history"])
     out["units"] = observe_units(args["unit_prefix"], args.get("units", ()))

@@ -1,17 +1,18 @@
 # Generated on the server, never sent or printed: keeps values that exist, adds missing ones.
-# python3 -c TEXT SECRETS_FILE GROUP: the file is written beside it then renamed, root:GROUP, 0640.
+# python3 -c TEXT SECRETS_FILE GROUP [NAME...]: the file is written beside it then renamed, root:GROUP, 0640;
+# the NAMEs given (secrets no longer declared) are removed. Lines are kept as they are (a value is never parsed).
 # Runs ON the host, as root: standard library only.
 import grp
 import os
 import secrets
 import sys
 
-path, group = sys.argv[1], sys.argv[2]
+path, group, drop = sys.argv[1], sys.argv[2], set(sys.argv[3:])
 values = {}
 if os.path.exists(path):
     for line in open(path):
         key, sep, value = line.rstrip("\n").partition("=")
-        if sep:
+        if sep and not key.startswith("#") and key not in drop:
             values[key] = value
 values.setdefault("DB_PASSWORD", secrets.token_urlsafe(32))
 values.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
