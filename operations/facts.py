@@ -21,6 +21,8 @@ from pyinfra.api import FactBase, QuoteString, StringCommand
 
 from pinned.state.observed import HostObserved, ProbeError, parse
 
+from .scripts import script
+
 OBSERVE_SCRIPT = (Path(__file__).parent / "remote" / "observe.py").read_text()
 
 # What the shell guard prints instead of the script's JSON ("$?" is python3's exit status).
@@ -72,3 +74,21 @@ def observe_request(app: str, root: str, unit_prefix: str, db_pattern: str, user
                        "users": users, "packages": packages, "paths": paths, "files": files,
                        "secrets": secrets, "history": history, "units": list(units), "loaded": loaded},
                       sort_keys=True)
+
+
+class ReleaseFiles(FactBase):
+    """A release's files as git names them (path → mode and blob id), as the host has them: its
+    `.pinned/files.json`, or computed there for a release built before pinned wrote one
+    (operations/remote/release_files.py). The raw text (parsed by state.source.parse_manifest); asked only
+    for a web host's served release when the local repository cannot tell what it holds (a shallow clone).
+    The script always exits 0 (a failure is `{"error": …}`): a failed fact would mark the host failed."""
+
+    def default(self) -> None:
+        return None
+
+    def command(self, release_dir: str) -> StringCommand:
+        return StringCommand("python3", "-c", QuoteString(script("release_files.py")), "show",
+                             QuoteString(release_dir))
+
+    def process(self, output: list[str]) -> str:
+        return "\n".join(output)

@@ -11,6 +11,8 @@ from .scripts import run_sh, script, sh  # noqa: F401 (sh: operations.files.sh s
 
 # Sets fields of a release's metadata: python3 -c "$RELEASE_META" RELEASE_DIR key=value ... (atomic write).
 RELEASE_META = script("release_meta.py")
+# A release's files as git names them (mode, blob id): python3 -c "$RELEASE_FILES" write|show RELEASE_DIR.
+RELEASE_FILES = script("release_files.py")
 
 
 @operation()

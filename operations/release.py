@@ -6,7 +6,7 @@ from io import StringIO
 
 from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 
-from .files import RELEASE_META, sh
+from .files import RELEASE_FILES, RELEASE_META, sh
 from .scripts import run_py, run_sh, script
 
 
@@ -47,7 +47,8 @@ def build(app: str, release_id: str, building: str, final: str, tarball: str, ar
     # collectstatic runs as the app user into the release's own assets/, which is then made root's.
     yield run_sh("build_collectstatic.sh", app, building)
     yield FileUploadCommand(StringIO(metadata), f"{building}/.pinned/release.json")
-    yield run_sh("build_stamp.sh", building, RELEASE_META)
+    # Its files' manifest (.pinned/files.json, what a later release is sent as a delta from) and its digest.
+    yield run_sh("build_stamp.sh", building, RELEASE_META, RELEASE_FILES)
     yield run_sh("build_finish.sh", building, final, by_id, by_id_target)
 
 

@@ -30,7 +30,7 @@ from pyinfra import state as pyinfra_state
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.context import ctx_host
 
-from pinned.operations.facts import observe_host, observe_request
+from pinned.operations.facts import ReleaseFiles, observe_host, observe_request
 from pinned.state import render
 from pinned.state.changes import Build, WriteFreeze
 from pinned.state.check import Checked, check_env
@@ -38,7 +38,7 @@ from pinned.state.desired import Desired, HostSpec, env_file, mariadb_network_fi
 from pinned.state.layout import NGINX_DEFAULT_SITE
 from pinned.state.observed import HostObserved, ProbeError, describe_probe_error
 from pinned.state.plan import BLOCKED, Plan, plan
-from pinned.state.source import transfer_sizes
+from pinned.state.source import known_files, manifest_digest, parse_manifest, transfer_sizes
 
 from . import lock
 from .freeze import FreezeWatch
@@ -152,11 +152,45 @@ def inspect(env: str, hosts) -> View:
     return View(checked, desired, observe(desired, hosts))
 
 
-def with_transfers(checked: Checked, desired: Desired, observed: dict[str, HostObserved]) -> Desired:
+def base_files(checked: Checked, desired: Desired, observed: dict[str, HostObserved], hosts
+               ) -> dict[str, tuple[str, dict[str, str] | None]]:
+    """What each web host serves now, as files (path → mode and blob id): the base its new release is built
+    from as hard links. Decided from what the hosts have: each release records a digest of its files when it
+    is built; the local repository answers when it has that commit and agrees with the digest (no round
+    trip), else the host prints the release's manifest (one command, once per distinct base; a shallow or
+    fresh clone). Unknown (None): the release is sent whole."""
+    by_name = {h.name: h for h in hosts}
+    served: dict[str, tuple[str, str, str]] = {}  # host → (release id, commit, digest)
+    for web in desired.web_hosts:
+        r = observed[web.name].current_release
+        if r and r.status == "ready" and r.commit:
+            served[web.name] = (r.id, r.commit, r.files)
+    found: dict[tuple[str, str, str], dict[str, str] | None] = {}
+    for key in dict.fromkeys(served.values()):
+        found[key] = known_files(checked.repo, key[1], checked.state, key[2])
+    missing = [key for key, files in found.items() if files is None]
+
+    def ask(key):
+        release_id, _commit, digest = key
+        for name in (n for n, k in served.items() if k == key):
+            r = observed[name].current_release
+            host = by_name[name]
+            with ctx_host.use(host):
+                files = parse_manifest(host.get_fact(ReleaseFiles, desired.layout.release_dir(r.schema, release_id)))
+            if files is not None and (not digest or manifest_digest(files) == digest):
+                return key, files
+        return key, None
+
+    jobs = [gevent.spawn(ask, key) for key in missing]
+    gevent.joinall(jobs, raise_error=True)
+    found.update(job.value for job in jobs)
+    return {name: (key[0], found[key]) for name, key in served.items()}
+
+
+def with_transfers(checked: Checked, desired: Desired, observed: dict[str, HostObserved], hosts) -> Desired:
     """What the new release costs to send, whole or as a delta from the release each web host serves:
     the archives are made here (locally, in the release cache) only when some web host must build."""
-    bases = {o.current_release.commit for o in observed.values()
-             if o.current_release and o.current_release.status == "ready" and o.current_release.commit}
+    bases = base_files(checked, desired, observed, hosts)
     return replace(desired, transfers=transfer_sizes(checked.repo, checked.release, checked.state, bases,
                                                      release_cache()))
 
@@ -182,7 +216,7 @@ def compute(env: str, hosts, lock_holder: str | None = None) -> Run:
         observed = observe(desired, hosts)
         the_plan = plan(desired, observed)
         if any(isinstance(s.change, Build) for s in the_plan.steps):
-            desired = with_transfers(checked, desired, observed)
+            desired = with_transfers(checked, desired, observed, hosts)
             the_plan = plan(desired, observed)
     except BaseException:
         lock.release(held)

@@ -57,7 +57,8 @@ class Desired:
     hosts: tuple[HostSpec, ...]
     state_file: str = ""
     by: str = ""  # who deploys (user@machine): recorded in the history by the switch
-    # Bytes to send for the release: whole ("") or as a delta from a base commit on a host (source.transfer_sizes)
+    # Bytes to send for the release: whole ("") or, per web host (its name), as a delta from the release it
+    # serves (source.transfer_sizes, pinned/engine.py base_files)
     transfers: dict = field(default_factory=dict, compare=False)
 
     @property

@@ -16,6 +16,7 @@ class ReleaseOnDisk:
     commit: str = ""
     requirements_hash: str = ""
     built_at: str = ""
+    files: str = ""  # digest of its files' manifest (.pinned/files.json), recorded when it was built
 
 
 @dataclass(frozen=True)
@@ -186,7 +187,7 @@ def parse(output: str) -> HostObserved:
             releases[release_id] = ReleaseOnDisk(
                 id=release_id, schema=number, status=meta.get("status", "unknown"),
                 commit=meta.get("commit", ""), requirements_hash=meta.get("requirements_hash", ""),
-                built_at=meta.get("built_at", ""),
+                built_at=meta.get("built_at", ""), files=meta.get("files", ""),
             )
     files = {
         path: (FileOnHost(content=f["content"], mode=f["mode"], owner=f["owner"], group=f["group"]) if f else None)

@@ -479,8 +479,8 @@ def plan_release(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation,
     if build:
         reason = "not on disk" if on_disk is None else f"on disk but {on_disk.status}"
         base = o.current_release
-        transfer = d.transfers.get(base.commit) if base and base.status == "ready" else None
-        if transfer is not None and base is not None:
+        transfer = d.transfers.get(host.name) if base and base.status == "ready" else None
+        if transfer is not None and base is not None and transfer.get("base") == base.id:
             reason += (f": build from {rel.commit[:12]} as hard links of {base.id} + {transfer['changed']} changed "
                        f"file(s), {len(transfer['deleted'])} deleted, {transfer['bytes']} bytes to send")
             base_dir, replaced = lay.release_dir(base.schema, base.id), tuple(transfer["replaced"])

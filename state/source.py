@@ -7,6 +7,7 @@ same pin gives the same release id and the same files on every host and every ru
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import subprocess
@@ -74,7 +75,8 @@ def repository_path(state: State, state_file: Path) -> Path:
 
 
 def resolve(repo: Path, ref: str, fetch: bool = True) -> str:
-    """The full commit hash of `ref` (hash, tag or branch); fetches once from a mirror's origin."""
+    """The full commit hash of `ref` (hash, tag or branch); fetches once from a mirror's origin, and a full
+    commit hash that a shallow clone lacks (CI's `git clone --depth 1`) from its origin, that commit only."""
     if ref.startswith("-"):
         raise SourceError(f"{ref!r} is not a git ref")
     try:
@@ -84,7 +86,18 @@ def resolve(repo: Path, ref: str, fetch: bool = True) -> str:
             subprocess.run(["git", "-C", str(repo), "fetch", "--quiet", "--tags", "origin"],
                            capture_output=True)
             return resolve(repo, ref, fetch=False)
+        if fetch and re.fullmatch(r"[0-9a-f]{40}", ref) and _shallow(repo):
+            subprocess.run(["git", "-C", str(repo), "fetch", "--quiet", "--depth", "1", "origin", ref],
+                           capture_output=True)
+            return resolve(repo, ref, fetch=False)
         raise SourceError(f"{ref!r} is not a commit of {repo}") from None
+
+
+def _shallow(repo: Path) -> bool:
+    try:
+        return _git(repo, "rev-parse", "--is-shallow-repository").strip() == "true"
+    except SourceError:
+        return False
 
 
 def release(repo: Path, commit: str, state: State) -> Release:
@@ -110,19 +123,99 @@ def release(repo: Path, commit: str, state: State) -> Release:
                    requirements=requirements.decode())
 
 
-def archive(repo: Path, rel: Release, state: State, dest_dir: Path, base: str | None = None) -> Path:
-    """A gzipped tarball of the release's project folder (cached). With `base` (a commit), only the files
-    that changed since it: the host builds the rest as hard links of the base release."""
+def tree_files(repo: Path, commit: str, state: State) -> dict[str, str]:
+    """The release's files as the commit has them: {path in the project folder: "<mode> <blob id>"}, from
+    `git ls-tree` (needs only the commit's tree: a shallow clone of it has it). Submodules are left out, as
+    `git archive` leaves them out. The host's `.pinned/files.json` (operations/remote/release_files.py) holds
+    the same for the release built from it."""
+    project = state.django.project_dir
+    tree = commit if project == "." else f"{commit}:{project}"
+    out = _git(repo, "ls-tree", "-r", "-z", tree, binary=True)
+    files = {}
+    for record in out.split(b"\0"):
+        if not record:
+            continue
+        meta, _, path = record.partition(b"\t")
+        mode, kind, oid = meta.decode().split()
+        if kind == "blob":
+            files[os.fsdecode(path)] = f"{mode} {oid}"
+    return files
+
+
+FILE_ENTRY = re.compile(r"(100644|100755|120000) [0-9a-f]{40}([0-9a-f]{24})?")  # sha1 or sha256 repositories
+
+
+def manifest_text(files: dict[str, str]) -> str:
+    """The canonical text of a release's files (what release_files.py prints and writes)."""
+    return json.dumps(files, sort_keys=True, separators=(",", ":"))
+
+
+def manifest_digest(files: dict[str, str]) -> str:
+    """What a host records of a release's files in its metadata (`files`): a hash of the canonical text."""
+    return hashlib.sha256(manifest_text(files).encode()).hexdigest()[:16]
+
+
+def parse_manifest(text: str | None) -> dict[str, str] | None:
+    """A release's files as a host printed them (release_files.py show), or None if that is not a manifest
+    (an error it reported, no output, anything malformed): the release is then sent whole."""
+    try:
+        files = json.loads(text or "")
+    except ValueError:
+        return None
+    if not isinstance(files, dict) or not all(
+            isinstance(p, str) and p and isinstance(e, str) and FILE_ENTRY.fullmatch(e) for p, e in files.items()):
+        return None
+    return files
+
+
+def known_files(repo: Path, commit: str, state: State, digest: str = "") -> dict[str, str] | None:
+    """A base release's files as the local repository says them, if it has the commit and agrees with the
+    digest the host recorded when it built the release (none recorded: a release built before pinned kept
+    one, trusted as before). None: ask the host (a shallow or fresh clone without that commit)."""
+    try:
+        files = tree_files(repo, commit, state)
+    except SourceError:
+        return None
+    return files if not digest or manifest_digest(files) == digest else None
+
+
+@dataclass(frozen=True)
+class Delta:
+    """What differs in the project folder between a base release's files and a release's."""
+
+    changed: tuple[str, ...]  # added or modified (content, mode or type), relative to the project folder
+    deleted: tuple[str, ...]  # in the base, not in the release
+
+    @property
+    def replaced(self) -> tuple[str, ...]:
+        """The base's hard links the build removes (then extracts the changed files anew)."""
+        return self.changed + self.deleted
+
+
+def compare(base: dict[str, str], new: dict[str, str]) -> Delta:
+    """Pure: the files to send and to drop for a release built from `base`'s files as hard links. The same
+    paths as `git diff --no-renames --name-status BASE NEW` when both manifests come from git."""
+    changed = sorted(p for p, entry in new.items() if base.get(p) != entry)
+    deleted = sorted(p for p in base if p not in new)
+    return Delta(tuple(changed), tuple(deleted))
+
+
+def archive(repo: Path, rel: Release, state: State, dest_dir: Path, paths: tuple[str, ...] | None = None) -> Path:
+    """A gzipped tarball of the release's project folder (cached), or of only `paths` in it (a delta: the host
+    builds the rest as hard links of its base release). Named by what it holds, so the cache never serves
+    another delta's archive."""
     dest_dir.mkdir(parents=True, exist_ok=True)
-    out = dest_dir / (f"{state.app}-{rel.id}.tar.gz" if base is None
-                      else f"{state.app}-{rel.id}-since-{base[:12]}.tar.gz")
+    if paths is None:
+        out = dest_dir / f"{state.app}-{rel.id}.tar.gz"
+    else:
+        which = hashlib.sha256("\0".join(paths).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+        out = dest_dir / f"{state.app}-{rel.id}-delta-{which}.tar.gz"
     if not out.exists():
         project = state.django.project_dir
         tree = rel.commit if project == "." else f"{rel.commit}:{project}"
-        paths = [] if base is None else list(delta(repo, base, rel, state).changed)
-        data = _git(repo, "archive", "--format=tar.gz", tree, *(["--", *paths] if base is not None else []),
-                    binary=True) if base is None or paths else _empty_targz()
-        tmp = out.with_suffix(".tmp")
+        data = (_git(repo, "archive", "--format=tar.gz", tree, *(["--", *paths] if paths is not None else []),
+                     binary=True) if paths is None or paths else _empty_targz())
+        tmp = out.with_name(out.name + f".{os.getpid()}.tmp")
         tmp.write_bytes(data)
         tmp.replace(out)
     return out
@@ -139,39 +232,18 @@ def _empty_targz() -> bytes:
     return gzip.compress(raw.getvalue(), mtime=0)
 
 
-@dataclass(frozen=True)
-class Delta:
-    """What changed in the project folder between a base commit and a release."""
-
-    base: str
-    changed: tuple[str, ...]  # added or modified, relative to the project folder
-    deleted: tuple[str, ...]
-
-
-def delta(repo: Path, base: str, rel: Release, state: State) -> Delta:
-    project = state.django.project_dir
-    out = _git(repo, "diff", "--no-renames", "--name-status", "-z", base, rel.commit,
-               *(["--", project] if project != "." else []))
-    fields = out.split("\0")
-    changed, deleted = [], []
-    for status, path in zip(fields[0::2], fields[1::2]):
-        if not path:
-            continue
-        relative = path if project == "." else str(PurePosixPath(path).relative_to(project))
-        (deleted if status == "D" else changed).append(relative)
-    return Delta(base, tuple(sorted(changed)), tuple(sorted(deleted)))
-
-
-def transfer_sizes(repo: Path, rel: Release, state: State, bases: set[str], cache: Path) -> dict[str, dict]:
-    """Bytes to send for the release: in full (key "") and as a delta from each base commit on a host."""
+def transfer_sizes(repo: Path, rel: Release, state: State, bases: dict[str, tuple[str, dict[str, str] | None]],
+                   cache: Path) -> dict[str, dict]:
+    """Bytes to send for the release: in full (key "") and, for each web host (key: its name) whose base
+    release's files are known (`bases`: host → (base release id, its files or None)), as a delta from it."""
     whole = archive(repo, rel, state, cache)
     sizes = {"": {"bytes": whole.stat().st_size, "changed": None, "deleted": (), "archive": str(whole)}}
-    for base in sorted(bases):
-        try:
-            d = delta(repo, base, rel, state)
-        except SourceError:
-            continue  # a base commit the repository no longer has: send the release whole
-        since = archive(repo, rel, state, cache, base)
-        sizes[base] = {"bytes": since.stat().st_size, "changed": len(d.changed), "deleted": d.deleted,
-                       "replaced": d.changed + d.deleted, "archive": str(since)}
+    new = tree_files(repo, rel.commit, state) if any(files is not None for _, files in bases.values()) else {}
+    for host, (base_id, files) in sorted(bases.items()):
+        if files is None:
+            continue  # nothing tells what the host has: send the release whole
+        d = compare(files, new)
+        since = archive(repo, rel, state, cache, d.changed)
+        sizes[host] = {"base": base_id, "bytes": since.stat().st_size, "changed": len(d.changed),
+                       "deleted": d.deleted, "replaced": d.replaced, "archive": str(since)}
     return sizes

@@ -122,6 +122,7 @@ class Env:
 
     def __init__(self, name: str, state_dir: Path, hosts: list[str], **state):
         self.name, self.state_dir, self.hosts = name, state_dir, hosts
+        self.environ: dict[str, str] = {}  # more environment for its commands (e.g. PINNED_CACHE)
         self.state = {
             "app": "agroguia",
             "repository": str(REPO),
@@ -141,7 +142,8 @@ class Env:
         self.path.write_text(yaml.safe_dump(self.state, sort_keys=False))
 
     def pyinfra(self, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
-        env = {**os.environ, "PINNED_STATE_DIR": str(self.state_dir), "PINNED_SANDBOX_PREFIX": PREFIX}
+        env = {**os.environ, "PINNED_STATE_DIR": str(self.state_dir), "PINNED_SANDBOX_PREFIX": PREFIX,
+               **self.environ}
         limit = [a for h in self.hosts for a in ("--limit", h)]
         cmd = [str(ROOT / ".venv" / "bin" / "pyinfra"), *limit, "inventory.py", "deploy.py",
                "--data", f"env={self.name}", *args]
@@ -152,7 +154,8 @@ class Env:
 
     def pinned(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """The `pinned` command for this environment, limited to its hosts."""
-        env = {**os.environ, "PINNED_STATE_DIR": str(self.state_dir), "PINNED_SANDBOX_PREFIX": PREFIX}
+        env = {**os.environ, "PINNED_STATE_DIR": str(self.state_dir), "PINNED_SANDBOX_PREFIX": PREFIX,
+               **self.environ}
         limit = [a for h in self.hosts for a in ("--limit", h)]
         cmd = [str(ROOT / ".venv" / "bin" / "pinned"), "--env", self.name, *limit, *args]
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)

@@ -236,3 +236,28 @@ def test_multi_host_plan_converges_and_shares_secrets():
     assert p.width("start") == 1 and PHASES.index("start") < PHASES.index("switch")
     converged = apply_plan(p, empty, d)
     assert plan(d, converged).empty
+
+
+def test_each_web_host_builds_from_its_own_served_release_as_the_engine_measured_it():
+    """transfers are per web host (pinned/engine.py base_files): a delta is used only for the base release it
+    was measured from; otherwise (another base, or nothing known of it) the release is sent whole."""
+    a, b = desired("A"), desired("B")
+    on_a = converge(a, EMPTY)
+    served = on_a["server"].current_release
+    whole = {"bytes": 3287, "changed": None, "deleted": (), "archive": "/cache/b.tar.gz"}
+    delta = {"base": served.id, "bytes": 556, "changed": 2, "deleted": ("old.py",),
+             "replaced": ("crops/release.py", "index.html", "old.py"), "archive": "/cache/b-delta.tar.gz"}
+
+    def build(transfers):
+        step = next(s for s in plan(replace(b, transfers=transfers), on_a).steps if s.kind == "release")
+        return step.change, step.reason
+
+    change, reason = build({"": whole, "server": delta})
+    assert change.base_dir == f"/srv/agroguia/versions/0/{served.id}" and change.replaced == delta["replaced"]
+    assert change.archive == "/cache/b-delta.tar.gz"
+    assert f"as hard links of {served.id} + 2 changed file(s), 1 deleted, 556 bytes to send" in reason
+    for transfers in ({"": whole}, {"": whole, "server": {**delta, "base": "20200101T000000-000000000000"}},
+                      {"": whole, "other-host": delta}):
+        change, reason = build(transfers)
+        assert (change.base_dir, change.replaced, change.archive) == ("", (), "/cache/b.tar.gz")
+        assert reason.endswith(", 3287 bytes to send")

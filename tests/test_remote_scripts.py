@@ -229,9 +229,16 @@ def test_release_meta_updates_fields_keeps_the_others_and_writes_atomically(tmp_
                                             "failure": "health check answered 502", "note": "a=b"}
     assert os.listdir(meta.parent) == ["release.json"]  # no tmp file left
     assert meta.stat().st_ino != inode  # a new file renamed over the old one, not rewritten in place
-    from pinned.operations.files import RELEASE_META
-    assert run(run_sh("build_stamp.sh", tmp_path, RELEASE_META)).returncode == 0
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", json.loads(meta.read_text())["built_at"])
+    from pinned.operations.files import RELEASE_FILES, RELEASE_META
+    (tmp_path / "manage.py").write_text("m")
+    assert run(run_sh("build_stamp.sh", tmp_path, RELEASE_META, RELEASE_FILES)).returncode == 0
+    stamped = json.loads(meta.read_text())
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", stamped["built_at"])
+    # The manifest of its files (not pinned's own .pinned/) and its digest, recorded in the metadata.
+    manifest = json.loads((tmp_path / ".pinned/files.json").read_text())
+    assert manifest == {"manage.py": "100644 08b9811c98f0d90dbacc006ddcd80c5945b9ea55"}  # git hash-object
+    from pinned.state.source import manifest_digest
+    assert stamped["files"] == manifest_digest(manifest)
 
 
 # --- lib.sh ---------------------------------------------------------------------------------------------------
