@@ -1,8 +1,9 @@
 """python -m bench [--runs N] [--only NAME[,NAME]] [--skip-multi]
 
-Boots sandbox hosts (prefix `pbench`, never another), times pinned's deploys on them, prints a table of
-figures and ratios and writes bench/results.json (fields: bench/README.md). It prints figures and shows
-targets next to them; it never asserts on timings. Progress goes to stderr; the table to stdout.
+Boots sandbox hosts (prefix `pbench`, or $PINNED_BENCH_PREFIX; never the tests' or the demo's), times pinned's
+deploys on them, prints a table of figures and ratios and writes bench/results.json (fields: bench/README.md;
+with --only, the figures of earlier runs not measured again are kept). It prints figures and shows targets next
+to them; it never asserts on timings. Progress goes to stderr; the table to stdout.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-PREFIX = "pbench"
+PREFIX = os.environ.get("PINNED_BENCH_PREFIX") or "pbench"
 os.environ["PINNED_SANDBOX_PREFIX"] = PREFIX  # before sandbox.core is imported
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -44,7 +45,8 @@ SRV = f"/srv/{APP}"
 
 FIGURES = ("floor", "noop", "code_only", "rollback", "restart", "schema_change", "plan_1", "plan_100",
            "setup_from_zero", "apt_pip_alone", "freeze_100k", "copy_migrate_alone", "backup", "restore",
-           "mysqldump_alone")
+           "mysqldump_alone", "code_only_warm", "code_only_shallow")
+SHALLOW_FIGURES = ("code_only_warm", "code_only_shallow")
 DATA_FIGURES = ("freeze_100k", "copy_migrate_alone", "backup", "restore", "mysqldump_alone")
 ONE, MULTI = "1", "4+1"
 SINGLE_HOSTS = [("one", ["web", "db"])]
@@ -72,7 +74,12 @@ WHAT = {
     "backup": "pinned backup of the current database (100k more rows), whole command",
     "restore": "pinned restore of that backup (pre-restore backup and write freeze included), whole command",
     "mysqldump_alone": "on the host: mysqldump --single-transaction of the same database | gzip, nothing else",
+    "code_only_warm": "deploy B over A from the full repository, release cache warm",
+    "code_only_shallow": "deploy B over A from a fresh `git clone --depth 1` of B, empty release cache",
 }
+CI_HOST = [("ci", ["web", "db"])]
+# What the plan says a release built from the served one is sent as (the bytes of the archive uploaded).
+SENT = re.compile(r"as hard links of \S+ \+ (\d+) changed file\(s\), (\d+) deleted, (\d+) bytes to send")
 DATA_HOST = [("data", ["web", "db"])]
 SEED_ROWS = 100_000
 # MariaDB's sequence engine: seq_1_to_N is a table of the numbers 1..N.
@@ -158,6 +165,7 @@ class HostSet:
         self.web = [name for name, roles in specs if "web" in roles]
         self.info: dict[str, core.HostInfo] = {}
         self.key = ""
+        self.environ: dict[str, str] = {}  # more environment for pinned's commands (e.g. PINNED_CACHE)
 
     def boot(self) -> None:
         progress(f"booting {', '.join(self.names)} ({self.image} image, not timed)")
@@ -171,8 +179,8 @@ class HostSet:
     def down(self) -> None:
         core.down(self.names)
 
-    def pin(self, tag: str) -> None:
-        state = {"app": APP, "repository": str(REPO), "release": self.commits[tag]["commit"],
+    def pin(self, tag: str, repository: Path = REPO) -> None:
+        state = {"app": APP, "repository": str(repository), "release": self.commits[tag]["commit"],
                  "django": {"settings": "agroguia.settings"}, "hosts": "sandbox", "site": {"health_url": "/health/"}}
         (self.state_dir / f"{self.env}.yaml").write_text(yaml.safe_dump(state, sort_keys=False))
 
@@ -181,7 +189,8 @@ class HostSet:
 
     def run(self, what: str, cmd: list[str], ok=(0,), timeout: float = 1800):
         """(seconds, process) of a command run like a user runs it; Failed unless its exit code is ok."""
-        env = {**os.environ, "PINNED_STATE_DIR": str(self.state_dir), "PINNED_SANDBOX_PREFIX": PREFIX}
+        env = {**os.environ, "PINNED_STATE_DIR": str(self.state_dir), "PINNED_SANDBOX_PREFIX": PREFIX,
+               **self.environ}
         started = time.perf_counter()
         try:
             proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
@@ -194,12 +203,14 @@ class HostSet:
                          f"(log: {log.relative_to(ROOT)})")
         return seconds, proc
 
-    def deploy(self, tag: str, what: str) -> float:
+    def deploy(self, tag: str, what: str, repository: Path = REPO, out: list | None = None) -> float:
         """Seconds of one deploy of release `tag`; Failed unless it exits 0 and every web host's `current`
-        is then that release (checked after the clock stops)."""
-        self.pin(tag)
-        seconds = self.run(what, [PYINFRA, "-y", *self.limit(), "--data", f"env={self.env}", "inventory.py",
-                                  "deploy.py"])[0]
+        is then that release (checked after the clock stops). `out` gets the deploy's process."""
+        self.pin(tag, repository)
+        seconds, proc = self.run(what, [PYINFRA, "-y", *self.limit(), "--data", f"env={self.env}", "inventory.py",
+                                        "deploy.py"])
+        if out is not None:
+            out.append(proc)
         want = self.release_id(tag)
         for name in self.web:
             current = self.ssh_out(name, f"readlink {SRV}/current || true", f"{what}-check").strip()
@@ -245,7 +256,8 @@ class Results:
     def key(name: str, hosts: str) -> str:
         return name if hosts == ONE else f"{name}_{hosts}"
 
-    def record(self, name: str, hosts: str, runs: list[float], error: str | None = None, note: str = "") -> None:
+    def record(self, name: str, hosts: str, runs: list[float], error: str | None = None, note: str = "",
+               extra: dict | None = None) -> None:
         fig = {"figure": name, "hosts": hosts, "what": WHAT[name], "median": None, "min": None, "max": None,
                "runs": [round(s, 3) for s in runs]}
         if runs and not error:
@@ -254,6 +266,7 @@ class Results:
             fig["error"] = error
         if note:
             fig["note"] = note
+        fig.update(extra or {})
         self.figures[self.key(name, hosts)] = fig
         if error:
             progress(f"{self.key(name, hosts)}: FAILED: {error}")
@@ -315,6 +328,14 @@ def evaluate(res: Results) -> None:
         elif name in ("backup", "restore"):
             bare = res.median("mysqldump_alone", hosts)
             fig["ratio_to_mysqldump"] = round(median / bare, 2) if median and bare else None
+        elif name == "code_only_shallow":
+            warm = res.median("code_only_warm", hosts)
+            check("≤ 1.3× code_only_warm", median / warm if median and warm else None, 1.3)
+            warm_bytes = (res.figures.get(res.key("code_only_warm", hosts)) or {}).get("bytes_sent")
+            same = None if not fig.get("bytes_sent") or not warm_bytes else set(fig["bytes_sent"]) == set(warm_bytes)
+            checks.append({"target": "bytes sent = code_only_warm's", "value": fig.get("bytes_sent"),
+                           "limit": warm_bytes, "met": same,
+                           "shown": None if same is None else f"{fig['bytes_sent'][0]} vs {warm_bytes[0]} bytes"})
         elif name == "plan_100":
             p1 = res.median("plan_1", hosts)
             check("≤ 1.1× plan_1", median / p1 if median and p1 else None, 1.1)
@@ -575,6 +596,61 @@ def data_figures(res: Results, n: int, want: set[str], state_dir: Path, commits:
         res.record(name, ONE, runs[name])
 
 
+def shallow_figures(res: Results, n: int, state_dir: Path, commits: dict) -> None:
+    """A code-only release (B over A) as CI deploys it — from a fresh shallow clone with an empty release cache
+    (clone and cache made anew each run, not timed) — side by side with a warm cache and the full repository:
+    time and bytes sent. Both on one warm host with A deployed; after each deploy A is deployed back and B
+    removed (not timed). The order alternates run by run, so both see the same load."""
+    runs: dict[str, list[float]] = {name: [] for name in SHALLOW_FIGURES}
+    sent: dict[str, list[int]] = {name: [] for name in SHALLOW_FIGURES}
+    hs = HostSet(ONE, CI_HOST, "warm", "benchci", state_dir, commits)
+    warm_cache = state_dir / "ci-warm-cache"
+    hs.environ["PINNED_CACHE"] = str(warm_cache)
+
+    def once(name: str, i: int) -> None:
+        repository, what = REPO, name
+        if name == "code_only_shallow":
+            repository = state_dir / f"ci-clone-{i}"
+            clone = subprocess.run(["git", "clone", "-q", "--depth", "1", "--branch", "B", f"file://{REPO}",
+                                    str(repository)], capture_output=True, text=True)
+            if clone.returncode != 0:
+                raise Failed(f"git clone --depth 1 failed: {clone.stderr.strip()}")
+            hs.environ["PINNED_CACHE"] = str(state_dir / f"ci-cold-cache-{i}")
+        procs: list = []
+        try:
+            runs[name].append(hs.deploy("B", what, repository, procs))
+        finally:
+            hs.environ["PINNED_CACHE"] = str(warm_cache)
+        said = SENT.findall(procs[0].stdout)
+        if len(said) != 1:
+            raise Failed(f"{name}: the deploy did not say it sent B as a delta of A (sent whole?)")
+        sent[name].append(int(said[0][2]))
+        hs.deploy("A", f"{name}-back-to-A")
+        remove_release(hs, "B", "A")
+
+    try:
+        hs.boot()
+        progress(f"deploying A to {', '.join(hs.names)} and warming the release cache (setup, not timed)")
+        hs.deploy("A", "ci-setup-deploy-A")
+        hs.pin("B")
+        hs.plan("ci-warm-cache", detailed=True)
+        for i in range(n):
+            order = SHALLOW_FIGURES if i % 2 == 0 else tuple(reversed(SHALLOW_FIGURES))
+            for name in order:
+                progress(f"{name}: run {i + 1}/{n}")
+                once(name, i)
+    except Failed as exc:
+        for name in SHALLOW_FIGURES:
+            res.record(name, ONE, runs[name], str(exc), extra={"bytes_sent": sent[name]})
+        return
+    finally:
+        hs.down()
+    for name in SHALLOW_FIGURES:
+        res.record(name, ONE, runs[name], extra={"bytes_sent": sent[name]},
+                   note="clone and cache made anew each run, not timed" if name == "code_only_shallow" else
+                   "release cache warmed by a plan first")
+
+
 def phase(res: Results, label: str, n: int, want: set[str], state_dir: Path, commits: dict) -> None:
     warm_specs, fresh_specs = (SINGLE_HOSTS, FRESH_SINGLE) if label == ONE else (MULTI_HOSTS, FRESH_MULTI)
     env = "bench1" if label == ONE else "bench5"
@@ -598,6 +674,8 @@ def phase(res: Results, label: str, n: int, want: set[str], state_dir: Path, com
         fresh_figure(res, "schema_change", label, n, fresh_specs, "warm", env, state_dir, commits, schema_change)
     if label == ONE and want & set(DATA_FIGURES):
         data_figures(res, n, want, state_dir, commits)
+    if label == ONE and want & set(SHALLOW_FIGURES):
+        shallow_figures(res, n, state_dir, commits)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -614,6 +692,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown figure(s): {', '.join(sorted(unknown))}" if unknown else "--runs must be ≥ 1")
     if "rollback" in want:
         want.add("restart")  # its target is 2× floor + restart
+    if want & set(SHALLOW_FIGURES):
+        want |= set(SHALLOW_FIGURES)  # measured side by side
     if os.geteuid() != 0:
         print("bench: needs root (the sandbox: network namespaces, mounts, systemd-nspawn)", file=sys.stderr)
         return 1
@@ -639,7 +719,7 @@ def main(argv: list[str] | None = None) -> int:
                 progress("skipping the 4+1 figures (--skip-multi)")
             else:
                 phase(res, MULTI, args.runs, want - {"apt_pip_alone", "restart", "plan_1", "plan_100",
-                                                     *DATA_FIGURES}, Path(tmp), commits)
+                                                     *DATA_FIGURES, *SHALLOW_FIGURES}, Path(tmp), commits)
     except KeyboardInterrupt:
         interrupted = True
         progress("interrupted: stopping the hosts")
@@ -653,16 +733,36 @@ def main(argv: list[str] | None = None) -> int:
             progress(f"warning: stopping the sandbox hosts: {exc}")
         if crashed:
             report(res, args.runs, info, "CRASHED")
-    return report(res, args.runs, info, "INTERRUPTED" if interrupted else "")
+    return report(res, args.runs, info, "INTERRUPTED" if interrupted else "", partial=bool(args.only))
 
 
-def report(res: Results, runs: int, info: dict, status: str) -> int:
+def commit_of_this_code() -> str:
+    proc = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    return (proc.stdout.strip() or "unknown") + ("+changes" if dirty else "")
+
+
+def report(res: Results, runs: int, info: dict, status: str, partial: bool = False) -> int:
+    """Prints the table and writes results.json. A partial run (--only) keeps the figures of earlier runs it
+    did not measure again (each figure says when and on which commit it was measured)."""
     evaluate(res)
     wall = time.monotonic() - T0
     print(table(res))
     print(f"\nwall time {wall:.0f} s, {runs} run(s) per figure" + (f" ({status})" if status else ""))
+    commit = commit_of_this_code()
+    for fig in res.figures.values():
+        fig.setdefault("measured_at", info["date"])
+        fig.setdefault("commit", commit)
+    figures = dict(res.figures)
+    if partial and RESULTS.exists():
+        try:
+            earlier = json.loads(RESULTS.read_text()).get("figures") or {}
+        except ValueError:
+            earlier = {}
+        figures = {**earlier, **res.figures}
     out = {"machine": info, "runs": runs, "wall_s": round(wall, 1), "status": status or "complete",
-           "figures": res.figures}
+           "figures": figures}
     RESULTS.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
     progress(f"wrote {RESULTS.relative_to(ROOT)}")
     return 130 if status else 0
