@@ -229,6 +229,7 @@ def cmd_databases(args) -> int:
 def cmd_drop_database(args) -> int:
     from pinned import backups
     from pinned.engine import locked
+    from pinned.operations.connection import run
     from pinned.operations.database import drop_command
     from pinned.operations.files import sh
     from pinned.state.plan import allocate_schema
@@ -252,14 +253,12 @@ def cmd_drop_database(args) -> int:
         saved = backups.take(hosts[db_spec.name], lay, name)
         print(f"backed up {name} before dropping it: {saved.id} ({backups.size(saved.bytes)}); to get it back, "
               f"pin and deploy a release of schema version {number}, then `pinned restore {saved.id}`", flush=True)
-        ok, out = hosts[db_spec.name].run_shell_command(
-            drop_command(view.state.app, name, lay.database_grant(number)))
+        ok, out = run(hosts[db_spec.name], drop_command(view.state.app, name, lay.database_grant(number)))
         if not ok:
             raise CliError(f"dropping {name} on {db_spec.name} failed: {out.stderr.strip()}")
         # The schema version is no longer complete: a later pin of one of its releases copies it again.
         for web in view.desired.web_hosts:
-            hosts[web.name].run_shell_command(sh('rm -f "$1/schema.json" "$2"', lay.schema_dir(number),
-                                                 lay.served(number)))
+            run(hosts[web.name], sh('rm -f "$1/schema.json" "$2"', lay.schema_dir(number), lay.served(number)))
         return f"dropped {name} on {db_spec.name}; releases of schema version {number} stay on disk"
 
     print(locked(args.env, list(hosts.values()), drop))
