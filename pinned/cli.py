@@ -43,8 +43,11 @@ def _connect(env: str, limit: list[str] | None = None):
     logging.getLogger("pyinfra").setLevel(logging.ERROR)
     from pyinfra.api import Config, State
     from pyinfra.api.connect import connect_all
+    from pyinfra.api.exceptions import PyinfraError
     from pyinfra.context import ctx_config, ctx_inventory, ctx_state
     from pyinfra_cli.inventory import make_inventory
+
+    from pinned.connect import ERRORS
 
     state = State(check_for_changes=False)
     config = Config()
@@ -59,7 +62,13 @@ def _connect(env: str, limit: list[str] | None = None):
         if unknown:
             raise CliError(f"--limit {', '.join(unknown)}: no such host or group in inventory.py")
     state.init(inventory, config, initial_limit=chosen)
-    connect_all(state)
+    try:
+        connect_all(state)
+    except PyinfraError:
+        if not ERRORS.failed:
+            raise
+    if ERRORS.failed:  # inventory.py watches: one line per host that cannot be reached, printed already
+        sys.exit(1)
     hosts = inventory.get_active_hosts()
     failed = [h.name for h in (chosen or inventory) if h not in hosts]
     if failed:
