@@ -280,9 +280,14 @@ def test_a_wrong_key_or_an_unreachable_host_is_one_line_and_changes_nothing(host
     wrong = tmp_path / "wrong_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(wrong)], check=True)
     dead = core.Sandbox.load().subnet.rsplit(".", 1)[0] + ".250"  # nothing answers there
-    assert subprocess.run(["ssh", *core.ssh_options(str(deploy_key)), f"deploy@{dead}", "true"],
-                          capture_output=True, timeout=60).returncode == 255
+    started = time.monotonic()
+    direct = subprocess.run(["ssh", *core.ssh_options(str(deploy_key)), f"deploy@{dead}", "true"],
+                            capture_output=True, text=True, timeout=60)
+    assert direct.returncode == 255, direct
+    print(f"ssh to {dead}: {direct.stderr.strip()} ({time.monotonic() - started:.1f} s)")
+    started = time.monotonic()
     before = {h.name: tree(h) for h in (web, db)}
+    print(f"what is on the hosts, read in {time.monotonic() - started:.1f} s")
     ssh = {"user": "deploy", "key": str(deploy_key), "host_key_checking": "no"}
     folder.write("wrongkey", {"web": [{"name": web.address, "ssh_port": 2222, "ssh_key": str(wrong)}],
                               "db": db.address}, ssh, commits["C"]["commit"])
