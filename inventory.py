@@ -10,15 +10,18 @@ PINNED_STATE_DIR; the environment: `--data env=NAME`, else PINNED_ENV, else `san
 
 `hosts: sandbox` takes the running sandbox's hosts (the demo's `sandbox.yaml`): only then is the sandbox
 imported. The state file — hosts, repository and pinned commit — is validated here, before pyinfra
-connects to anything: a bad one stops the run with one message and no host contacted.
+connects to anything: a bad one stops the run with one message and no host contacted. A host pyinfra then
+cannot connect to is one line too (pinned/connect.py), and no host is changed.
 """
 
 import os
 import sys
 
+from pinned.connect import watch
 from pinned.state.check import check_or_exit, hosts_or_exit
 
 _checked = check_or_exit(sys.argv, os.environ)
 _groups = hosts_or_exit(_checked)
+watch(_groups)
 web = _groups["web"]
 db = _groups["db"]

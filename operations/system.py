@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from io import BytesIO
-
-from pyinfra.api import FileDownloadCommand, FileUploadCommand, operation
+from pyinfra.api import QuoteString, StringCommand, operation
 from pyinfra.operations import apt, files, server, systemd
 
 from . import memory
@@ -51,14 +49,14 @@ def secrets_file(path: str, group: str, drop: tuple[str, ...] = ()):
 
 @operation()
 def secrets_read(path: str, memory_key: str):
-    """Read the secrets file into the deploying machine's memory (never to its disk, never printed)."""
-    yield FileDownloadCommand(path, memory.buffer(memory_key))
+    """Read the secrets file into the deploying machine's memory (never to its disk, never printed): `cat` on a
+    channel of its own, not a file download (through sudo, pyinfra copies a download to /tmp for every user)."""
+    yield memory.read_into(memory_key, StringCommand("cat", "--", QuoteString(path)))
 
 
 @operation()
 def secrets_copy(path: str, group: str, memory_key: str):
-    """Write the db host's secrets (read into memory just before) on a web host: root-owned, 0640."""
-    own = BytesIO(memory.buffer(memory_key).getvalue())  # hosts upload at once: each reads its own copy
+    """Write the db host's secrets (read into memory just before) on a web host: root-owned, 0640. Sent to the
+    stdin of the script that writes them (not an upload: through sudo, pyinfra's uploads pass /tmp)."""
     yield run_sh("secrets_dir.sh", path, group)
-    yield FileUploadCommand(own, f"{path}.pinned-tmp")
-    yield run_sh("secrets_install.sh", path, group)
+    yield memory.write_from(memory_key, run_sh("secrets_receive.sh", path, group))

@@ -51,8 +51,11 @@ def _connect(env: str, limit: list[str] | None = None):
     logging.getLogger("pyinfra").setLevel(logging.ERROR)
     from pyinfra.api import Config, State
     from pyinfra.api.connect import connect_all
+    from pyinfra.api.exceptions import PyinfraError
     from pyinfra.context import ctx_config, ctx_inventory, ctx_state
     from pyinfra_cli.inventory import make_inventory
+
+    from pinned.connect import ERRORS
 
     state = State(check_for_changes=False)
     config = Config()
@@ -67,7 +70,13 @@ def _connect(env: str, limit: list[str] | None = None):
         if unknown:
             raise CliError(f"--limit {', '.join(unknown)}: no such host or group in inventory.py")
     state.init(inventory, config, initial_limit=chosen)
-    connect_all(state)
+    try:
+        connect_all(state)
+    except PyinfraError:
+        if not ERRORS.failed:
+            raise
+    if ERRORS.failed:  # inventory.py watches: one line per host that cannot be reached, printed already
+        sys.exit(1)
     hosts = inventory.get_active_hosts()
     failed = [h.name for h in (chosen or inventory) if h not in hosts]
     if failed:
@@ -237,6 +246,7 @@ def cmd_databases(args) -> int:
 def cmd_drop_database(args) -> int:
     from pinned import backups
     from pinned.engine import locked
+    from pinned.operations.connection import run
     from pinned.operations.database import drop_command
     from pinned.operations.files import sh
     from pinned.state.plan import allocate_schema
@@ -260,14 +270,12 @@ def cmd_drop_database(args) -> int:
         saved = backups.take(hosts[db_spec.name], lay, name)
         print(f"backed up {name} before dropping it: {saved.id} ({backups.size(saved.bytes)}); to get it back, "
               f"pin and deploy a release of schema version {number}, then `pinned restore {saved.id}`", flush=True)
-        ok, out = hosts[db_spec.name].run_shell_command(
-            drop_command(view.state.app, name, lay.database_grant(number)))
+        ok, out = run(hosts[db_spec.name], drop_command(view.state.app, name, lay.database_grant(number)))
         if not ok:
             raise CliError(f"dropping {name} on {db_spec.name} failed: {out.stderr.strip()}")
         # The schema version is no longer complete: a later pin of one of its releases copies it again.
         for web in view.desired.web_hosts:
-            hosts[web.name].run_shell_command(sh('rm -f "$1/schema.json" "$2"', lay.schema_dir(number),
-                                                 lay.served(number)))
+            run(hosts[web.name], sh('rm -f "$1/schema.json" "$2"', lay.schema_dir(number), lay.served(number)))
         return f"dropped {name} on {db_spec.name}; releases of schema version {number} stay on disk"
 
     print(locked(args.env, list(hosts.values()), drop))

@@ -41,6 +41,7 @@ from pinned.state.plan import BLOCKED, Plan, plan
 from pinned.state.source import known_files, manifest_digest, parse_manifest, transfer_sizes
 
 from . import lock
+from .connect import ERRORS
 from .freeze import FreezeWatch
 
 
@@ -261,6 +262,9 @@ def environment_run(env: str, dry: bool) -> Run:
             holder = None if dry else lock.holder_line(deployer())
             hosts = inventory.get_active_hosts()
             try:
+                if ERRORS.failed:  # pyinfra went on without them (told to continue): pinned does not
+                    raise EngineError(f"not connected to {', '.join(ERRORS.failed)} (see above): nothing was "
+                                      "changed on any host")
                 run = compute(env, hosts, holder)
                 print(render.render_text(run.plan, run.display_path, color=sys.stdout.isatty()), flush=True)
                 _runs[env] = run

@@ -13,6 +13,8 @@ import gevent
 from pyinfra.api import QuoteString, StringCommand
 from pyinfra.api.state import BaseStateCallback
 
+from pinned.operations.connection import host_arguments
+from pinned.operations.connection import run as run_on
 from pinned.operations.freeze import database_command, undo_text, web_command
 from pinned.state import changes as c
 from pinned.state.plan import Plan, write_freeze_steps
@@ -25,12 +27,11 @@ def _run_changes(steps, by_name: dict, on: bool) -> list[str]:
         host = by_name[name]
         for ch in changes:
             if ch.on:
-                host.run_shell_command(StringCommand("install", "-d", "-m", "0700",
-                                                     QuoteString(ch.undo.rsplit("/", 1)[0])))
-                host.put_file(StringIO(undo_text(ch)), ch.undo)
+                run_on(host, StringCommand("install", "-d", "-m", "0700", QuoteString(ch.undo.rsplit("/", 1)[0])))
+                host.put_file(StringIO(undo_text(ch)), ch.undo, **host_arguments(host))
             command = (web_command(ch.on, ch.conf, ch.content, ch.marker, ch.undo) if isinstance(ch, c.WriteFreeze)
                        else database_command(ch.on, ch.user, ch.grant, ch.database, ch.undo))
-            ok, _output = host.run_shell_command(command)
+            ok, _output = run_on(host, command)
             if not ok:
                 return name
         return None

@@ -30,7 +30,6 @@ by `pinned unlock`.
 from __future__ import annotations
 
 import atexit
-import inspect
 import json
 import os
 import socket
@@ -38,10 +37,8 @@ import time
 from dataclasses import dataclass, field
 
 import gevent
-from pyinfra.api import StringCommand
-from pyinfra.api.arguments import pop_global_arguments
-from pyinfra.connectors.util import make_unix_command, make_unix_command_for_host
 
+from pinned.operations.connection import command_line, run
 from pinned.operations.lock import HOLD_SCRIPT, UNLOCK_SCRIPT
 from pinned.operations.scripts import sh
 
@@ -97,16 +94,11 @@ class DeployLock:
 
 
 _held: list[DeployLock] = []
-# The arguments that shape a command line (sudo, su, env, …), as pyinfra's connectors pass them.
-_UNIX_COMMAND_ARGUMENTS = frozenset(inspect.signature(make_unix_command).parameters) - {"command"}
 
 
 def _command(host, path: str, ours: str) -> str:
     """The holder's command line as pyinfra would run it on this host (sudo and the like from its data)."""
-    arguments, _ = pop_global_arguments(host.state, host, {})
-    connector = {k: v for k, v in arguments.items() if k in _UNIX_COMMAND_ARGUMENTS}
-    command = sh(HOLD_SCRIPT, path, ours, str(TIMEOUT))
-    return make_unix_command_for_host(host.state, host, StringCommand(command), **connector).get_raw_value()
+    return command_line(host, sh(HOLD_SCRIPT, path, ours, str(TIMEOUT)))
 
 
 def _start(host, path: str, ours: str) -> tuple[_Hold, str | None]:
@@ -227,7 +219,7 @@ def _release_at_exit() -> None:
 def unlock(host, path: str) -> tuple[str | None, str]:
     """End the holder of the lock on `host` (`pinned unlock`): (the holder line it had, or None when no lock
     was held; what was done: "ended <pid>", "killed <pid>" or "stale")."""
-    ok, output = host.run_shell_command(sh(UNLOCK_SCRIPT, path), _sudo=bool(host.data.get("_sudo")))
+    ok, output = run(host, sh(UNLOCK_SCRIPT, path))
     lines = output.stdout.splitlines()
     if not ok:
         raise LockError(f"{host.name}: unlocking {path} failed: {output.stderr.strip() or output.stdout.strip()}")

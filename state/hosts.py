@@ -156,7 +156,12 @@ def inventory_groups(hosts: Hosts, ssh: SshOptions | None, state_dir: Path,
         if ssh.host_key_checking:
             d["ssh_strict_host_key_checking"] = {"yes": "yes", "accept-new": "accept-new",
                                                  "no": "off"}[ssh.host_key_checking]
-        if (e.proxy_jump or ssh.proxy_jump) and ssh_config:
+            if ssh.host_key_checking == "no" and not ssh.known_hosts:
+                d["ssh_known_hosts_file"] = "/dev/null"  # nothing to check against, nothing to learn
+        jump = e.proxy_jump or ssh.proxy_jump
+        if jump:
+            d["proxy_jump"] = jump  # for messages: the connection itself follows the ssh_config below
+        if jump and ssh_config:
             d["ssh_config_file"] = ssh_config
         data[name] = d
     web_names = [entry(h).name for h in hosts.web]
@@ -184,6 +189,8 @@ def jump_config(hosts: Hosts, ssh: SshOptions | None, state_dir: Path, user_conf
             lines.append(f"    IdentityFile {_path(ssh.key, state_dir)}")
         if ssh.known_hosts:
             lines.append(f"    UserKnownHostsFile {_path(ssh.known_hosts, state_dir)}")
+        elif ssh.host_key_checking == "no":
+            lines.append("    UserKnownHostsFile /dev/null")
         if ssh.host_key_checking:
             lines.append(f"    StrictHostKeyChecking {ssh.host_key_checking}")
         if ssh.user and "@" not in hops[hop]:

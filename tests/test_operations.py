@@ -1,7 +1,9 @@
 """The operations, pyinfra-style: a change's arguments in, the commands out (tests/operations/*.json, as
 pyinfra's own tests/operations/*.json). A command that runs a remote script is written as the script's file
 name followed by its arguments, so the cases read as what runs on the host; an upload as
-["upload", remote path], a download as ["download", remote path]."""
+["upload", remote path], a download as ["download", remote path]; bytes sent from the deploying process's
+memory to a command's stdin, or read from its stdout into it, as ["memory-to", key, command…] and
+["memory-from", key, command…] (operations/memory.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +11,9 @@ import json
 from pathlib import Path
 
 import pytest
-from pyinfra.api import FileDownloadCommand, FileUploadCommand, StringCommand
+from pyinfra.api import FileDownloadCommand, FileUploadCommand, FunctionCommand, StringCommand
 
-from pinned.operations import database, files, freeze, release, system
+from pinned.operations import database, files, freeze, memory, release, system
 from pinned.operations.scripts import REMOTE, script
 
 CASES = sorted((Path(__file__).parent / "operations").glob("*.json"))
@@ -28,6 +30,11 @@ def readable(command) -> list | str:
         return ["upload", command.dest]
     if isinstance(command, FileDownloadCommand):
         return ["download", command.src]
+    if isinstance(command, FunctionCommand) and command.function in (memory._read, memory._write):
+        inner, key = command.args
+        step = readable(inner)
+        return ["memory-from" if command.function is memory._read else "memory-to", key,
+                *(step if isinstance(step, list) else [step])]
     if isinstance(command, StringCommand):
         bits = list(command.bits)
         if len(bits) > 2 and value(bits[1]) == "-c" and value(bits[2]) in SCRIPTS:
