@@ -21,10 +21,10 @@ $(VENV)/.ready: pyproject.toml
 
 venv: $(VENV)/.ready
 
-images: deps venv  ## the cached base image and its warm layer (built once)
+images: deps venv  ## the cached base images and warm layers, Debian 12 and 13 (built once each)
 	$(PY) -m pinned.sandbox image
 
-repo: venv  ## the example app's git repository (deterministic commits A, B, C)
+repo: venv  ## the example app's git repository (deterministic commits A to G)
 	$(PY) examples/build_repo.py $(REPO)
 
 demo: deps venv images repo  ## boot the sandbox host, deploy the example app, print its URL

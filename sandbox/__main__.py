@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import time
 
 from . import core
 
@@ -27,19 +28,23 @@ def main(argv: list[str] | None = None) -> int:
                       help="boot these hosts instead of a topology (repeatable)")
     p_up.add_argument("--image", choices=["warm", "base"], default="warm",
                       help="warm: nginx/MariaDB/python3-venv preinstalled (default); base: bare Debian")
+    p_up.add_argument("--suite", choices=core.SUITES, default=core.DEFAULT_SUITE,
+                      help=f"the Debian suite of the hosts (default {core.DEFAULT_SUITE})")
     p_down = sub.add_parser("down", help="stop hosts (all by default) and remove what they made")
     p_down.add_argument("names", nargs="*")
     sub.add_parser("status", help="list the hosts of this prefix")
     p_ssh = sub.add_parser("ssh", help="open a shell (or run a command) on a host")
     p_ssh.add_argument("name")
     p_ssh.add_argument("cmd", nargs=argparse.REMAINDER)
-    p_image = sub.add_parser("image", help="build the cached images only")
+    p_image = sub.add_parser("image", help="build the cached images only (every suite unless --suite)")
+    p_image.add_argument("--suite", choices=core.SUITES, action="append",
+                         help="only this suite (repeatable)")
     p_image.add_argument("--force", action="store_true")
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
             hosts = parse_hosts(args.host) if args.host else core.TOPOLOGIES[args.topology]
-            sb = core.up(hosts, image=args.image)
+            sb = core.up(hosts, image=args.image, suite=args.suite)
             for h in sb.hosts:
                 print(f"{h.name}\t{h.address}\t{','.join(h.roles)}")
             print(f"hosts file: {core.hosts_file()}", file=sys.stderr)
@@ -55,8 +60,12 @@ def main(argv: list[str] | None = None) -> int:
             os.execvp("ssh", ["ssh", *core.ssh_options(sb.ssh_key), "-t" if not args.cmd else "-T",
                               f"root@{host.address}", *args.cmd])
         elif args.command == "image":
-            core.build_base(force=args.force)
-            core.build_warm(force=args.force)
+            for suite in args.suite or core.SUITES:
+                started = time.monotonic()
+                core.build_base(suite, force=args.force)
+                core.build_warm(suite, force=args.force)
+                print(f"{suite}\t{core.base_image(suite)}\t{core.warm_layer(suite)}\t"
+                      f"{time.monotonic() - started:.0f} s")
     except core.SandboxError as exc:
         print(f"sandbox: error: {exc}", file=sys.stderr)
         return 1

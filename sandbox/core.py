@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import fcntl
 import glob
 import json
 import os
@@ -18,7 +20,9 @@ import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-SUITE = "bookworm"
+# Debian suites the sandbox builds images of, each cached on its own (base-<suite>, warm-<suite>).
+SUITES = ("bookworm", "trixie")  # Debian 12, Debian 13
+DEFAULT_SUITE = "trixie"
 BASE_INCLUDE = (
     "systemd,systemd-sysv,dbus,libpam-systemd,openssh-server,python3,sudo,ca-certificates,"
     "iproute2,curl,procps,less,apt-utils"
@@ -108,14 +112,28 @@ def apt_sources() -> list[tuple[str, list[str]]]:
     return found
 
 
-def mirrors() -> tuple[str, str]:
-    """The Debian mirror and security mirror, from PINNED_SANDBOX_MIRROR / _SECURITY_MIRROR or apt."""
+def check_suite(suite: str) -> str:
+    if suite not in SUITES:
+        raise SandboxError(f"Debian suite {suite!r}: the sandbox builds {', '.join(SUITES)}")
+    return suite
+
+
+def mirrors(suite: str = DEFAULT_SUITE) -> tuple[str, str]:
+    """The Debian mirror and security mirror, from PINNED_SANDBOX_MIRROR / _SECURITY_MIRROR or apt.
+
+    A mirror serves every suite: the one this machine's apt uses for `suite` if it lists it, else the one
+    it uses for its own suite (a Debian 12 machine lists bookworm only; its mirror serves trixie too)."""
     mirror = os.environ.get("PINNED_SANDBOX_MIRROR")
     security = os.environ.get("PINNED_SANDBOX_SECURITY_MIRROR")
     sources = apt_sources()
     if not mirror:
         for uri, suites in sources:
-            if any(s in (SUITE, f"{SUITE}-updates") for s in suites):
+            if any(s in (suite, f"{suite}-updates") for s in suites):
+                mirror = uri
+                break
+    if not mirror:
+        for uri, suites in sources:
+            if suites and not any(s.endswith("-security") for s in suites):
                 mirror = uri
                 break
     if not security:
@@ -133,7 +151,7 @@ def mirrors() -> tuple[str, str]:
 def registry_addresses() -> list[str]:
     """Addresses hosts may reach on tcp 80/443: the mirrors' (plus PINNED_SANDBOX_ALLOW)."""
     addresses: set[str] = set()
-    for url in mirrors():
+    for url in {url for suite in SUITES for url in mirrors(suite)}:
         name = re.sub(r"^[a-z]+://", "", url).split("/")[0].split(":")[0]
         try:
             for info in socket.getaddrinfo(name, None, socket.AF_INET):
@@ -156,12 +174,30 @@ def nameservers() -> list[str]:
 # ---------------------------------------------------------------- images
 
 
-def base_image() -> Path:
-    return cache_dir() / f"base-{SUITE}"
+def base_image(suite: str = DEFAULT_SUITE) -> Path:
+    return cache_dir() / f"base-{check_suite(suite)}"
 
 
-def warm_layer() -> Path:
-    return cache_dir() / f"warm-{SUITE}"
+def warm_layer(suite: str = DEFAULT_SUITE) -> Path:
+    return cache_dir() / f"warm-{check_suite(suite)}"
+
+
+@contextlib.contextmanager
+def _image_lock(suite: str):
+    """One build of a suite's images at a time on this machine (the cache is shared by every prefix)."""
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    with open(cache_dir() / f".{suite}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def apt_sources_file(suite: str, mirror: str, security: str) -> str:
+    """The image's /etc/apt/sources.list.d/debian.sources (deb822, the format Debian 13 installs)."""
+    keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
+    return (f"Types: deb\nURIs: {mirror}\nSuites: {suite} {suite}-updates\nComponents: main\n"
+            f"Signed-By: {keyring}\n\n"
+            f"Types: deb\nURIs: {security}\nSuites: {suite}-security\nComponents: main\n"
+            f"Signed-By: {keyring}\n")
 
 
 def warm_packages() -> list[str]:
@@ -174,13 +210,20 @@ def _chroot(root: Path, script: str) -> None:
     run(["chroot", str(root), "/bin/sh", "-ec", script])
 
 
-def build_base(force: bool = False) -> Path:
-    """Debootstrap the base image once (stamp file), configure it for booting under nspawn."""
-    image = base_image()
+def build_base(suite: str = DEFAULT_SUITE, force: bool = False) -> Path:
+    """Debootstrap the suite's base image once (stamp file), configure it for booting under nspawn."""
+    image = base_image(suite)
     stamp = image.with_suffix(".ready")
     if stamp.exists() and image.is_dir() and not force:
         return image
-    mirror, security = mirrors()
+    with _image_lock(suite):
+        if stamp.exists() and image.is_dir() and not force:
+            return image  # another run built it while this one waited
+        return _build_base(suite, image, stamp)
+
+
+def _build_base(suite: str, image: Path, stamp: Path) -> Path:
+    mirror, security = mirrors(suite)
     tmp = image.with_suffix(".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.rmtree(image, ignore_errors=True)
@@ -188,11 +231,9 @@ def build_base(force: bool = False) -> Path:
     tmp.parent.mkdir(parents=True, exist_ok=True)
     log(f"building the base image {image} (debootstrap, about 1-2 minutes)")
     started = time.monotonic()
-    run(["debootstrap", "--variant=minbase", f"--include={BASE_INCLUDE}", SUITE, str(tmp), mirror])
-    (tmp / "etc/apt/sources.list").write_text(
-        f"deb {mirror} {SUITE} main\ndeb {mirror} {SUITE}-updates main\n"
-        f"deb {security} {SUITE}-security main\n"
-    )
+    run(["debootstrap", "--variant=minbase", f"--include={BASE_INCLUDE}", suite, str(tmp), mirror])
+    (tmp / "etc/apt/sources.list").unlink(missing_ok=True)
+    (tmp / "etc/apt/sources.list.d/debian.sources").write_text(apt_sources_file(suite, mirror, security))
     # HTTPS egress may go through a proxy whose CA this machine trusts: the hosts need it too (pip).
     extra_cas = glob.glob("/usr/local/share/ca-certificates/*.crt")
     for ca in extra_cas:
@@ -214,19 +255,29 @@ def build_base(force: bool = False) -> Path:
     )
     tmp.rename(image)
     stamp.write_text(f"built {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n")
-    log(f"base image ready in {time.monotonic() - started:.0f} s")
+    log(f"base image {image.name} ready in {time.monotonic() - started:.0f} s")
     return image
 
 
-def build_warm(force: bool = False) -> Path:
+def build_warm(suite: str = DEFAULT_SUITE, force: bool = False) -> Path:
     """A second layer on the base with the deploy's packages installed (speeds up all but one test)."""
-    base = build_base()
-    layer = warm_layer()
-    packages = warm_packages()
+    base = build_base(suite)
+    layer = warm_layer(suite)
     stamp = layer.with_suffix(".ready")
-    wanted = " ".join(packages)
-    if stamp.exists() and layer.is_dir() and stamp.read_text().strip() == wanted and not force:
+    wanted = " ".join(warm_packages())
+
+    def ready() -> bool:
+        return stamp.exists() and layer.is_dir() and stamp.read_text().strip() == wanted and not force
+
+    if ready():
         return layer
+    with _image_lock(suite):
+        if ready():
+            return layer
+        return _build_warm(base, layer, stamp, wanted)
+
+
+def _build_warm(base: Path, layer: Path, stamp: Path, wanted: str) -> Path:
     log(f"building the warm layer {layer} ({wanted})")
     started = time.monotonic()
     tmp = layer.with_suffix(".tmp")
@@ -257,7 +308,7 @@ def build_warm(force: bool = False) -> Path:
     merged.rmdir()
     tmp.rename(layer)
     stamp.write_text(wanted + "\n")
-    log(f"warm layer ready in {time.monotonic() - started:.0f} s")
+    log(f"warm layer {layer.name} ready in {time.monotonic() - started:.0f} s")
     return layer
 
 
@@ -279,6 +330,7 @@ class HostInfo:
     veth: str
     pid: int = 0
     machine: str = ""
+    suite: str = "bookworm"  # hosts.json files written before suites were a choice hold bookworm hosts
 
 
 @dataclass
@@ -371,7 +423,8 @@ def _boot_host(sb: Sandbox, host: HostInfo, base: str) -> None:
     _teardown_host(sb.prefix, host)  # leftovers of a crashed run, by exact name
     for key in ("upper", "work", "merged"):
         paths[key].mkdir(parents=True, exist_ok=True)
-    lower = str(base_image()) if host.image == "base" else f"{warm_layer()}:{base_image()}"
+    base_dir, warm_dir = base_image(host.suite), warm_layer(host.suite)
+    lower = str(base_dir) if host.image == "base" else f"{warm_dir}:{base_dir}"
     run(["mount", "-t", "overlay", "overlay", "-o",
          f"lowerdir={lower},upperdir={paths['upper']},workdir={paths['work']}", str(paths["merged"])])
     rootfs = paths["merged"]
@@ -490,8 +543,10 @@ def raise_inotify_limits() -> None:
             raise SandboxError(f"cannot raise {path} to {wanted} ({exc}): many sandbox hosts need it") from None
 
 
-def up(hosts: list[tuple[str, list[str]]], image: str = "warm") -> Sandbox:
-    """Boot the named hosts (in parallel); hosts already running are kept. Returns the sandbox."""
+def up(hosts: list[tuple[str, list[str]]], image: str = "warm", suite: str = DEFAULT_SUITE) -> Sandbox:
+    """Boot the named hosts (in parallel) on the suite's image; hosts already running are kept (one
+    running another suite is an error). Returns the sandbox."""
+    check_suite(suite)
     if os.geteuid() != 0:
         raise SandboxError("the sandbox needs root (network namespaces, mounts, systemd-nspawn)")
     for tool in ("debootstrap", "systemd-nspawn", "iptables", "ip", "ssh"):
@@ -501,9 +556,9 @@ def up(hosts: list[tuple[str, list[str]]], image: str = "warm") -> Sandbox:
     pfx = prefix()
     base = subnet_base(pfx)
     raise_inotify_limits()
-    build_base()
+    build_base(suite)
     if image == "warm":
-        build_warm()
+        build_warm(suite)
     sd = state_dir(pfx)
     sd.mkdir(parents=True, exist_ok=True)
     key = sd / "id_ed25519"
@@ -517,10 +572,13 @@ def up(hosts: list[tuple[str, list[str]]], image: str = "warm") -> Sandbox:
         if not HOST_RE.fullmatch(name):
             raise SandboxError(f"host name {name!r}: use 1-12 lowercase letters/digits")
         if name in running:
+            if running[name].suite != suite:
+                raise SandboxError(f"host {name} is running Debian {running[name].suite}, not {suite}: "
+                                   f"stop it first (python -m pinned.sandbox down {name})")
             running[name].roles = roles
             continue
         index = _host_index(sb.hosts + to_boot, name)
-        to_boot.append(HostInfo(name=name, address=f"{base}.{10 + index}", roles=roles, image=image,
+        to_boot.append(HostInfo(name=name, address=f"{base}.{10 + index}", roles=roles, image=image, suite=suite,
                                 netns=f"{pfx}-{name}", veth=f"{pfx}v{index}", machine=f"{pfx}-{name}"))
     sb.hosts = [h for h in sb.hosts if h.name in running] + to_boot
     sb.hosts.sort(key=lambda h: h.address.split(".")[-1].zfill(3))
@@ -573,7 +631,7 @@ def status() -> list[dict]:
     sb = Sandbox.load()
     if sb is None:
         return []
-    return [{"name": h.name, "address": h.address, "roles": h.roles, "image": h.image,
+    return [{"name": h.name, "address": h.address, "roles": h.roles, "image": h.image, "suite": h.suite,
              "running": _host_running(h)} for h in sb.hosts]
 
 

@@ -45,6 +45,7 @@ class HostObserved:
     `parse` never returns it for output it cannot read)."""
 
     reachable_python: bool = False
+    python: str = ""  # the host's python3 (e.g. 3.11.2), which makes the release's virtualenv; "" unknown
     packages: frozenset[str] = frozenset()
     users: dict = field(default_factory=dict)  # name -> {home, shell, group, groups, authorized_keys}
     paths: dict = field(default_factory=dict)  # path -> {type, mode, owner, group[, target]} or None
@@ -196,6 +197,7 @@ def parse(output: str) -> HostObserved:
     mysql = data.get("mysql") or {}
     return HostObserved(
         reachable_python=True,
+        python=str(data.get("python_version") or data.get("python") or ""),
         packages=frozenset(data.get("packages") or ()),
         users=data.get("users") or {},
         paths=data.get("paths") or {},

@@ -43,6 +43,7 @@ from .desired import (
 )
 from .layout import NGINX_DEFAULT_SITE
 from .observed import HostObserved, ReleaseOnDisk
+from .python_need import python_too_old
 
 ADD, CHANGE, REMOVE = "add", "change", "remove"
 SYMBOL = {ADD: "+", CHANGE: "~", REMOVE: "-"}
@@ -644,6 +645,14 @@ def plan_write_freeze(d: Desired, observed: dict[str, HostObserved], alloc: Allo
     return steps, (warning,)
 
 
+def plan_python(d: Desired, observed: dict[str, HostObserved]) -> tuple[str, ...]:
+    """A web host whose python3 is older than the release's requirements need blocks the plan (one line
+    each): its virtualenv could not be built (pip would end the deploy in a traceback)."""
+    return tuple(line for web in d.web_hosts
+                 if (line := python_too_old(web.name, observed[web.name].python, d.release.requirements,
+                                            d.release.requires_python)))
+
+
 from .plan_backups import plan_backups  # noqa: E402 (it builds on this module's Step and config_step)
 
 
@@ -651,7 +660,7 @@ def plan(d: Desired, observed: dict[str, HostObserved]) -> Plan:
     """Diff the desired environment against every host's observed state."""
     hosts = tuple(h.name for h in d.hosts)
     alloc = allocate_schema(d, observed)
-    blocked = (alloc.warnings if alloc.blocked else ()) + missing_secrets(d, observed)
+    blocked = plan_python(d, observed) + (alloc.warnings if alloc.blocked else ()) + missing_secrets(d, observed)
     if blocked:
         return Plan(d.env, (), (), hosts, blocked=blocked)
     wanted_secrets = wanted_secret_fingerprints(d, observed)

@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import time
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -32,6 +33,7 @@ class Release:
     requirements_hash: str  # names the shared virtualenv
     migrations: tuple[str, ...]  # app/migrations/xxxx.py paths, for the plan's text
     requirements: str = ""  # the requirements file's text (installed into the shared virtualenv)
+    requires_python: str = ""  # `requires-python` of the project's pyproject.toml, if it has one
     runtime: tuple[str, ...] = RUNTIME_REQUIREMENTS
 
     @property
@@ -120,7 +122,24 @@ def release(repo: Path, commit: str, state: State) -> Release:
     digest = hashlib.sha256(requirements + "\n".join(RUNTIME_REQUIREMENTS).encode()).hexdigest()
     return Release(commit=commit, committed_at=committed_at, fingerprint=fingerprint[:16],
                    requirements_hash=digest[:16], migrations=tuple(sorted(p for p, _ in migrations)),
-                   requirements=requirements.decode())
+                   requirements=requirements.decode(errors="replace"),
+                   requires_python=requires_python(repo, commit, project))
+
+
+def requires_python(repo: Path, commit: str, project: str) -> str:
+    """`[project] requires-python` of the pyproject.toml in the project folder (else the repository's
+    root), or "" when there is none. A file that is not TOML, or names no such field, says nothing."""
+    for folder in dict.fromkeys((project, ".")):
+        try:
+            text = _git(repo, "show", f"{commit}:{PurePosixPath(folder) / 'pyproject.toml'}", binary=True)
+        except SourceError:
+            continue
+        try:
+            value = tomllib.loads(text.decode(errors="replace")).get("project", {}).get("requires-python", "")
+        except (tomllib.TOMLDecodeError, AttributeError):
+            return ""
+        return value.strip() if isinstance(value, str) else ""
+    return ""
 
 
 def tree_files(repo: Path, commit: str, state: State) -> dict[str, str]:

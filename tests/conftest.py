@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 REPO = ROOT / ".build" / "agroguia"
 PREFIX = os.environ.get("PINNED_TEST_PREFIX", "ptest")
 os.environ["PINNED_SANDBOX_PREFIX"] = PREFIX
+# The Debian suite of test hosts (Debian 13; PINNED_TEST_SUITE=bookworm runs the suite on Debian 12).
+SUITE = os.environ.get("PINNED_TEST_SUITE", "trixie")
 sys.path.insert(0, str(ROOT))
 
 from pinned.sandbox import core  # noqa: E402
@@ -53,18 +55,19 @@ class Sandbox:
     def __init__(self):
         self.booted: dict[str, core.HostInfo] = {}
 
-    def host(self, name: str, roles=("web", "db"), image: str = "warm") -> core.HostInfo:
+    def host(self, name: str, roles=("web", "db"), image: str = "warm", suite: str = SUITE) -> core.HostInfo:
         if name not in self.booted:
-            sb = core.up([(name, list(roles))], image=image)
+            sb = core.up([(name, list(roles))], image=image, suite=suite)
             for h in sb.hosts:
                 if h.name == name:
                     self.booted[name] = h
         return self.booted[name]
 
-    def hosts(self, specs: list[tuple[str, tuple[str, ...]]], image: str = "warm") -> list[core.HostInfo]:
+    def hosts(self, specs: list[tuple[str, tuple[str, ...]]], image: str = "warm",
+              suite: str = SUITE) -> list[core.HostInfo]:
         missing = [(n, list(r)) for n, r in specs if n not in self.booted]
         if missing:
-            sb = core.up(missing, image=image)
+            sb = core.up(missing, image=image, suite=suite)
             for h in sb.hosts:
                 self.booted.setdefault(h.name, h)
         return [self.booted[n] for n, _ in specs]

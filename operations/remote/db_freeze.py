@@ -11,7 +11,9 @@ import sys
 import time
 
 mode, user, grant, database, undo = sys.argv[1:6]
-# Every database-level privilege of MariaDB 10.11 but SELECT.
+# Every database-level privilege of MariaDB 10.11 (Debian 12) but SELECT; MariaDB 11.3 and later (Debian 13
+# has 11.8) add SHOW CREATE ROUTINE to ALL PRIVILEGES: revoked too where the server has it (below), so the
+# frozen account holds SELECT alone on both.
 WRITES = ("INSERT, UPDATE, DELETE, CREATE, DROP, REFERENCES, INDEX, ALTER, CREATE TEMPORARY TABLES, LOCK TABLES, "
           "EXECUTE, CREATE VIEW, SHOW VIEW, CREATE ROUTINE, ALTER ROUTINE, EVENT, TRIGGER, DELETE HISTORY")
 
@@ -33,6 +35,8 @@ accounts = ["%s@%s" % (literal(user), literal(host)) for host in
             sql("SELECT host FROM mysql.user WHERE user = %s" % literal(user)).split("\n") if host]
 target = "%s.*" % identifier(grant)
 if mode == "on":
+    if "show create routine" in sql("SHOW PRIVILEGES").lower():
+        WRITES += ", SHOW CREATE ROUTINE"
     before = int(sql("SELECT COALESCE(MAX(id), 0) FROM information_schema.processlist").strip() or 0)
     for account in accounts:
         # SELECT stays granted throughout (a REVOKE ALL then GRANT SELECT would refuse reads in between).

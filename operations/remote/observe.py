@@ -12,6 +12,7 @@ import hmac
 import grp
 import json
 import os
+import platform
 import pwd
 import re
 import stat
@@ -272,7 +273,7 @@ def observe_history(path):
 
 def main(args):
     app = args["app"]
-    out = {"python": "%d.%d" % sys.version_info[:2]}
+    out = {"python": "%d.%d" % sys.version_info[:2], "python_version": platform.python_version()}
     out["packages"] = observe_packages(args["packages"])
     out["users"] = observe_users([app] + args["users"])
     out["paths"] = {path: describe(path) for path in args["paths"]}
