@@ -11,12 +11,7 @@ from __future__ import annotations
 
 import re
 
-import gevent
-from pyinfra.api import StringCommand
-from pyinfra.api.arguments import pop_global_arguments
-from pyinfra.connectors.util import make_unix_command_for_host
-
-from pinned.lock import _UNIX_COMMAND_ARGUMENTS
+from pinned.operations import connection
 from pinned.operations.secrets import store_command
 from pinned.state.layout import Layout
 from pinned.state.model import ENV_VALUE
@@ -42,25 +37,10 @@ def check_value(value: str) -> str:
     return value
 
 
-def _command_line(host, command: StringCommand) -> str:
-    """The command as pyinfra would run it on this host (sudo and the like from its data)."""
-    arguments, _ = pop_global_arguments(host.state, host, {})
-    connector = {k: v for k, v in arguments.items() if k in _UNIX_COMMAND_ARGUMENTS}
-    return make_unix_command_for_host(host.state, host, command, **connector).get_raw_value()
-
-
 def store(host, lay: Layout, action: str, name: str, value: str = "") -> None:
     """Set (value on the command's standard input) or unset one secret in `host`'s secrets file."""
-    client = getattr(host.connector, "client", None)
-    if client is None or not hasattr(client, "exec_command"):
-        raise SecretError(f"{host.name}: storing a secret needs an SSH connection")
-    command = _command_line(host, store_command(lay.secrets, lay.app, action, name))
-    with gevent.Timeout(TIMEOUT, SecretError(f"{host.name}: storing {name} did not finish in {TIMEOUT} s")):
-        stdin, stdout, stderr = client.exec_command(command)
-        if action == "set":
-            stdin.write(value.encode("utf-8"))
-        stdin.channel.shutdown_write()
-        status = stdout.channel.recv_exit_status()
-        said = stderr.read().decode("utf-8", "replace").strip().splitlines()
-    if status != 0:
-        raise SecretError(f"{host.name}: {action} {name} failed: {said[-1] if said else f'exit status {status}'}")
+    try:
+        connection.exchange(host, store_command(lay.secrets, lay.app, action, name),
+                            send=value.encode("utf-8") if action == "set" else None, timeout=TIMEOUT)
+    except connection.ChannelError as exc:
+        raise SecretError(f"{action} {name} failed: {exc}") from None

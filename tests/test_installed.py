@@ -20,8 +20,8 @@ from pinned.sandbox import core
 pytestmark = pytest.mark.sandbox
 
 # What the checkout may hold that is not the source (made by make, pytest, the demo).
-NOT_SOURCE = {".git", ".venv", ".build", ".cache", ".pytest_cache", ".hypothesis", "build", "pinned.egg-info",
-              "__pycache__", "bench"}
+NOT_SOURCE = {".git", ".venv", ".build", ".cache", ".pytest_cache", ".hypothesis", ".ruff_cache", "build",
+              "pinned.egg-info", "__pycache__", "bench"}
 
 
 def checkout_snapshot() -> dict[str, int]:
