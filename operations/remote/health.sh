@@ -5,13 +5,7 @@
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 . "$(dirname "$0")/lib.sh"
 sock=$1 host=$2 url=$3 socket_unit=$4 service_unit=$5 release_dir=$6 rid=$8
-i=0
-while [ $i -lt 60 ]; do
-    code=$(curl -s -o /dev/null -w "%{http_code}" --max-time 10 --unix-socket "$sock" -H "Host: $host" \
-           "http://localhost$url")
-    case "$code" in 2??) exit 0;; esac
-    i=$((i+1)); sleep 0.25
-done
+wait_healthy "$sock" "$host" "$url" 60 && exit 0
 stop_units "$socket_unit" "$service_unit" 2>/dev/null
 python3 -c "$7" "$release_dir" status=failed "failure=health check answered ${code:-nothing}"
 echo "pinned: health check failed: http://$host$url on release $rid answered ${code:-nothing}" \

@@ -19,6 +19,19 @@ atomic_link() {
     [ "$(readlink "$1")" = "$2" ]
 }
 
+# wait_healthy SOCKET HOST URL TRIES: ask the release on SOCKET for URL (Host: HOST) every 0.25 s until it
+# answers 2xx (success) or TRIES attempts were made (failure); the last status is left in $code.
+wait_healthy() {
+    _pinned_i=0
+    while [ "$_pinned_i" -lt "$4" ]; do
+        code=$(curl -s -o /dev/null -w "%{http_code}" --max-time 10 --unix-socket "$1" -H "Host: $2" \
+               "http://localhost$3")
+        case "$code" in 2??) return 0;; esac
+        _pinned_i=$((_pinned_i+1)); sleep 0.25
+    done
+    return 1
+}
+
 # nginx_install FILE: put the uploaded FILE.pinned-tmp in place of FILE (a copy of the old one kept as
 # FILE.pinned-old), then nginx_check FILE.
 nginx_install() {
