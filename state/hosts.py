@@ -108,6 +108,15 @@ def entry(host: Host) -> HostEntry:
     return host if isinstance(host, HostEntry) else HostEntry(name=host)
 
 
+def servers(hosts: Hosts) -> dict[str, HostEntry]:
+    """Each server once, by name: a host listed in both roles keeps the options given where it is a mapping."""
+    found: dict[str, HostEntry] = {}
+    for h in [*hosts.web, hosts.db]:
+        if entry(h).name not in found or isinstance(h, HostEntry):
+            found[entry(h).name] = entry(h)
+    return found
+
+
 class HostsError(Exception):
     """A host entry that cannot be used; the message names the field and the host."""
 
@@ -122,13 +131,8 @@ def inventory_groups(hosts: Hosts, ssh: SshOptions | None, state_dir: Path,
     """pyinfra's `web` and `db` groups: (name, host data) per host. Files named (keys, known_hosts) must
     exist: a missing one is an error here, before any connection."""
     ssh = ssh or SshOptions()
-    merged: dict[str, HostEntry] = {}
-    for h in [*hosts.web, hosts.db]:
-        e = entry(h)
-        if e.name not in merged or isinstance(h, HostEntry):
-            merged[e.name] = e
     data: dict[str, dict] = {}
-    for name, e in merged.items():
+    for name, e in servers(hosts).items():
         d: dict = {"address": e.address or e.ssh_hostname or e.name}
         if e.ssh_hostname:
             d["ssh_hostname"] = e.ssh_hostname
@@ -173,8 +177,7 @@ def jump_config(hosts: Hosts, ssh: SshOptions | None, state_dir: Path, user_conf
     ssh_config file), the jump hosts' own login options, then the user's ~/.ssh/config as it is."""
     ssh = ssh or SshOptions()
     blocks, hops = [], {}
-    merged = {entry(h).name: entry(h) for h in [*hosts.web, hosts.db]}
-    for e in merged.values():
+    for e in servers(hosts).values():
         jump = e.proxy_jump or ssh.proxy_jump
         if not jump:
             continue

@@ -134,3 +134,8 @@ def test_bare_yes_and_no_mean_what_they_say():
     for text, word in (("no", "no"), ("yes", "yes"), ("accept-new", "accept-new")):
         s = parse_state(yaml.safe_dump({**BASE, "hosts": "sandbox"}) + f"ssh:\n  host_key_checking: {text}\n")
         assert s.ssh.host_key_checking == word
+
+
+def test_a_host_in_both_roles_keeps_its_jump_host_when_the_db_names_it_bare(tmp_path):
+    s = state(hosts={"web": [{"name": "app1", "proxy_jump": "bastion"}], "db": "app1"})
+    assert "Host app1\n    ProxyJump bastion" in jump_config(s.hosts, s.ssh, tmp_path)
