@@ -459,7 +459,7 @@ def cmd_init(args) -> int:
     print(f"wrote {shown} (and pinned.schema.json beside it, for editors). Found:")
     for label, value in (("app", g.app), ("django.settings", g.settings), ("django.project_dir", g.project_dir),
                          ("django.requirements", g.requirements),
-                         ("django.wsgi", g.wsgi or "(the project's WSGI_APPLICATION)"),
+                         ("django.wsgi", "(the project's WSGI_APPLICATION)"),
                          ("site.static_url", g.static_url), ("repository", g.repository),
                          ("release", f"{g.release} (HEAD)")):
         print(f"  {label:20} {value}")

@@ -40,7 +40,6 @@ class Guess:
     repository: str
     release: str
     requirements: str = "requirements.txt"
-    wsgi: str = ""
     static_url: str = "/static/"
     notes: list[str] = field(default_factory=list)
 
@@ -172,8 +171,6 @@ def render(env: str, g: Guess, hosts: dict | None, ssh: dict | None, schema_file
     if g.project_dir != ".":
         lines.append(f"  project_dir: {g.project_dir}  # the folder of manage.py in the repository")
     lines.append(f"  requirements: {g.requirements}  # relative to the project folder")
-    if g.wsgi:
-        lines.append(f"  wsgi: {g.wsgi}")
     lines.append("")
     if hosts:
         lines.append("# The servers: web hosts run the app behind nginx, the db host runs MariaDB (may be the same).")

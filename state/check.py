@@ -79,8 +79,12 @@ def host_groups(checked: Checked) -> dict[str, list[tuple[str, dict]]]:
         raise StateFileError(f"{where}: field 'hosts' is required to deploy: name the servers "
                              "(hosts: {web: [www1.example.com], db: db1.example.com}) or `hosts: sandbox`")
     if hosts == "sandbox":
+        from ..sandbox.core import SandboxError
         from ..sandbox.core import inventory_groups as sandbox_groups
-        return sandbox_groups()
+        try:
+            return sandbox_groups()
+        except SandboxError as exc:
+            raise StateFileError(f"{where}: hosts: sandbox: {exc}") from None
     user_config = Path(os.path.expanduser("~/.ssh/config"))
     jump = jump_config(hosts, checked.state.ssh, where.parent,
                        user_config.read_text() if user_config.is_file() else "")
@@ -93,8 +97,6 @@ def host_groups(checked: Checked) -> dict[str, list[tuple[str, dict]]]:
 def hosts_or_exit(checked: Checked) -> dict[str, list[tuple[str, dict]]]:
     try:
         return host_groups(checked)
-    except Exception as exc:  # the sandbox's own errors too: one line, no traceback
-        if not isinstance(exc, StateFileError) and type(exc).__name__ != "SandboxError":
-            raise
+    except StateFileError as exc:
         print(f"pinned: error: {exc}", file=sys.stderr)
         sys.exit(1)
