@@ -41,8 +41,11 @@ lint: venv  ## shellcheck on the scripts that run on the hosts, ruff on the Pyth
 unit: venv lint  ## fast tests, no hosts
 	$(PY) -m pytest -q -m 'not sandbox'
 
+# Test modules run on TEST_WORKERS pytest-xdist workers, a module at a time per worker (its hosts stay on it).
+TEST_WORKERS ?= 2
+
 test: deps venv images repo lint  ## the whole suite: unit tests and end-to-end tests on sandbox hosts
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: deps venv images repo  ## benchmarks: figures and ratios (bench/results.json)
 	$(PY) -m bench
