@@ -24,7 +24,7 @@ venv: $(VENV)/.ready
 images: deps venv  ## the cached base images and warm layers, Debian 12 and 13 (built once each)
 	$(PY) -m pinned.sandbox image
 
-repo: venv  ## the example app's git repository (deterministic commits A to G)
+repo: venv  ## the example app's git repository (deterministic commits A to H)
 	$(PY) examples/build_repo.py $(REPO)
 
 demo: deps venv images repo  ## boot the sandbox host, deploy the example app, print its URL

@@ -29,4 +29,5 @@ OPERATIONS = {
     c.Stop: release.stop,
     c.Prune: release.prune,
     c.BackupTimer: backups.backup_timer,
+    c.Watch: release.watch,
 }

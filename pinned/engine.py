@@ -103,7 +103,10 @@ def host_spec(h) -> HostSpec:
 
 
 def desired_of(checked: Checked, hosts) -> Desired:
-    specs = tuple(host_spec(h) for h in hosts)
+    # In the inventory's order (the state file's `hosts.web`, then `db`): pyinfra keeps its active hosts in a
+    # set, and a rollout's canary is the first web host.
+    position = {h.name: i for i, h in enumerate(inventory)}
+    specs = tuple(host_spec(h) for h in sorted(hosts, key=lambda h: position.get(h.name, len(position))))
     if not any("web" in s.roles for s in specs) or not any("db" in s.roles for s in specs):
         raise EngineError("the inventory needs a host in group `web` and one in group `db`")
     return Desired(env=checked.env, state=checked.state, release=checked.release, hosts=specs,

@@ -186,7 +186,8 @@ def make_env(tmp_path):
 # Modules by their measured time (the table `make test` prints at its end), slowest first: the two workers take
 # modules in this order, so the long ones start early and the short ones fill the gaps at the end.
 SLOWEST_FIRST = [
-    "test_fresh_server", "test_faults", "test_own_servers", "test_stock_projects", "test_writes_under_load",
+    "test_fresh_server", "test_faults", "test_own_servers", "test_rollout", "test_stock_projects",
+    "test_writes_under_load",
     "test_write_freeze", "test_zero_downtime", "test_schema_versions", "test_safety", "test_site_config",
     "test_backups", "test_environments", "test_installed", "test_django6", "test_shallow_clone",
     "test_shared_media", "test_rollback", "test_differential", "test_first_deploy",

@@ -208,6 +208,10 @@ def backup_timer(o, ch: c.BackupTimer, d, host):
     return replace(o, units=units, files={**o.files, **{path: None for path in ch.remove}})
 
 
+def watch(o, ch: c.Watch, d, host):
+    return o  # a watch that passes changes nothing (one that fails ends the run: not simulated)
+
+
 RULES = {
     c.Packages: packages, c.Service: service, c.User: user, c.Directory: directory, c.Secrets: secrets,
     c.SecretsRead: secrets_read, c.SecretsCopy: secrets_copy, c.Database: database, c.DbUser: db_user,
@@ -215,7 +219,7 @@ RULES = {
     c.SchemaRecord: schema_record, c.Start: start, c.Restart: restart, c.Link: link, c.Switch: switch, c.Stop: stop,
     c.Prune: prune,
     c.WriteFreeze: write_freeze, c.DatabaseGuard: database_guard,
-    c.BackupTimer: backup_timer,
+    c.BackupTimer: backup_timer, c.Watch: watch,
 }
 
 
