@@ -236,6 +236,12 @@ class Site(BaseModel):
             raise ValueError(f"tls.port and port are both {self.port}: HTTPS needs a port of its own")
         if self.tls and self.tls.acme and self.port != 80:
             raise ValueError("site.tls.acme: the ACME http-01 challenge comes to port 80: site.port must be 80")
+        if self.tls and self.tls.acme and not self.server_names:
+            raise ValueError("site.tls.acme needs server_names: the names the certificate is for")
+        wildcards = [n for n in self.server_names if n.startswith("*.")]
+        if self.tls and self.tls.acme and wildcards:
+            raise ValueError(f"site.tls.acme cannot get a certificate for {', '.join(wildcards)}: the http-01 "
+                             "challenge does not cover wildcards (upload a certificate instead)")
         return self
 
 

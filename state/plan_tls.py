@@ -207,6 +207,10 @@ def certificate_report(d: Desired, observed: dict[str, HostObserved]) -> tuple[t
     if tls is None:
         return (), ()
     lines, warnings = [], []
+    if tls.acme and len(d.web_hosts) > 1:
+        warnings.append("site.tls.acme with several web hosts: each gets its own certificate, and the CA's http-01 "
+                        "request must reach the host that asked (the one the names resolve to); behind a load "
+                        "balancer, upload one certificate instead (site.tls.certificate and key)")
     for web in d.web_hosts:
         o = observed[web.name]
         if tls.acme:

@@ -82,6 +82,11 @@ def test_model_takes_one_kind_of_certificate_and_checks_its_fields():
         "tls: {certificate: c.pem, key: k.pem, port: 80}": "HTTPS needs a port of its own",
         "tls: {certificate: 'c;rm.pem', key: k.pem}": "site.tls.certificate",
     }
+    wild = base + "site: {server_names: ['*.a.example'], tls: {acme: {email: me@example.com}}}\n"
+    with pytest.raises(StateFileError, match="does not cover wildcards"):
+        parse_state(wild, "x.yaml")
+    with pytest.raises(StateFileError, match="needs server_names"):
+        parse_state(base + "site: {tls: {acme: {email: me@example.com}}}\n", "x.yaml")
     for text, expected in bad.items():
         with pytest.raises(StateFileError) as exc:
             parse_state(base + "site: {server_names: [a.example], " + text + "}\n", "x.yaml")
