@@ -35,8 +35,8 @@ def _send_key(state, host, key_source: str, key_digest: str, command: StringComm
 @operation()
 def tls_files(certificate_path: str, certificate: str, key_path: str, key_source: str, key_digest: str):
     """Upload the certificate beside its place, send the key over stdin, put both in place together."""
-    yield StringCommand("mkdir", "-p", "-m", "0755", QuoteString(certificate_path.rsplit("/", 1)[0]),
-                        QuoteString(key_path.rsplit("/", 1)[0]))
+    folders = dict.fromkeys(path.rsplit("/", 1)[0] for path in (certificate_path, key_path))
+    yield StringCommand("mkdir", "-p", "-m", "0755", *(QuoteString(f) for f in folders))
     yield FileUploadCommand(StringIO(certificate), f"{certificate_path}.pinned-tmp")
     yield FunctionCommand(_send_key, (key_source, key_digest, run_sh("tls_install.sh", certificate_path, key_path)),
                           {})

@@ -219,6 +219,7 @@ def test_https_from_acme_then_uploaded_then_off(site, sandbox, tmp_path, commits
                            what="the renewed certificate")
         seen = load.requests
         wait_for(lambda: load.requests > seen + 20, what="requests after the renewal")
+    print(f"renewal under load: serial {serial} -> {renewed}; {load.report()}")
     assert renewed != serial
     assert load.requests > 40 and load.failures == 0, load.report()
     result = sandbox.ssh(HOST, "systemctl show -p Result --value certbot.service").stdout.strip()
