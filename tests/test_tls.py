@@ -7,7 +7,8 @@ host trusts pebble's HTTPS through `site.tls.acme.ca_bundle` (a CA made here wit
 client sees it: the site answers over TLS with a chain that verifies against pebble's root (fetched from its
 management port), HTTP redirects to HTTPS but the challenge path, HSTS and secure cookies, the plan shows the
 certificate; a renewal started through certbot.timer's service replaces the certificate (its serial
-changes) under a load loop with no failed request. Then an uploaded certificate and key (a CA made here),
+changes) under a load loop with no failed request. Before all that, a name the CA cannot validate fails
+the run and leaves the site on plain HTTP. Then an uploaded certificate and key (a CA made here),
 and removing `site.tls`: each time what the previous one left is gone.
 """
 
@@ -72,7 +73,7 @@ class Pebble:
                         "pebble-ca.key", "-CAcreateserial", "-days", "2", "-extfile", "pebble.ext", "-out",
                         "pebble.crt"], cwd=folder, check=True, capture_output=True)
         self.port, self.management = free_port(gateway), free_port("127.0.0.1")
-        dns, dns_management = free_port("127.0.0.1"), free_port("127.0.0.1")
+        dns, self.dns_management = free_port("127.0.0.1"), free_port("127.0.0.1")
         (folder / "pebble.json").write_text(json.dumps({"pebble": {
             "listenAddress": f"{gateway}:{self.port}", "managementListenAddress": f"127.0.0.1:{self.management}",
             "certificate": str(folder / "pebble.crt"), "privateKey": str(folder / "pebble.key"),
@@ -80,7 +81,7 @@ class Pebble:
         log = open(folder / "pebble.log", "w")
         self.dns = subprocess.Popen(
             ["pebble-challtestsrv", "-defaultIPv4", web_address, "-defaultIPv6", "", "-dns01", f"127.0.0.1:{dns}",
-             "-http01", "", "-https01", "", "-tlsalpn01", "", "-management", f"127.0.0.1:{dns_management}"],
+             "-http01", "", "-https01", "", "-tlsalpn01", "", "-management", f"127.0.0.1:{self.dns_management}"],
             stdout=log, stderr=subprocess.STDOUT)
         self.pebble = subprocess.Popen(
             ["pebble", "-config", str(folder / "pebble.json"), "-dnsserver", f"127.0.0.1:{dns}"],
@@ -99,6 +100,13 @@ class Pebble:
 
     def get(self, url: str):
         return urllib.request.urlopen(url, context=self.context, timeout=10)
+
+    def resolve(self, name: str, address: str | None) -> None:
+        """The mock DNS answers `name` with `address` (None: as every other name, the web host's address)."""
+        body = {"host": name, **({"addresses": [address]} if address else {})}
+        request = urllib.request.Request(f"http://127.0.0.1:{self.dns_management}/{'add-a' if address else 'clear-a'}",
+                                         method="POST", data=json.dumps(body).encode())
+        assert urllib.request.urlopen(request, timeout=10).status == 200
 
     def root(self) -> str:
         """The root of the certificates pebble issues (made anew each time pebble starts)."""
@@ -176,6 +184,18 @@ def test_https_from_acme_then_uploaded_then_off(site, sandbox, tmp_path, commits
         "health_url": "/health/", "server_names": [NAME],
         "tls": {"hsts": 300, "acme": {"email": "ops@pinned.test", "directory": pebble.directory,
                                       "ca_bundle": str(pebble.ca_bundle)}}})
+
+    # The CA cannot reach the host (the mock DNS sends pebble to the bridge's address, where nothing answers on
+    # port 80): the run fails with certbot's reason, and the site stays on plain HTTP, whole, nothing on 443.
+    pebble.resolve(NAME, pebble.gateway)
+    failed = env.deploy(check=False)
+    assert failed.returncode != 0
+    assert "Some challenges have failed" in failed.stdout + failed.stderr, failed.stdout[-3000:]
+    status, _headers, body = plain(host.address, "/")
+    assert status == 200 and "Release: A" in body
+    with pytest.raises(OSError):
+        https(host.address, tls_context(pebble.ca_bundle))
+    pebble.resolve(NAME, None)
 
     planned = env.pinned("plan").stdout
     assert f"+ certificate pinned-{APP}" in planned and f"to issue by {pebble.directory} (acme) for {NAME}" in planned
