@@ -2,7 +2,7 @@
 
 from pinned.state import changes as c
 
-from . import backups, database, files, freeze, release, system
+from . import backups, database, files, freeze, release, system, tls
 
 OPERATIONS = {
     c.Packages: system.packages,
@@ -30,4 +30,7 @@ OPERATIONS = {
     c.Prune: release.prune,
     c.BackupTimer: backups.backup_timer,
     c.Watch: release.watch,
+    c.TlsFiles: tls.tls_files,
+    c.Certificate: tls.certificate,
+    c.TlsRemove: tls.tls_remove,
 }

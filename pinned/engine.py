@@ -38,6 +38,7 @@ from pinned.state.desired import Desired, HostSpec, env_file, mariadb_network_fi
 from pinned.state.layout import NGINX_DEFAULT_SITE
 from pinned.state.observed import HostObserved, ProbeError, describe_probe_error
 from pinned.state.plan import BLOCKED, Plan, plan
+from pinned.state.plan_tls import CERTBOT_TIMER
 from pinned.state.source import known_files, manifest_digest, parse_manifest, transfer_sizes
 
 from . import lock, saved_plan
@@ -110,20 +111,25 @@ def desired_of(checked: Checked, hosts) -> Desired:
     if not any("web" in s.roles for s in specs) or not any("db" in s.roles for s in specs):
         raise EngineError("the inventory needs a host in group `web` and one in group `db`")
     return Desired(env=checked.env, state=checked.state, release=checked.release, hosts=specs,
-                   state_file=str(checked.path), by=deployed_by())
+                   state_file=str(checked.path), by=deployed_by(), tls=checked.tls, acme=checked.acme)
 
 
 def request_for(d: Desired) -> str:
     """What the observe fact asks each host about (the same for every host of the environment)."""
     lay = d.layout
+    acme_units = [CERTBOT_TIMER] if d.state.site.tls and d.state.site.tls.acme else []
     files = [f.path for f in (*site_files(d), env_file(d), *user_files(d), mariadb_network_file(d))] + [
-        lay.nginx_upstream, *lay.backup_files]
+        lay.nginx_upstream, *lay.backup_files, lay.tls_certificate, lay.acme_renewal, lay.acme_ca_bundle,
+        lay.certbot_dropin]
     return observe_request(
         app=d.state.app, root=lay.root, unit_prefix=lay.unit_prefix, db_pattern=lay.database_regex,
         users=[u.name for u in d.state.users], packages=list(d.packages()),
-        paths=[*lay.directories, lay.shared_root, *(lay.shared(n) for n in d.state.shared), NGINX_DEFAULT_SITE],
+        paths=[*lay.directories, lay.shared_root, *(lay.shared(n) for n in d.state.shared), NGINX_DEFAULT_SITE,
+               lay.acme_webroot],
         files=files,
-        secrets=lay.secrets, history=lay.history, units=[lay.backup_timer], loaded=lay.loaded,
+        secrets=lay.secrets, history=lay.history, units=[lay.backup_timer, *acme_units],
+        loaded=lay.loaded,
+        certificates=[lay.tls_certificate, lay.acme_certificate], keys=[lay.tls_key],
     )
 
 

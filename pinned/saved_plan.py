@@ -7,9 +7,10 @@ those inputs — or in the steps — refuses the whole run before any operation,
 Nothing in it is a secret: the plan JSON never holds a value, and the observed facts are digests (the secrets
 file is observed as a digest and fingerprints already, and hashed again here).
 
-Left out of the digests on purpose: the databases' sizes and row estimates (`db_stats`). A site that takes
+Left out of the digests on purpose: the databases' sizes and row estimates (`db_stats`): a site that takes
 writes between plan and apply changes them, and they only ever change the numbers a step's reason shows
-(copy estimates), never which steps run.
+(copy estimates), never which steps run; and the host's clock (`now`), which always moves: where time decides a
+step (a certificate renewed under 14 days left), the steps differ and that refuses the plan.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pinned.state.observed import HostObserved
 
 FORMAT = "pinned-saved-plan"
 VERSION = 1
-IGNORED = {"db_stats"}  # see the module docstring
+IGNORED = {"db_stats", "now"}  # see the module docstring
 # Observed facts kept per key (a changed file or path is named), the others as one value each.
 PER_KEY = {"paths": "path", "files": "file", "units": "unit", "releases": "release", "schemas": "schema version",
            "by_id": "by-id link", "users": "user", "db_users": "database account"}

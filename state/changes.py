@@ -317,3 +317,41 @@ class Watch(Change):
 
 
 KINDS += (Watch,)
+
+
+@dataclass(frozen=True)
+class TlsFiles(Change):
+    kind = "tls-files"
+    about = ("upload the site's certificate (root 0644) and its private key (root 0600, over SSH's stdin, never "
+             "shown) together; nginx tested (both put back if it fails) and reloaded")
+    certificate_path: str
+    certificate: str  # the PEM text (public)
+    key_path: str
+    key_source: str  # the local key file, read when it is sent (never carried in the plan)
+    key_digest: str  # its SHA-256 when the state file was checked: a key changed since is refused
+
+
+@dataclass(frozen=True)
+class Certificate(Change):
+    kind = "certificate"
+    about = ("get the site's certificate from the ACME CA with certbot (http-01 through the site's nginx, from "
+             "its webroot); renewed by certbot.timer, nginx reloaded by the deploy hook")
+    cert_name: str
+    domains: tuple[str, ...]
+    email: str
+    directory: str
+    webroot: str
+    ca_bundle: str = ""  # on the host: the CA of a test/private ACME server's HTTPS ("": the host's store)
+    force: bool = False  # a new certificate even if the lineage is not due (another directory)
+
+
+@dataclass(frozen=True)
+class TlsRemove(Change):
+    kind = "tls-remove"
+    about = ("remove what HTTPS left that the state file no longer asks for (after nginx stopped using it): an "
+             "uploaded certificate and key, the ACME lineage (`certbot delete`), its CA bundle and drop-in")
+    paths: tuple[str, ...]
+    cert_name: str = ""  # a certbot lineage to delete ("": none)
+
+
+KINDS += (TlsFiles, Certificate, TlsRemove)

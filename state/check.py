@@ -12,6 +12,7 @@ from pathlib import Path
 from .hosts import HostsError, inventory_groups, jump_config
 from .model import State, StateFileError, environments, load_state, selected_env, state_path
 from .source import Release, SourceError, release, repository_path
+from .tls import LocalAcme, LocalTls, check_local
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,8 @@ class Checked:
     state: State
     repo: Path
     release: Release
+    tls: LocalTls | None = None  # site.tls's uploaded certificate and key, checked here
+    acme: LocalAcme | None = None
 
 
 # inventory.py validates before pyinfra connects, and deploy.py / `pinned` need the same result in the
@@ -46,12 +49,13 @@ def check_env(env: str, base: Path | None = None) -> Checked:
     key = (env, str(path), stat.st_mtime_ns, stat.st_size)
     if key not in _checked:
         state = load_state(path)
+        tls, acme = check_local(state, path.parent, str(path))  # the certificate files, before any host
         try:
             repo = repository_path(state, path)
             rel = release(repo, state.release, state)
         except SourceError as exc:
             raise StateFileError(f"{path}: field 'release'/'repository': {exc}") from None
-        _checked[key] = Checked(env, path, state, repo, rel)
+        _checked[key] = Checked(env, path, state, repo, rel, tls, acme)
     return _checked[key]
 
 

@@ -13,6 +13,7 @@ import jinja2
 
 from .layout import MARIADB_NETWORK_CONF, MARIADB_SOCKET, SETTINGS_MODULE, Layout
 from .model import DATABASE_COLLATION, SYSTEM_PACKAGES, State
+from .tls import LocalAcme, LocalTls
 
 # Which role needs which of the system packages.
 ROLE_PACKAGES = tuple((p, "db" if p.startswith("mariadb") else "web") for p in SYSTEM_PACKAGES)
@@ -60,6 +61,9 @@ class Desired:
     # Bytes to send for the release: whole ("") or, per web host (its name), as a delta from the release it
     # serves (source.transfer_sizes, pinned/engine.py base_files)
     transfers: dict = field(default_factory=dict, compare=False)
+    # site.tls's local files as state.check found them (the uploaded certificate, an ACME CA bundle)
+    tls: LocalTls | None = None
+    acme: LocalAcme | None = None
 
     @property
     def layout(self) -> Layout:
@@ -78,6 +82,8 @@ class Desired:
         """Debian packages of a host by its roles (all of them when no host is given)."""
         roles = host.roles if host else ("web", "db")
         wanted = [p for p, role in ROLE_PACKAGES if role in roles]
+        if "web" in roles and self.state.site.tls and self.state.site.tls.acme:
+            wanted.append("certbot")
         return (*wanted, *[p for p in self.state.packages if p not in wanted])
 
 
@@ -101,6 +107,10 @@ def pinned_env(desired: Desired) -> dict[str, str]:
     if "media" in s.shared:
         out["PINNED_MEDIA_ROOT"] = lay.shared("media")
         out["PINNED_MEDIA_URL"] = s.site.media_url or "/media/"
+    if s.site.tls:  # read by pinned's settings module: secure cookies, the proxy's header, CSRF origins
+        port = "" if s.site.tls.port == 443 else f":{s.site.tls.port}"
+        out["PINNED_HTTPS"] = "1"
+        out["PINNED_CSRF_TRUSTED_ORIGINS"] = " ".join(f"https://{name}{port}" for name in s.site.server_names)
     return out
 
 
@@ -123,6 +133,36 @@ def render(template: str, **context) -> str:
     return _env.get_template(template).render(**context)
 
 
+def tls_paths(desired: Desired) -> tuple[str, str] | None:
+    """The certificate and key nginx serves (site.tls), or None without HTTPS."""
+    tls, lay = desired.state.site.tls, desired.layout
+    if tls is None:
+        return None
+    return (lay.acme_certificate, lay.acme_key) if tls.acme else (lay.tls_certificate, lay.tls_key)
+
+
+def nginx_site(desired: Desired, with_certificate: bool = True) -> ManagedFile:
+    """The nginx site. With HTTPS: port 80 redirects (but the ACME challenge), the site is on the TLS port.
+    `with_certificate=False`: the site before its ACME certificate exists (plain HTTP, the challenge served)."""
+    s, lay = desired.state, desired.layout
+    tls = s.site.tls
+    paths = tls_paths(desired) if with_certificate else None
+    https = None
+    if tls and paths:
+        https = {"port": tls.port, "certificate": paths[0], "key": paths[1], "hsts": tls.hsts,
+                 "redirect_port": "" if tls.port == 443 else f":{tls.port}"}
+    return ManagedFile(
+        lay.nginx_site,
+        render("nginx-site.conf.j2", app=s.app, root=lay.root, upstream_path=lay.nginx_upstream,
+               upstream=lay.upstream_name, port=s.site.port, server_names=s.site.server_names,
+               static_url=s.site.static_url, media_url=s.site.media_url, media_root=lay.shared("media"),
+               max_body=s.site.max_body, freeze_path=lay.nginx_freeze, frozen_page=lay.frozen_page, https=https,
+               acme_webroot=lay.acme_webroot if tls and tls.acme else "", access_log=lay.access_log),
+        "nginx site" if with_certificate else "nginx site (before its certificate: plain HTTP, ACME challenge)",
+        reload="nginx",
+    )
+
+
 def site_files(desired: Desired) -> tuple[ManagedFile, ...]:
     """Config files of a web host, other than the upstream (which follows `current`)."""
     s, lay = desired.state, desired.layout
@@ -140,14 +180,7 @@ def site_files(desired: Desired) -> tuple[ManagedFile, ...]:
         ManagedFile(lay.nginx_freeze, freeze_conf(desired, refusing=False), "nginx write freeze (off)",
                     reload="nginx"),
         ManagedFile(lay.frozen_page, frozen_page(desired), "page of a refused write", reload="nginx"),
-        ManagedFile(
-            lay.nginx_site,
-            render("nginx-site.conf.j2", **common, upstream_path=lay.nginx_upstream, upstream=lay.upstream_name,
-                   port=s.site.port, server_names=s.site.server_names, static_url=s.site.static_url,
-                   media_url=s.site.media_url, media_root=lay.shared("media"), max_body=s.site.max_body,
-                   freeze_path=lay.nginx_freeze, frozen_page=lay.frozen_page, access_log=lay.access_log),
-            "nginx site", reload="nginx",
-        ),
+        nginx_site(desired),
     )
 
 

@@ -206,6 +206,55 @@ class Layout:
     def sudoers(user: str) -> str:
         return f"/etc/sudoers.d/pinned-{user}"
 
+    # ---- HTTPS (site.tls) on the web hosts
+
+    @property
+    def tls_dir(self) -> str:
+        return f"{self.secrets_dir}/tls"
+
+    @property
+    def tls_certificate(self) -> str:
+        """An uploaded certificate (site.tls.certificate): root 0644."""
+        return f"{self.tls_dir}/fullchain.pem"
+
+    @property
+    def tls_key(self) -> str:
+        """Its private key: root 0600."""
+        return f"{self.tls_dir}/privkey.pem"
+
+    @property
+    def acme_webroot(self) -> str:
+        """certbot's webroot: nginx serves `/.well-known/acme-challenge/` on port 80 from here."""
+        return f"{self.root}/acme"
+
+    @property
+    def cert_name(self) -> str:
+        """certbot's name of the site's certificate (its lineage)."""
+        return f"pinned-{self.app}"
+
+    @property
+    def acme_certificate(self) -> str:
+        return f"/etc/letsencrypt/live/{self.cert_name}/fullchain.pem"
+
+    @property
+    def acme_key(self) -> str:
+        return f"/etc/letsencrypt/live/{self.cert_name}/privkey.pem"
+
+    @property
+    def acme_renewal(self) -> str:
+        """certbot's renewal configuration of the lineage (server, webroot, deploy hook)."""
+        return f"/etc/letsencrypt/renewal/{self.cert_name}.conf"
+
+    @property
+    def acme_ca_bundle(self) -> str:
+        """site.tls.acme.ca_bundle on the host (a test or private ACME server's CA)."""
+        return f"{self.secrets_dir}/acme-ca.pem"
+
+    @property
+    def certbot_dropin(self) -> str:
+        """certbot.service's drop-in giving renewals the CA bundle (REQUESTS_CA_BUNDLE)."""
+        return f"/etc/systemd/system/certbot.service.d/pinned-{self.app}.conf"
+
     # ---- backups (on the db host): a root-only folder of compressed dumps, a script, a timer
 
     @property

@@ -120,6 +120,71 @@ class Django(BaseModel):
         return self.wsgi or "pinned_runtime:application"
 
 
+# Let's Encrypt's production ACME directory: the default of `site.tls.acme.directory`.
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+# A local file the state file names (a certificate, a key, a CA bundle): resolved from the state file's folder.
+LocalPath = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_./~+-]{1,255}$")]
+EMAIL = r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+$"
+HTTPS_URL = r"^https://[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?(/[A-Za-z0-9._~%/-]*)?$"
+
+
+class Acme(BaseModel):
+    """A certificate from an ACME CA (certbot, http-01 challenge served by the site's nginx on port 80)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    email: str = Field(
+        pattern=EMAIL,
+        description="The ACME account's e-mail (expiry notices); registered at the first certificate.",
+    )
+    directory: str = Field(
+        default=LETS_ENCRYPT, pattern=HTTPS_URL,
+        description="The ACME directory URL (default: Let's Encrypt's production directory).",
+    )
+    ca_bundle: LocalPath | None = Field(
+        default=None,
+        description="For a test or private ACME server only: a local PEM file of the CA that signs the ACME "
+        "directory's own HTTPS certificate; certbot on the web hosts trusts it (and only it: every renewal "
+        "on that host) through `REQUESTS_CA_BUNDLE`. Unset: the host's CA store.",
+    )
+
+
+class Tls(BaseModel):
+    """HTTPS: an uploaded certificate and key, or one from an ACME CA; port 80 then redirects to HTTPS."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    certificate: LocalPath | None = Field(
+        default=None,
+        description="A local PEM file: the site's certificate and its chain (leaf first), uploaded to the web "
+        "hosts. With `key`; not with `acme`.",
+    )
+    key: LocalPath | None = Field(
+        default=None,
+        description="A local PEM file: the certificate's private key (unencrypted), uploaded to the web hosts "
+        "(root, 0600) over SSH's stdin, never shown. Must match `certificate` (checked before any host).",
+    )
+    acme: Acme | None = Field(default=None, description="Get the certificate from an ACME CA instead.")
+    port: int = Field(default=443, ge=1, le=65535, description="The port nginx serves HTTPS on.")
+    hsts: int = Field(
+        default=0, ge=0, le=63072000,
+        description="`Strict-Transport-Security: max-age=` this many seconds on every HTTPS answer; 0: no HSTS "
+        "header (browsers remember it: start small).",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        uploaded = self.certificate is not None or self.key is not None
+        if uploaded and self.acme is not None:
+            raise ValueError("give either certificate and key, or acme, not both")
+        if not uploaded and self.acme is None:
+            raise ValueError("give certificate and key (local files), or acme: {email: ...}")
+        if uploaded and (self.certificate is None or self.key is None):
+            raise ValueError(f"{'key' if self.key is None else 'certificate'} is missing: give both certificate "
+                             "and key")
+        return self
+
+
 class Site(BaseModel):
     """How nginx serves the site."""
 
@@ -161,12 +226,22 @@ class Site(BaseModel):
         description="The page (plain text, one line) a write request gets, with 503 and `Retry-After`, "
         "during a schema change's write freeze.",
     )
-
+    tls: Tls | None = Field(default=None, description="HTTPS (off when absent).")
 
     @model_validator(mode="after")
     def _media_url(self):
         if self.media_url and self.media_url == self.static_url:
             raise ValueError("media_url must differ from static_url")
+        if self.tls and self.tls.port == self.port:
+            raise ValueError(f"tls.port and port are both {self.port}: HTTPS needs a port of its own")
+        if self.tls and self.tls.acme and self.port != 80:
+            raise ValueError("site.tls.acme: the ACME http-01 challenge comes to port 80: site.port must be 80")
+        if self.tls and self.tls.acme and not self.server_names:
+            raise ValueError("site.tls.acme needs server_names: the names the certificate is for")
+        wildcards = [n for n in self.server_names if n.startswith("*.")]
+        if self.tls and self.tls.acme and wildcards:
+            raise ValueError(f"site.tls.acme cannot get a certificate for {', '.join(wildcards)}: the http-01 "
+                             "challenge does not cover wildcards (upload a certificate instead)")
         return self
 
 

@@ -65,6 +65,10 @@ class HostObserved:
     history: tuple[str, ...] = ()
     db_stats: dict = field(default_factory=dict)  # database -> (tables, estimated rows, bytes)
     loaded: dict | None = None  # what the running release was (re)started with: {env, secrets} fingerprints
+    now: int = 0  # the host's clock (seconds since the epoch) when observed
+    certificates: dict = field(default_factory=dict)  # path -> {subject, issuer, names, not_after, expires,
+    #                                                   serial} | {invalid} | None (missing)
+    tls_keys: dict = field(default_factory=dict)  # path -> {mode, owner, group, public_key (SHA-256)} | None
 
     @property
     def current_release(self) -> ReleaseOnDisk | None:
@@ -217,4 +221,7 @@ def parse(output: str) -> HostObserved:
         history=tuple(data.get("history") or ()),
         db_stats={k: tuple(v) for k, v in (mysql.get("stats") or {}).items()},
         loaded=data.get("loaded") if isinstance(data.get("loaded"), dict) else None,
+        now=int(data.get("now") or 0),
+        certificates=data.get("certificates") or {},
+        tls_keys=data.get("keys") or {},
     )

@@ -90,6 +90,7 @@ class Plan:
     warnings: tuple[str, ...] = ()
     hosts: tuple[str, ...] = ()
     blocked: tuple[str, ...] = ()  # why it cannot converge: nothing may run
+    certificates: tuple = ()  # plan_tls.CertificateLine per web host (site.tls): what the plan shows
 
     @property
     def status(self) -> str:
@@ -565,11 +566,7 @@ def plan_release(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation,
     if o.paths.get(NGINX_DEFAULT_SITE) or "nginx" not in o.packages:  # Debian's nginx package enables it
         steps.append(Step(host.name, REMOVE, c.RemoveFile(NGINX_DEFAULT_SITE), NGINX_DEFAULT_SITE,
                           "Debian's welcome page would answer on the site's port", phase="site"))
-    for wanted in site_files(d):
-        if wanted.reload == "nginx":  # the site: after `current` exists, so nginx -t sees it whole
-            step = config_step(host.name, o, wanted, "site")
-            if step:
-                steps.append(step)
+    steps += site_steps(d, host, o)  # the site (with HTTPS): after `current` exists, so nginx -t sees it whole
     running = sorted({lay.release_of_unit(u) for u, st in o.units.items()
                       if u.startswith(lay.unit_prefix) and (st.get("active") in ("active", "activating")
                                                            or st.get("enabled"))})
@@ -669,6 +666,7 @@ def plan_python(d: Desired, observed: dict[str, HostObserved]) -> tuple[str, ...
 
 from .plan_backups import plan_backups  # noqa: E402 (it builds on this module's Step and config_step)
 from .plan_rollout import mixed_releases, plan_rollout, rollout_refusal  # noqa: E402 (likewise)
+from .plan_tls import certificate_report, site_steps  # noqa: E402 (the same)
 
 
 def plan(d: Desired, observed: dict[str, HostObserved]) -> Plan:
@@ -711,5 +709,6 @@ def plan(d: Desired, observed: dict[str, HostObserved]) -> Plan:
     steps, rollout_warnings = plan_rollout(d, observed, steps, alloc)
     order = {h: i for i, h in enumerate(hosts)}
     steps.sort(key=lambda s: (order[s.host], PHASES.index(s.phase)))  # stable: planners' order within a phase
-    return Plan(d.env, tuple(steps), alloc.warnings + freeze_warnings + shared_warnings + rollout_warnings
-                + mixed_releases(d, observed), hosts)
+    certificates, tls_warnings = certificate_report(d, observed)
+    return Plan(d.env, tuple(steps), alloc.warnings + freeze_warnings + shared_warnings + tls_warnings
+                + rollout_warnings + mixed_releases(d, observed), hosts, certificates=certificates)

@@ -42,6 +42,10 @@ def render_text(plan: Plan, state_file: str, color: bool = False) -> str:
             if step.diff and not step.sensitive:
                 out.extend("      " + line for line in step.diff.rstrip("\n").splitlines())
         out.append("")
+    if plan.certificates:
+        out.append("Certificates:")
+        out.extend(f"  {line.text()}" for line in plan.certificates)
+        out.append("")
     if plan.warnings:
         out.append("Warnings:")
         out.extend(f"  ! {w}" for w in plan.warnings)
@@ -67,6 +71,11 @@ def plan_json(plan: Plan, state_file: str) -> dict:
             for s in plan.steps
         ],
         "warnings": list(plan.warnings),
+        "certificates": [
+            {"host": x.host, "source": x.source, "state": x.state, "subject": x.subject, "names": list(x.names),
+             "issuer": x.issuer, "not_after": x.not_after, "days_left": x.days_left}
+            for x in plan.certificates
+        ],
         "blocked": list(plan.blocked),
         "summary": plan.summary,
     }

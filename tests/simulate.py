@@ -212,6 +212,38 @@ def watch(o, ch: c.Watch, d, host):
     return o  # a watch that passes changes nothing (one that fails ends the run: not simulated)
 
 
+def tls_files(o, ch: c.TlsFiles, d, host):
+    local = d.tls
+    info = {"subject": local.info.subject, "issuer": local.info.issuer, "names": list(local.info.names),
+            "not_after": local.info.not_after, "expires": local.info.expires, "serial": local.info.serial}
+    return replace(o, files={**o.files, ch.certificate_path: FileOnHost(ch.certificate, "0644", "root", "root")},
+                   certificates={**o.certificates, ch.certificate_path: info},
+                   tls_keys={**o.tls_keys, ch.key_path: {"mode": "0600", "owner": "root", "group": "root",
+                                                         "public_key": local.public_key}})
+
+
+def certificate(o, ch: c.Certificate, d, host):
+    """certbot certonly: a lineage for the domains, 90 days from the host's clock, through this directory."""
+    lay = Layout(d.state.app)
+    expires = o.now + 90 * 86400
+    info = {"subject": f"CN={ch.domains[0]}", "issuer": "CN=simulated ACME CA", "names": list(ch.domains),
+            "not_after": "in 90 days", "expires": expires, "serial": f"{expires:x}"}
+    renewal = f"server = {ch.directory}\nauthenticator = webroot\nrenew_hook = systemctl reload nginx\n"
+    return replace(o, certificates={**o.certificates, lay.acme_certificate: info},
+                   files={**o.files, lay.acme_renewal: FileOnHost(renewal, "0644", "root", "root")})
+
+
+def tls_remove(o, ch: c.TlsRemove, d, host):
+    lay = Layout(d.state.app)
+    files = {**o.files, **{p: None for p in ch.paths}}
+    certificates = {**o.certificates, **{p: None for p in ch.paths}}
+    if ch.cert_name:
+        files[lay.acme_renewal] = None
+        certificates[lay.acme_certificate] = None
+    return replace(o, files=files, certificates=certificates,
+                   tls_keys={**o.tls_keys, **{p: None for p in ch.paths if p in o.tls_keys}})
+
+
 RULES = {
     c.Packages: packages, c.Service: service, c.User: user, c.Directory: directory, c.Secrets: secrets,
     c.SecretsRead: secrets_read, c.SecretsCopy: secrets_copy, c.Database: database, c.DbUser: db_user,
@@ -220,6 +252,7 @@ RULES = {
     c.Prune: prune,
     c.WriteFreeze: write_freeze, c.DatabaseGuard: database_guard,
     c.BackupTimer: backup_timer, c.Watch: watch,
+    c.TlsFiles: tls_files, c.Certificate: certificate, c.TlsRemove: tls_remove,
 }
 
 

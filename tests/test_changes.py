@@ -11,6 +11,7 @@ from dataclasses import fields, replace
 
 import pytest
 from test_plan import EMPTY, desired
+from test_tls_plan import tls_kinds
 
 from pinned.operations import files, release
 from pinned.operations.table import OPERATIONS
@@ -31,7 +32,7 @@ def test_every_change_type_has_an_operation_taking_exactly_its_fields_and_a_simu
     assert len({k.kind for k in c.KINDS}) == len(c.KINDS)
 
 
-def test_a_plan_covers_every_kind_and_calls_each_operation_with_its_change():
+def test_a_plan_covers_every_kind_and_calls_each_operation_with_its_change(tmp_path):
     """A first deploy to web + db hosts (with scheduled backups), a code change with a new requirement, a
     schema change and a retention prune together use every kind of change; each change's arguments fit its operation."""
     hosts = (HostSpec("web1", "10.0.0.11", ("web",)), HostSpec("db", "10.0.0.13", ("db",)))
@@ -58,6 +59,7 @@ def test_a_plan_covers_every_kind_and_calls_each_operation_with_its_change():
     first = apply_plan(plan(on_two, {h.name: HostObserved() for h in webs}), {h.name: HostObserved() for h in webs},
                        on_two)
     seen |= {type(s.change) for s in plan(replace(desired("B", rollout={"canary": 1}), hosts=webs), first).steps}
+    seen |= tls_kinds(tmp_path)  # HTTPS: an uploaded certificate, then ACME (state/plan_tls.py)
     assert seen == set(c.KINDS)
 
 

@@ -3,7 +3,8 @@ pyinfra's own tests/operations/*.json). A command that runs a remote script is w
 name followed by its arguments, so the cases read as what runs on the host; an upload as
 ["upload", remote path], a download as ["download", remote path]; bytes sent from the deploying process's
 memory to a command's stdin, or read from its stdout into it, as ["memory-to", key, command…] and
-["memory-from", key, command…] (operations/memory.py)."""
+["memory-from", key, command…] (operations/memory.py); a local key file sent to a command's stdin as
+["key-to", local path, command…] (operations/tls.py)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ from pathlib import Path
 import pytest
 from pyinfra.api import FileDownloadCommand, FileUploadCommand, FunctionCommand, StringCommand
 
-from pinned.operations import database, files, freeze, memory, release, system
+from pinned.operations import database, files, freeze, memory, release, system, tls
 from pinned.operations.scripts import REMOTE, script
 
 CASES = sorted((Path(__file__).parent / "operations").glob("*.json"))
-MODULES = {"database": database, "files": files, "freeze": freeze, "release": release, "system": system}
+MODULES = {"database": database, "files": files, "freeze": freeze, "release": release, "system": system, "tls": tls}
 SCRIPTS = {script(p.name): p.name for p in REMOTE.iterdir() if p.suffix in (".sh", ".py")}
 
 
@@ -35,6 +36,9 @@ def readable(command) -> list | str:
         step = readable(inner)
         return ["memory-from" if command.function is memory._read else "memory-to", key,
                 *(step if isinstance(step, list) else [step])]
+    if isinstance(command, FunctionCommand) and command.function is tls._send_key:  # a local key file to stdin
+        source, _digest, inner = command.args
+        return ["key-to", source, *readable(inner)]
     if isinstance(command, StringCommand):
         bits = list(command.bits)
         if len(bits) > 2 and value(bits[1]) == "-c" and value(bits[2]) in SCRIPTS:

@@ -17,7 +17,9 @@ import pwd
 import re
 import stat
 import subprocess
+import ssl
 import sys
+import time
 import traceback
 
 # Words `systemctl is-active` / `is-enabled` print on stdout (also with a non-zero exit status).
@@ -232,6 +234,59 @@ def observe_secrets(path):
     return secrets
 
 
+def parse_x509_text(text):
+    """`openssl x509 -noout -subject -issuer -enddate -serial -ext subjectAltName -nameopt RFC2253` output
+    (state/tls.py parses the same on the deploying machine)."""
+    out = {"names": []}
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        key, sep, value = line.partition("=")
+        if sep and key in ("subject", "issuer", "serial", "notAfter"):
+            out[key] = value.strip()
+        elif "Subject Alternative Name" in line and i + 1 < len(lines):
+            out["names"] = [part.strip()[4:] for part in lines[i + 1].split(",") if part.strip().startswith("DNS:")]
+    expires = int(ssl.cert_time_to_seconds(out["notAfter"])) if out.get("notAfter") else 0
+    return {"subject": out.get("subject", ""), "issuer": out.get("issuer", ""), "names": out["names"],
+            "expires": expires, "not_after": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(expires)),
+            "serial": out.get("serial", "")}
+
+
+def observe_certificates(paths):
+    """The certificates nginx serves (site.tls), as `openssl x509` reads them: None when the file (or the link's
+    target) is missing; {"invalid": why} when openssl cannot read it (the plan replaces it)."""
+    found = {}
+    for path in paths:
+        if not os.path.exists(path):
+            found[path] = None
+            continue
+        stdout, stderr, status = probe(["openssl", "x509", "-in", path, "-noout", "-subject", "-issuer", "-enddate",
+                                        "-serial", "-ext", "subjectAltName", "-nameopt", "RFC2253"], env=C_LOCALE)
+        if status == 127:
+            fail("certificates", status, stderr, stdout, context=path)
+            found[path] = None
+        elif status != 0:
+            found[path] = {"invalid": (stderr.strip() or stdout.strip() or "unreadable").splitlines()[0]}
+        else:
+            found[path] = parse_x509_text(stdout)
+    return found
+
+
+def observe_keys(paths):
+    """Private keys: owner and mode, and a SHA-256 of their public half (never anything of the key itself)."""
+    found = {}
+    for path in paths:
+        info = describe(path)
+        if info is None or not os.path.exists(path):
+            found[path] = None
+            continue
+        stdout, stderr, status = probe(["openssl", "pkey", "-in", path, "-pubout", "-passin", "pass:"], env=C_LOCALE)
+        if status == 127:
+            fail("keys", status, stderr, stdout, context=path)
+        info["public_key"] = hashlib.sha256("".join(stdout.split()).encode()).hexdigest() if status == 0 else ""
+        found[path] = info
+    return found
+
+
 def observe_tree(root):
     """The release tree: every schema version, its releases' metadata, the links. One pass."""
     tree = {"current": None, "schemas": {}, "by_id": {}, "venvs": [], "building": []}
@@ -284,6 +339,9 @@ def main(args):
     out["history"] = observe_history(args["history"])
     out["units"] = observe_units(args["unit_prefix"], args.get("units", ()))
     out["mysql"] = observe_mysql(args["db_pattern"], app, out["units"]["mariadb.service"]["active"])
+    out["now"] = int(time.time())
+    out["certificates"] = observe_certificates(args.get("certificates", ()))
+    out["keys"] = observe_keys(args.get("keys", ()))
     return out
 
 
