@@ -68,11 +68,12 @@ def observe_host(host, request: str) -> HostObserved:
 
 def observe_request(app: str, root: str, unit_prefix: str, db_pattern: str, users: list[str], packages: list[str],
                     paths: list[str], files: list[str], secrets: str, history: str, units: list[str] = (),
-                    loaded: str = "") -> str:
+                    loaded: str = "", previews: dict | None = None) -> str:
     """`units`: other units whose state the plan needs (e.g. the scheduled backups' timer)."""
     return json.dumps({"app": app, "root": root, "unit_prefix": unit_prefix, "db_pattern": db_pattern,
                        "users": users, "packages": packages, "paths": paths, "files": files,
-                       "secrets": secrets, "history": history, "units": list(units), "loaded": loaded},
+                       "secrets": secrets, "history": history, "units": list(units), "loaded": loaded,
+                       **({"previews": previews} if previews else {})},
                       sort_keys=True)
 
 

@@ -2,7 +2,7 @@
 
 from pinned.state import changes as c
 
-from . import backups, database, files, freeze, release, system
+from . import backups, database, files, freeze, previews, release, system
 
 OPERATIONS = {
     c.Packages: system.packages,
@@ -29,4 +29,9 @@ OPERATIONS = {
     c.Stop: release.stop,
     c.Prune: release.prune,
     c.BackupTimer: backups.backup_timer,
+    c.PreviewAccount: previews.preview_account,
+    c.PreviewMigrate: previews.preview_migrate,
+    c.PreviewStart: previews.preview_start,
+    c.PreviewRemove: previews.preview_remove,
+    c.PreviewDrop: previews.preview_drop,
 }

@@ -6,7 +6,7 @@ import atexit
 import os
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .hosts import HostsError, inventory_groups, jump_config
@@ -23,6 +23,7 @@ class Checked:
     state: State
     repo: Path
     release: Release
+    previews: dict = field(default_factory=dict)  # preview name → its Release
 
 
 # inventory.py validates before pyinfra connects, and deploy.py / `pinned` need the same result in the
@@ -51,7 +52,13 @@ def check_env(env: str, base: Path | None = None) -> Checked:
             rel = release(repo, state.release, state)
         except SourceError as exc:
             raise StateFileError(f"{path}: field 'release'/'repository': {exc}") from None
-        _checked[key] = Checked(env, path, state, repo, rel)
+        previews = {}
+        for name, preview in state.previews.items():
+            try:
+                previews[name] = release(repo, preview.release, state)
+            except SourceError as exc:
+                raise StateFileError(f"{path}: field 'previews.{name}.release': {exc}") from None
+        _checked[key] = Checked(env, path, state, repo, rel, previews)
     return _checked[key]
 
 

@@ -60,6 +60,7 @@ class Desired:
     # Bytes to send for the release: whole ("") or, per web host (its name), as a delta from the release it
     # serves (source.transfer_sizes, pinned/engine.py base_files)
     transfers: dict = field(default_factory=dict, compare=False)
+    previews: dict = field(default_factory=dict)  # preview name → its Release (state/previews.py)
 
     @property
     def layout(self) -> Layout:

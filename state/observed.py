@@ -65,6 +65,8 @@ class HostObserved:
     history: tuple[str, ...] = ()
     db_stats: dict = field(default_factory=dict)  # database -> (tables, estimated rows, bytes)
     loaded: dict | None = None  # what the running release was (re)started with: {env, secrets} fingerprints
+    # The app's previews here (state/previews.py): {files: {path: FileOnHost}, units, databases, users}
+    previews: dict = field(default_factory=dict)
 
     @property
     def current_release(self) -> ReleaseOnDisk | None:
@@ -217,4 +219,12 @@ def parse(output: str) -> HostObserved:
         history=tuple(data.get("history") or ()),
         db_stats={k: tuple(v) for k, v in (mysql.get("stats") or {}).items()},
         loaded=data.get("loaded") if isinstance(data.get("loaded"), dict) else None,
+        previews=_previews(data.get("previews") or {}),
     )
+
+
+def _previews(data: dict) -> dict:
+    files = {path: (FileOnHost(content=f["content"], mode=f["mode"], owner=f["owner"], group=f["group"]) if f
+                    else None) for path, f in (data.get("files") or {}).items()}
+    return {"files": files, "units": data.get("units") or {}, "databases": frozenset(data.get("databases") or ()),
+            "users": data.get("users") or {}}

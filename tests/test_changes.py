@@ -11,6 +11,7 @@ from dataclasses import fields, replace
 
 import pytest
 from test_plan import EMPTY, desired
+from test_previews import with_previews
 
 from pinned.operations import files, release
 from pinned.operations.table import OPERATIONS
@@ -52,6 +53,14 @@ def test_a_plan_covers_every_kind_and_calls_each_operation_with_its_change():
     # A changed env restarts the current release.
     seen |= {type(s.change) for s in plan(replace(d, state=d.state.model_copy(update={"env": {"FOO": "1"}})),
                                           observed).steps}
+    # Previews: one beside current with the same schema and one with other migrations, then both removed.
+    pd = with_previews(d, {"same": ("R3", {"port": 8081}), "other": ("S2", {"port": 8082})})
+    p = plan(pd, observed)
+    seen |= {type(s.change) for s in p.steps}
+    observed = apply_plan(p, observed, pd)
+    seen |= {type(s.change) for s in plan(d, observed).steps}
+    for step in plan(d, observed).steps:
+        inspect.signature(OPERATIONS[type(step.change)]._inner).bind(**step.change.arguments())
     assert seen == set(c.KINDS)
 
 
