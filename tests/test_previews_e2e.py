@@ -81,7 +81,7 @@ def test_preview_beside_current_read_only_promote_and_remove(env, sandbox, commi
     key = "PINNED_PREVIEW_TRY_B_DB_PASSWORD"
     assert sql_as(sandbox, f"{APP}_pv_try_b", key, f"{APP}_v0", notes).stdout.strip() == count
     denied = sql_as(sandbox, f"{APP}_pv_try_b", key, f"{APP}_v0",
-                    "INSERT INTO crops_note (text, release, created) VALUES ('x', 'x', NOW())")
+                    "INSERT INTO crops_note (text, crops_note.release, created) VALUES ('x', 'x', NOW())")
     assert denied.returncode != 0 and "denied" in denied.stderr, denied.stderr
     assert http_get_post(sandbox, 80, "through the site") == 201  # the site itself writes as before
     assert env.pinned("plan", "--detailed-exitcode").returncode == 0
