@@ -475,6 +475,7 @@ def cmd_secret(args) -> int:
     from pinned.engine import locked
     from pinned.state.check import check_env
     from pinned.state.plan import PINNED_SECRETS
+    from pinned.state.previews import preview_secret_names
 
     if args.action == "list":
         view = _inspect(args)
@@ -485,9 +486,12 @@ def cmd_secret(args) -> int:
         for name in [*PINNED_SECRETS, *declared, *sorted(set(have) - set(PINNED_SECRETS) - set(declared))]:
             kind = "pinned's own" if name in PINNED_SECRETS else ("declared" if name in declared else
                                                                 "not declared (the next deploy removes it)")
+            preview = name in preview_secret_names(view.desired)
+            if preview:
+                kind = "pinned's own (a preview's database password)"
             running = [w.name for w in view.desired.web_hosts
-                       if name in have and ((view.observed[w.name].loaded or {}).get("secrets") or {}).get(name)
-                       != have[name]]
+                       if name in have and not preview
+                       and ((view.observed[w.name].loaded or {}).get("secrets") or {}).get(name) != have[name]]
             rows.append({"name": name, "fingerprint": have.get(name), "kind": kind,
                          "restart_pending_on": running})
         if args.json:

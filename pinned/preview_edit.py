@@ -57,7 +57,11 @@ def _entry_span(lines: list[str], start: int, end: int, indent: str, name: str) 
 
 
 def _check(old: str, new: str, name: str, entry: dict | None) -> str:
-    before, after = yaml.safe_load(old) or {}, yaml.safe_load(new) or {}
+    try:
+        before, after = yaml.safe_load(old) or {}, yaml.safe_load(new) or {}
+    except yaml.YAMLError:
+        raise EditError("the edit would not leave valid YAML (an unusual layout of `previews:`, e.g. an anchor): "
+                        "edit the file by hand") from None
     expect = dict(before)
     previews = dict(expect.get("previews") or {})
     if entry is None:

@@ -161,3 +161,64 @@ def test_a_new_preview_does_not_restart_current():
     assert not steps_of(plan(d, a), "restart")
     on = converge(d, a)
     assert not steps_of(plan(d, on), "restart") and plan(d, on).empty
+
+
+# ------------------------------------------------------------------ pinned preview add/remove (text edits)
+
+from pinned import preview_edit  # noqa: E402
+
+COMMENTED = ("# production of the shop\napp: shop  # the name\nrepository: .\nrelease: abcdef1  # pinned\n"
+             "django: {settings: shop.settings}\n")
+
+
+def test_preview_add_and_remove_keep_comments_and_layout():
+    one = preview_edit.add(COMMENTED, "try-b", {"release": "1234567", "port": 8081})
+    assert one.startswith(COMMENTED) and one.endswith('previews:\n  try-b: {release: "1234567", port: 8081}\n')
+    assert parse_state(one).previews["try-b"].release == "1234567"  # quoted: digits stay a string
+    two = preview_edit.add(one.replace("  try-b:", "  # the next release\n  try-b:"), "mig",
+                           {"release": "abcdef2", "port": 8082, "database": "write"})
+    assert "  # the next release\n  try-b:" in two and parse_state(two).previews["mig"].database == "write"
+    again = preview_edit.add(two, "try-b", {"release": "abcdef3", "port": 8083})  # replaces its line in place
+    assert again.index("try-b") < again.index("mig") and parse_state(again).previews["try-b"].port == 8083
+    gone = preview_edit.remove(preview_edit.remove(again, "try-b"), "mig")
+    assert gone.startswith(COMMENTED) and "previews: {}" in gone and not parse_state(gone).previews
+    assert preview_edit.add(gone, "x", {"release": "abcdef1", "host": True}).count("previews:") == 1
+
+
+@pytest.mark.parametrize("text", [
+    COMMENTED + "previews: {a: {release: abcdef2, port: 8081}}\n",  # flow style with entries
+    COMMENTED + "previews:\n  a:\n    release: abcdef2\n  b: &x {release: abcdef2, port: 1}\n  c: *x\n",
+])
+def test_preview_add_refuses_a_shape_it_cannot_edit_safely(text):
+    with pytest.raises(preview_edit.EditError, match="by hand"):
+        preview_edit.add(text, "b", {"release": "abcdef1", "port": 8082})
+
+
+def test_preview_remove_of_a_multi_line_entry_and_of_a_missing_one():
+    text = (COMMENTED + "previews:\n  a:\n    release: abcdef2\n    port: 8081  # eighty-eighty-one\n"
+            "  b: {release: abcdef3, port: 8082}\n")
+    out = preview_edit.remove(text, "a")
+    assert out == COMMENTED + "previews:\n  b: {release: abcdef3, port: 8082}\n"
+    with pytest.raises(preview_edit.EditError, match="no preview 'zz'"):
+        preview_edit.remove(out, "zz")
+
+
+def test_preview_sql_quotes_names_and_reads_the_password_from_the_secrets_file(tmp_path):
+    import runpy
+    import sys as _sys
+
+    secrets = tmp_path / "secrets.env"
+    secrets.write_text("DB_PASSWORD=main\nPINNED_PREVIEW_A_DB_PASSWORD=pa'ss\\word\n")
+    script = str(pv.Path(__file__).resolve().parent.parent / "operations" / "remote" / "preview_sql.py")
+    module = runpy.run_path(script)
+    sql = module["account_sql"](str(secrets), "shop_pv_a", "10.0.0.1", "PINNED_PREVIEW_A_DB_PASSWORD", "SELECT",
+                                "shop\\_v0")
+    assert sql[0] == "CREATE USER IF NOT EXISTS 'shop_pv_a'@'10.0.0.1' IDENTIFIED BY 'pa\\'ss\\\\word';"
+    assert sql[-1] == "GRANT SELECT ON `shop\\_v0`.* TO 'shop_pv_a'@'10.0.0.1';"
+    assert "REVOKE ALL PRIVILEGES, GRANT OPTION FROM 'shop_pv_a'@'10.0.0.1';" in sql
+    assert "main" not in "".join(sql)
+    with pytest.raises(SystemExit, match="SELECT or ALL"):
+        module["account_sql"](str(secrets), "u", "h", "PINNED_PREVIEW_A_DB_PASSWORD", "DROP", "x")
+    assert module["drop_sql"]("shop_pv_a", ["shop_pv_a@localhost"]) == [
+        "DROP USER IF EXISTS 'shop_pv_a'@'localhost';", "DROP DATABASE IF EXISTS `shop_pv_a`;"]
+    assert _sys.argv  # runpy left the interpreter alone
