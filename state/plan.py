@@ -248,7 +248,10 @@ def allocate_schema(d: Desired, observed: dict[str, HostObserved]) -> Allocation
             "that fails half-way leaves what it did (MariaDB cannot roll DDL back).",))
     # A new schema version: the first, or a copy of the current one, then migrated.
     numbers = set(schemas) | {n for n in map(lay.schema_of_database, db.databases) if n is not None}
-    unfinished = sorted(n for n in numbers if n not in complete and n != current_schema)
+    # A schema version made for a preview with other migrations is that preview's, not this release's.
+    theirs = {o.releases[r.id].schema for o in webs for r in d.previews.values()
+              if r.id in o.releases and r.fingerprint != rel.fingerprint}
+    unfinished = sorted(n for n in numbers if n not in complete and n != current_schema and n not in theirs)
     number = unfinished[-1] if unfinished else (max(numbers) + 1 if numbers else 0)
     copy_from = current_schema if current_schema is not None and current_schema in complete else None
     if copy_from is None and complete:

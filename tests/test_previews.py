@@ -222,3 +222,20 @@ def test_preview_sql_quotes_names_and_reads_the_password_from_the_secrets_file(t
     assert module["drop_sql"]("shop_pv_a", ["shop_pv_a@localhost"]) == [
         "DROP USER IF EXISTS 'shop_pv_a'@'localhost';", "DROP DATABASE IF EXISTS `shop_pv_a`;"]
     assert _sys.argv  # runpy left the interpreter alone
+
+
+def test_a_release_with_other_migrations_than_a_previews_never_lands_in_the_previews_schema_version():
+    from pinned.state.source import Release
+
+    a = converge(desired("A"), EMPTY)
+    d = with_previews(desired("A"), {"mig": ("S1", {"port": 8081})})
+    on = converge(d, a)
+    s1 = on["server"].releases[RELEASES["S1"].id].schema
+    other = Release("f" * 40, 1_700_003_000, "fp9", "req0", ("crops/migrations/0009_other.py",), "Django\n")
+    RELEASES["X"] = other
+    try:
+        pinned = with_previews(desired("X"), {"mig": ("S1", {"port": 8081})})
+        build = next(s for s in plan(pinned, on).steps if s.kind == "release")
+        assert f"/versions/{s1}/" not in build.change.final and f"/versions/{s1 + 1}/" in build.change.final
+    finally:
+        del RELEASES["X"]
