@@ -50,7 +50,9 @@ def unit_file(app: str, name: str, kind: str) -> str:
 
 
 def nginx_conf(app: str, name: str) -> str:
-    return f"/etc/nginx/conf.d/pinned-{app}-pv-{name}.conf"
+    """After the site's own `pinned-<app>.conf` in nginx's (sorted) include: a site with server names keeps
+    being the port's implicit default server, never a `host: true` preview on the same port."""
+    return f"/etc/nginx/conf.d/pinned-{app}.pv-{name}.conf"
 
 
 def socket(app: str, name: str) -> str:
@@ -69,7 +71,7 @@ def password_key(name: str) -> str:
 def name_of_path(app: str, path: str) -> str | None:
     """The preview a unit file or nginx server of the app belongs to (None: not a preview's)."""
     base = Path(path).name
-    for prefix, suffixes in ((f"{app}-pv-", (".socket", ".service")), (f"pinned-{app}-pv-", (".conf",))):
+    for prefix, suffixes in ((f"{app}-pv-", (".socket", ".service")), (f"pinned-{app}.pv-", (".conf",))):
         for suffix in suffixes:
             if base.startswith(prefix) and base.endswith(suffix):
                 return base[len(prefix):-len(suffix)]
@@ -80,7 +82,7 @@ def preview_request(d: Desired) -> dict:
     """What the observe fact asks about previews (every preview of the app on the host, declared or not)."""
     app = d.state.app
     return {"globs": [f"/etc/systemd/system/{app}-pv-*.socket", f"/etc/systemd/system/{app}-pv-*.service",
-                      f"/etc/nginx/conf.d/pinned-{app}-pv-*.conf"],
+                      f"/etc/nginx/conf.d/pinned-{app}.pv-*.conf"],
             "unit_prefix": f"{app}-pv-", "db_regex": f"^{app}_pv_[a-z0-9_]+$"}
 
 

@@ -65,6 +65,9 @@ def test_every_valid_name_gives_safe_unit_host_and_database_names(name):
     assert pv.name_of_path("shop", pv.unit_file("shop", name, "service")) == name
     assert pv.name_of_path("shop", pv.nginx_conf("shop", name)) == name
     assert not pv.unit("shop", name, "service").startswith("shop@")  # never a release unit
+    # nginx includes conf.d/*.conf sorted: the site's own server comes first, so it stays the port's implicit
+    # default server (a request for an unknown name on port 80 never reaches a `host: true` preview).
+    assert sorted([pv.nginx_conf("shop", name), "/etc/nginx/conf.d/pinned-shop.conf"])[0].endswith("pinned-shop.conf")
 
 
 def test_a_preview_of_the_same_schema_runs_beside_current_on_the_current_database_read_only():

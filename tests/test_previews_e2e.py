@@ -124,7 +124,7 @@ def test_preview_beside_current_read_only_promote_and_remove(env, sandbox, commi
     dbs = sandbox.ssh(HOST, "mysql -N -B -e 'SHOW DATABASES'").stdout.split()
     assert f"{APP}_pv_mig" not in dbs and f"{APP}_v0" in dbs
     assert "agroguia_pv" not in sandbox.ssh(HOST, "mysql -N -B -e 'SELECT user FROM mysql.user'").stdout
-    assert not sandbox.ssh(HOST, f"ls /etc/systemd/system/{APP}-pv-* /etc/nginx/conf.d/pinned-{APP}-pv-* "
+    assert not sandbox.ssh(HOST, f"ls /etc/systemd/system/{APP}-pv-* /etc/nginx/conf.d/pinned-{APP}.pv-* "
                                  "2>/dev/null", check=False).stdout
     assert "Release: B" in page(sandbox).body
     assert env.pinned("plan", "--detailed-exitcode").returncode == 0

@@ -63,7 +63,7 @@ def test_preview_on_two_web_hosts_and_removed_from_all(multi, sandbox):
     assert plan.count("- preview-remove agroguia-pv-try-b.service") == 2
     multi.deploy()
     for web in WEBS:
-        assert not sandbox.ssh(web, "ls /etc/systemd/system/agroguia-pv-* /etc/nginx/conf.d/pinned-agroguia-pv-* "
+        assert not sandbox.ssh(web, "ls /etc/systemd/system/agroguia-pv-* /etc/nginx/conf.d/pinned-agroguia.pv-* "
                                     "2>/dev/null; systemctl list-units --all --plain --no-legend 'agroguia-pv-*'",
                                check=False).stdout.strip()
         assert KEY not in sandbox.ssh(web, "cut -d= -f1 /etc/pinned/agroguia/secrets.env").stdout
