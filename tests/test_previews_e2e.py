@@ -60,7 +60,7 @@ def test_preview_beside_current_read_only_promote_and_remove(env, sandbox, commi
     assert f"+ release /srv/{APP}/versions/0/{rid(commits, 'B')}" in plan and "preview try-b" in plan
     assert "+ preview-account agroguia_pv_try_b@localhost" in plan and "SELECT on agroguia_v0 only" in plan
     assert "switch" not in plan and "~ restart" not in plan and "- stop" not in plan
-    env.deploy()
+    deployed = env.deploy()
 
     assert "Release: B" in page(sandbox, 8081).body
     assert "Release: A" in page(sandbox).body
@@ -84,6 +84,16 @@ def test_preview_beside_current_read_only_promote_and_remove(env, sandbox, commi
                     "INSERT INTO crops_note (text, crops_note.release, created) VALUES ('x', 'x', NOW())")
     assert denied.returncode != 0 and "denied" in denied.stderr, denied.stderr
     assert http_get_post(sandbox, 80, "through the site") == 201  # the site itself writes as before
+    # Its password is never shown: not in the deploy's output, the plan (text, JSON), `pinned releases`, nor in
+    # a world-readable file of the preview (its units and nginx server name the secrets file's key only).
+    password = sandbox.ssh(HOST, f"sed -n 's/^{key}=//p' {SECRETS}").stdout.strip()
+    assert len(password) >= 32
+    shown = (deployed.stdout + deployed.stderr + env.pinned("plan").stdout + env.pinned("plan", "--json").stdout
+             + env.pinned("releases", "--json").stdout + env.pinned("secret", "list").stdout
+             + sandbox.ssh(HOST, f"cat /etc/systemd/system/{APP}-pv-try-b.* /etc/nginx/conf.d/pinned-{APP}.pv-try-b"
+                                 f".conf /srv/{APP}/versions/0/*/pinned_settings.py").stdout)
+    assert password not in shown and key in shown
+    assert "a preview's database password" in env.pinned("secret", "list").stdout
     assert env.pinned("plan", "--detailed-exitcode").returncode == 0
 
     # Promote B: pin it; nothing is rebuilt (the release tree and the venvs are untouched).
