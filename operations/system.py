@@ -40,11 +40,11 @@ def directory(path: str, owner: str, group: str, mode: str):
 
 
 @operation()
-def secrets_file(path: str, group: str, drop: tuple[str, ...] = ()):
+def secrets_file(path: str, group: str, drop: tuple[str, ...] = (), generate: tuple[str, ...] = ()):
     """Generate the app's secrets on the server (root-owned, readable by the app's group), keeping the values
     it has; the names in `drop` (no longer declared) go, with their values."""
     yield run_sh("secrets_dir.sh", path, group)
-    yield run_py("secrets_generate.py", path, group, *drop)
+    yield run_py("secrets_generate.py", path, group, *drop, *(f"+{name}" for name in generate))
 
 
 @operation()

@@ -2,7 +2,7 @@
 
 from pinned.state import changes as c
 
-from . import backups, database, files, freeze, release, system, tls
+from . import backups, database, files, freeze, previews, release, system, tls
 
 OPERATIONS = {
     c.Packages: system.packages,
@@ -33,4 +33,9 @@ OPERATIONS = {
     c.TlsFiles: tls.tls_files,
     c.Certificate: tls.certificate,
     c.TlsRemove: tls.tls_remove,
+    c.PreviewAccount: previews.preview_account,
+    c.PreviewMigrate: previews.preview_migrate,
+    c.PreviewStart: previews.preview_start,
+    c.PreviewRemove: previews.preview_remove,
+    c.PreviewDrop: previews.preview_drop,
 }

@@ -5,7 +5,11 @@
     pinned apply FILE                            run exactly that saved plan, or nothing if anything moved
     pinned deploy [-y]                           run `pyinfra inventory.py deploy.py` for the environment
     pinned pin REF                               pin a commit/tag of the repository in the state file
-    pinned releases [--json]                     releases on each host: schema, status, current, pinned, last
+    pinned releases [--json]                     releases on each host: schema, status, current, pinned, last;
+                                                 the previews with their URLs
+    pinned preview add NAME REF [--port N | --host] [--write]
+                                                 run REF beside current at its own address (state file's previews:)
+    pinned preview remove NAME                   take a preview out of the state file (the deploy removes it)
     pinned history                               switches of `current` recorded on the hosts
     pinned unlock                                end the deploy lock of a hung run (shows the holder)
     pinned databases [--json]                    the schema versions' databases: size, last use
@@ -191,8 +195,9 @@ def cmd_releases(args) -> int:
                          "built_at": r.built_at, "current": o.current == rid, "pinned": rid == pinned_id,
                          "last": bool(last and last.last == rid)})
         hosts[spec.name] = rows
+    previews = preview_rows(run)
     if args.json:
-        print(json.dumps({"env": run.env, "pinned": pinned_id, "hosts": hosts}, indent=2))
+        print(json.dumps({"env": run.env, "pinned": pinned_id, "hosts": hosts, "previews": previews}, indent=2))
         return 0
     for name, rows in hosts.items():
         print(f"{name}:")
@@ -203,7 +208,71 @@ def cmd_releases(args) -> int:
             print(f"  {r['id']}  schema {r['schema']}  {r['status']:<7} {' '.join(marks)}")
         if pinned_id not in {r["id"] for r in rows}:
             print(f"  {pinned_id}  (pinned, not on this host yet)")
+    if previews:
+        print("previews:")
+    for name, p in previews.items():
+        for host, h in p["hosts"].items():
+            state = "running" if h["running"] else "not running (deploy to start it)"
+            print(f"  {name}  {p['release']}  {h['url']}  on {host}: {state}; database: {p['database']}")
     return 0
+
+
+def cmd_preview(args) -> int:
+    from pinned import preview_edit
+    from pinned.state.check import check_env
+    from pinned.state.source import SourceError, release, resolve
+
+    checked = check_env(args.env)
+    path, text = checked.path, checked.path.read_text()
+    if args.action == "add":
+        if (args.port is None) == (not args.host):
+            raise CliError("preview add: give its address, --port N or --host (<name>.<server name>)")
+        try:
+            commit = resolve(checked.repo, args.ref)
+            rel = release(checked.repo, commit, checked.state)
+        except SourceError as exc:
+            raise CliError(f"{args.ref!r}: {exc}; {path} is unchanged") from None
+        entry = {"release": commit, "port": args.port, "host": args.host, "database": "write" if args.write else "read"}
+        edit = lambda: preview_edit.add(text, args.name, entry)  # noqa: E731
+        said = f"preview {args.name}: release {rel.id} ({args.ref} = {commit})"
+    else:
+        if args.name not in checked.state.previews:
+            names = ", ".join(checked.state.previews) or "none"
+            raise CliError(f"{path}: no preview {args.name!r} (previews: {names})")
+        edit = lambda: preview_edit.remove(text, args.name)  # noqa: E731
+        said = f"preview {args.name} removed (the next deploy stops it and removes its units, server and database)"
+    try:
+        new = edit()
+    except preview_edit.EditError as exc:
+        raise CliError(f"{path}: {exc}; it is unchanged") from None
+    try:
+        parse_state(new, str(path))
+    except StateFileError as exc:
+        raise CliError(f"{exc}; {path} is unchanged") from None
+    tmp = path.with_name(f".{path.name}.pinned-tmp")
+    tmp.write_text(new)
+    tmp.replace(path)
+    print(f"{said} in {path}")
+    print(f"next: pinned plan --env {checked.env}")
+    return 0
+
+
+def preview_rows(run) -> dict:
+    """Each preview: its release, URL per web host, database use, and whether it runs there."""
+    from pinned.state import previews as pv
+
+    d, app = run.desired, run.desired.state.app
+    out = {}
+    for name, p in d.state.previews.items():
+        rel = d.previews[name]
+        own = rel.fingerprint != d.release.fingerprint
+        out[name] = {
+            "release": rel.id, "commit": rel.commit,
+            "database": pv.db_name(app, name) + " (its own copy)" if own else f"current ({p.database})",
+            "hosts": {w.name: {"url": pv.address(d, name, w), "running": run.observed[w.name].previews.get(
+                "units", {}).get(pv.unit(app, name, "service"), {}).get("active") == "active"}
+                      for w in d.web_hosts}}
+    return out
 
 
 def cmd_history(args) -> int:
@@ -406,6 +475,7 @@ def cmd_secret(args) -> int:
     from pinned.engine import locked
     from pinned.state.check import check_env
     from pinned.state.plan import PINNED_SECRETS
+    from pinned.state.previews import preview_secret_names
 
     if args.action == "list":
         view = _inspect(args)
@@ -416,9 +486,12 @@ def cmd_secret(args) -> int:
         for name in [*PINNED_SECRETS, *declared, *sorted(set(have) - set(PINNED_SECRETS) - set(declared))]:
             kind = "pinned's own" if name in PINNED_SECRETS else ("declared" if name in declared else
                                                                 "not declared (the next deploy removes it)")
+            preview = name in preview_secret_names(view.desired)
+            if preview:
+                kind = "pinned's own (a preview's database password)"
             running = [w.name for w in view.desired.web_hosts
-                       if name in have and ((view.observed[w.name].loaded or {}).get("secrets") or {}).get(name)
-                       != have[name]]
+                       if name in have and not preview
+                       and ((view.observed[w.name].loaded or {}).get("secrets") or {}).get(name) != have[name]]
             rows.append({"name": name, "fingerprint": have.get(name), "kind": kind,
                          "restart_pending_on": running})
         if args.json:
@@ -532,6 +605,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("ref")
     p = sub.add_parser("releases", help="releases on each web host")
     p.add_argument("--json", action="store_true")
+    p = sub.add_parser("preview", help="previews in the state file: add NAME REF --port N | --host, remove NAME")
+    preview = p.add_subparsers(dest="action", required=True)
+    q = preview.add_parser("add", help="run a commit/tag beside current at its own address")
+    q.add_argument("name")
+    q.add_argument("ref")
+    q.add_argument("--port", type=int, help="the port nginx serves it on")
+    q.add_argument("--host", action="store_true", help="serve it at <name>.<first server name>")
+    q.add_argument("--write", action="store_true", help="with the current schema: may write the current database")
+    q = preview.add_parser("remove", help="take a preview out of the state file")
+    q.add_argument("name")
     sub.add_parser("history", help="switches of `current` recorded on the hosts")
     sub.add_parser("unlock", help="end the deploy lock of a hung run (shows who held it)")
     p = sub.add_parser("databases", help="the schema versions' databases: size and last use")
@@ -565,7 +648,7 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("name")
     # --env and --limit are accepted after the command too (pinned plan --env staging).
     parser.add_argument("--limit", action="append", help="only this host or group (repeatable)")
-    for action in [*sub.choices.values(), *secret.choices.values()]:
+    for action in [*sub.choices.values(), *secret.choices.values(), *preview.choices.values()]:
         action.add_argument("--env", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         action.add_argument("--limit", action="append", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -575,6 +658,7 @@ def main(argv: list[str] | None = None) -> int:
         args.env = "production"
     commands = {"init": cmd_init, "schema": cmd_schema,
                 "plan": cmd_plan, "apply": cmd_apply, "deploy": cmd_deploy, "pin": cmd_pin, "releases": cmd_releases,
+                "preview": cmd_preview,
                 "history": cmd_history, "unlock": cmd_unlock,
                 "databases": cmd_databases, "drop-database": cmd_drop_database,
                 "backup": cmd_backup, "backups": cmd_backups, "restore": cmd_restore, "secret": cmd_secret}

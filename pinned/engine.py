@@ -39,6 +39,7 @@ from pinned.state.layout import NGINX_DEFAULT_SITE
 from pinned.state.observed import HostObserved, ProbeError, describe_probe_error
 from pinned.state.plan import BLOCKED, Plan, plan
 from pinned.state.plan_tls import CERTBOT_TIMER
+from pinned.state.previews import preview_archives, preview_request
 from pinned.state.source import known_files, manifest_digest, parse_manifest, transfer_sizes
 
 from . import lock, saved_plan
@@ -111,7 +112,8 @@ def desired_of(checked: Checked, hosts) -> Desired:
     if not any("web" in s.roles for s in specs) or not any("db" in s.roles for s in specs):
         raise EngineError("the inventory needs a host in group `web` and one in group `db`")
     return Desired(env=checked.env, state=checked.state, release=checked.release, hosts=specs,
-                   state_file=str(checked.path), by=deployed_by(), tls=checked.tls, acme=checked.acme)
+                   state_file=str(checked.path), by=deployed_by(), tls=checked.tls, acme=checked.acme,
+                   previews=checked.previews)
 
 
 def request_for(d: Desired) -> str:
@@ -130,6 +132,7 @@ def request_for(d: Desired) -> str:
         secrets=lay.secrets, history=lay.history, units=[lay.backup_timer, *acme_units],
         loaded=lay.loaded,
         certificates=[lay.tls_certificate, lay.acme_certificate], keys=[lay.tls_key],
+        previews=preview_request(d),
     )
 
 
@@ -201,8 +204,8 @@ def with_transfers(checked: Checked, desired: Desired, observed: dict[str, HostO
     """What the new release costs to send, whole or as a delta from the release each web host serves:
     the archives are made here (locally, in the release cache) only when some web host must build."""
     bases = base_files(checked, desired, observed, hosts)
-    return replace(desired, transfers=transfer_sizes(checked.repo, checked.release, checked.state, bases,
-                                                     release_cache()))
+    transfers = transfer_sizes(checked.repo, checked.release, checked.state, bases, release_cache())
+    return replace(desired, transfers={**transfers, **preview_archives(checked.repo, desired, release_cache())})
 
 
 def take_lock(checked: Checked, desired: Desired, hosts, holder: str) -> lock.DeployLock:

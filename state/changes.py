@@ -64,6 +64,7 @@ class Secrets(Change):
     path: str
     group: str
     drop: tuple[str, ...] = ()  # names no longer declared in the state file: removed with their values
+    generate: tuple[str, ...] = ()  # more names to generate a value for if missing (previews' passwords)
 
 
 @dataclass(frozen=True)
@@ -355,3 +356,60 @@ class TlsRemove(Change):
 
 
 KINDS += (TlsFiles, Certificate, TlsRemove)
+
+
+# Previews (state/previews.py): releases running beside `current` at their own address.
+@dataclass(frozen=True)
+class PreviewAccount(Change):
+    kind = "preview-account"
+    about = ("a preview's database account `<app>_pv_<name>` (one per web host address): its password from the "
+             "secrets file; SELECT (or ALL) on the current database, or ALL on its own copy, nothing else")
+    user: str
+    host: str
+    secrets: str
+    password_key: str  # the secrets file's name of its password (generated on the db host, never shown)
+    privileges: str  # SELECT or ALL
+    database: str  # as GRANT names it (`_` escaped)
+
+
+@dataclass(frozen=True)
+class PreviewMigrate(Change):
+    kind = "preview-migrate"
+    about = "run a preview's migrations on its own copy of the database (first web host), through its own account"
+    app: str
+    release_dir: str
+    database: str
+    user: str
+    password_key: str
+
+
+@dataclass(frozen=True)
+class PreviewStart(Change):
+    kind = "preview-start"
+    about = "start (or restart, for a changed release) a preview's socket and service, health-checked on its socket"
+    socket_unit: str
+    service_unit: str
+    socket: str
+    health_url: str
+    health_host: str
+    restart: bool = False
+
+
+@dataclass(frozen=True)
+class PreviewRemove(Change):
+    kind = "preview-remove"
+    about = "stop a preview no longer in the state file and remove its units and nginx server (`-`)"
+    socket_unit: str
+    service_unit: str
+    files: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PreviewDrop(Change):
+    kind = "preview-drop"
+    about = "drop a removed preview's database accounts, and its own database if it had one (`-`)"
+    accounts: tuple[str, ...]  # user@host
+    database: str = ""
+
+
+KINDS += (PreviewAccount, PreviewMigrate, PreviewStart, PreviewRemove, PreviewDrop)

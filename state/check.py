@@ -6,7 +6,7 @@ import atexit
 import os
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .hosts import HostsError, inventory_groups, jump_config
@@ -26,6 +26,7 @@ class Checked:
     release: Release
     tls: LocalTls | None = None  # site.tls's uploaded certificate and key, checked here
     acme: LocalAcme | None = None
+    previews: dict = field(default_factory=dict)  # preview name → its Release
 
 
 # inventory.py validates before pyinfra connects, and deploy.py / `pinned` need the same result in the
@@ -55,7 +56,13 @@ def check_env(env: str, base: Path | None = None) -> Checked:
             rel = release(repo, state.release, state)
         except SourceError as exc:
             raise StateFileError(f"{path}: field 'release'/'repository': {exc}") from None
-        _checked[key] = Checked(env, path, state, repo, rel, tls, acme)
+        previews = {}
+        for name, preview in state.previews.items():
+            try:
+                previews[name] = release(repo, preview.release, state)
+            except SourceError as exc:
+                raise StateFileError(f"{path}: field 'previews.{name}.release': {exc}") from None
+        _checked[key] = Checked(env, path, state, repo, rel, tls, acme, previews)
     return _checked[key]
 
 

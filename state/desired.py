@@ -64,6 +64,7 @@ class Desired:
     # site.tls's local files as state.check found them (the uploaded certificate, an ACME CA bundle)
     tls: LocalTls | None = None
     acme: LocalAcme | None = None
+    previews: dict = field(default_factory=dict)  # preview name → its Release (state/previews.py)
 
     @property
     def layout(self) -> Layout:

@@ -351,6 +351,41 @@ class Rollout(BaseModel):
         return value
 
 
+# A preview's name: a DNS label and a systemd unit / MariaDB name part (`<app>_pv_<name>`, `-` as `_`).
+PreviewName = Annotated[str, StringConstraints(pattern=r"^[a-z]([a-z0-9-]{0,14}[a-z0-9])?$")]
+
+
+class Preview(BaseModel):
+    """A release running beside `current` at its own address (`previews:`), with its own units and nginx server."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    release: str = Field(
+        pattern=r"^[0-9a-f]{7,40}$",
+        description="The release it runs: a commit hash (`pinned preview add NAME REF` writes it).",
+    )
+    port: int | None = Field(
+        default=None, ge=1, le=65535,
+        description="The port nginx serves it on (every web host); not the site's port, 443, or another preview's.",
+    )
+    host: bool = Field(
+        default=False,
+        description="Served at `<name>.<first of site.server_names>` on the site's port instead of a port.",
+    )
+    database: Literal["read", "write"] = Field(
+        default="read",
+        description="With the current schema: the current database through its own account `<app>_pv_<name>`, "
+        "with SELECT only (`read`) or ALL (`write`). With other migrations it gets its own copy of the current "
+        "database, `<app>_pv_<name>`, migrated, dropped with the preview (this field does not apply).",
+    )
+
+    @model_validator(mode="after")
+    def _address(self):
+        if (self.port is None) == (not self.host):
+            raise ValueError("a preview needs exactly one address: `port: N` or `host: true`")
+        return self
+
+
 class State(BaseModel):
     """One environment of one site (the file `<env>.yaml`)."""
 
@@ -421,6 +456,32 @@ class State(BaseModel):
         "secret set NAME` stores one in the db host's secrets file); a declared secret with no value blocks the plan. "
         "Changing a value restarts the current release; a name removed here is removed from the hosts.",
     )
+
+    previews: dict[PreviewName, Preview] = Field(
+        default_factory=dict,
+        description="Releases running beside `current`, each at its own address: `NAME: {release: COMMIT, port: N}` "
+        "or `{release: COMMIT, host: true}` (`pinned preview add NAME REF [--port N]` writes one). Names: lowercase "
+        "letters, digits and `-`, up to 16. Built like the pinned release (a release on disk is not rebuilt), "
+        "health-checked, with their own units and nginx server; `current` is untouched. Removed here: stopped, "
+        "their units, nginx server, database account and database go.",
+    )
+
+    @field_validator("previews")
+    @classmethod
+    def _previews(cls, previews: dict, info) -> dict:
+        site = info.data.get("site") or Site()
+        seen: dict[int, str] = {}
+        for name, preview in previews.items():
+            if preview.port is not None:
+                if preview.port in (site.port, 443):
+                    raise ValueError(f"previews.{name}.port {preview.port} is the site's port or 443: choose another")
+                if preview.port in seen:
+                    raise ValueError(f"previews.{name}.port {preview.port} is also {seen[preview.port]}'s: one each")
+                seen[preview.port] = name
+            elif not site.server_names or site.server_names[0].startswith("*."):
+                raise ValueError(f"previews.{name}.host needs a first site.server_names entry that is a name (not "
+                                 "empty, not a wildcard): the preview is <name>.<that name>; or give it a port")
+        return previews
 
     @field_validator("repository")
     @classmethod

@@ -69,6 +69,8 @@ class HostObserved:
     certificates: dict = field(default_factory=dict)  # path -> {subject, issuer, names, not_after, expires,
     #                                                   serial} | {invalid} | None (missing)
     tls_keys: dict = field(default_factory=dict)  # path -> {mode, owner, group, public_key (SHA-256)} | None
+    # The app's previews here (state/previews.py): {files: {path: FileOnHost}, units, databases, users}
+    previews: dict = field(default_factory=dict)
 
     @property
     def current_release(self) -> ReleaseOnDisk | None:
@@ -224,4 +226,12 @@ def parse(output: str) -> HostObserved:
         now=int(data.get("now") or 0),
         certificates=data.get("certificates") or {},
         tls_keys=data.get("keys") or {},
+        previews=_previews(data.get("previews") or {}),
     )
+
+
+def _previews(data: dict) -> dict:
+    files = {path: (FileOnHost(content=f["content"], mode=f["mode"], owner=f["owner"], group=f["group"]) if f
+                    else None) for path, f in (data.get("files") or {}).items()}
+    return {"files": files, "units": data.get("units") or {}, "databases": frozenset(data.get("databases") or ()),
+            "users": data.get("users") or {}}

@@ -43,6 +43,8 @@ from .desired import (
 )
 from .layout import NGINX_DEFAULT_SITE
 from .observed import HostObserved, ReleaseOnDisk
+from .previews import SECRET_PREFIX as PREVIEW_SECRET_PREFIX
+from .previews import plan_previews, preview_releases, preview_secret_names, preview_venvs
 from .python_need import python_too_old
 
 ADD, CHANGE, REMOVE = "add", "change", "remove"
@@ -261,7 +263,10 @@ def allocate_schema(d: Desired, observed: dict[str, HostObserved]) -> Allocation
             "that fails half-way leaves what it did (MariaDB cannot roll DDL back).",))
     # A new schema version: the first, or a copy of the current one, then migrated.
     numbers = set(schemas) | {n for n in map(lay.schema_of_database, db.databases) if n is not None}
-    unfinished = sorted(n for n in numbers if n not in complete and n != current_schema)
+    # A schema version made for a preview with other migrations is that preview's, not this release's.
+    theirs = {o.releases[r.id].schema for o in webs for r in d.previews.values()
+              if r.id in o.releases and r.fingerprint != rel.fingerprint}
+    unfinished = sorted(n for n in numbers if n not in complete and n != current_schema and n not in theirs)
     number = unfinished[-1] if unfinished else (max(numbers) + 1 if numbers else 0)
     copy_from = current_schema if current_schema is not None and current_schema in complete else None
     if copy_from is None and complete:
@@ -330,8 +335,14 @@ def plan_secrets(d: Desired, observed: dict[str, HostObserved]) -> list[Step]:
     db = d.db_host
     db_complete, db_perms = _secrets_ok(observed[db.name].secrets, app)
     drop = undeclared_secrets(d, observed[db.name])
-    generate = c.Secrets(lay.secrets, group=app, drop=drop)
-    if not db_complete:
+    previews = preview_secret_names(d)
+    new_previews = tuple(k for k in previews if k not in ((observed[db.name].secrets or {}).get("keys") or ()))
+    generate = c.Secrets(lay.secrets, group=app, drop=drop, generate=previews)
+    if db_complete and new_previews:  # a new preview's database password (before any web host copies the file)
+        steps.append(Step(db.name, CHANGE, generate, lay.secrets, f"{', '.join(new_previews)} generated on the "
+                          "server (a preview's database password)" + (f"; {', '.join(drop)} removed" if drop else ""),
+                          sensitive=True, phase="secrets"))
+    elif not db_complete:
         steps.append(Step(db.name, ADD, generate, lay.secrets, "generated on the server" + (
             f"; {', '.join(drop)} no longer declared: removed" if drop else ""), sensitive=True, phase="secrets"))
     elif drop:
@@ -350,7 +361,7 @@ def plan_secrets(d: Desired, observed: dict[str, HostObserved]) -> list[Step]:
         o = observed[web.name]
         complete, perms = _secrets_ok(o.secrets, app)
         if not db_complete or not complete or o.secrets_digest != observed[db.name].secrets_digest or not perms \
-                or drop:
+                or drop or new_previews:
             changed = changed_names(o.secret_fingerprints, wanted)
             reason = "missing" if not complete else ((", ".join(changed) or "differs from the db host's")
                                                      if perms else "permissions")
@@ -370,7 +381,8 @@ PINNED_SECRETS = ("DB_PASSWORD", "SECRET_KEY")
 def undeclared_secrets(d: Desired, db: HostObserved) -> tuple[str, ...]:
     """Secrets the db host holds that the state file no longer declares (pinned's own stay)."""
     keys = (db.secrets or {}).get("keys") or ()
-    return tuple(sorted(k for k in keys if k not in PINNED_SECRETS and k not in d.state.secrets))
+    previews = preview_secret_names(d)
+    return tuple(sorted(k for k in keys if k not in PINNED_SECRETS and k not in d.state.secrets and k not in previews))
 
 
 def missing_secrets(d: Desired, observed: dict[str, HostObserved]) -> tuple[str, ...]:
@@ -465,7 +477,8 @@ def restart_reason(loaded: dict | None, env: dict[str, str], secrets: dict[str, 
         return "what it runs with is not recorded (started before pinned recorded it): restarted to read the env " \
                "and secrets files"
     said = []
-    changed = changed_names(loaded.get("secrets") or {}, secrets)
+    changed = [n for n in changed_names(loaded.get("secrets") or {}, secrets)
+               if not n.startswith(PREVIEW_SECRET_PREFIX)]  # a preview's password: not the current release's
     if changed:
         said.append("secrets (sensitive): " + ", ".join(changed))
     changed = changed_names(loaded.get("env") or {}, env)
@@ -589,7 +602,7 @@ def plan_retention(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocatio
     # names it when it is newly placed there.
     lasts = {n: s.last for n, s in o.schemas.items() if s.last}
     lasts[alloc.schema] = last_after(o, alloc.schema, pinned)
-    protected = {pinned} | set(lasts.values())
+    protected = {pinned} | set(lasts.values()) | preview_releases(d)  # a preview's release runs too
     removed: set[str] = set()
     for number in sorted({r.schema for r in releases.values()}):
         in_schema = sorted(rid for rid, r in releases.items() if r.schema == number)
@@ -609,6 +622,7 @@ def plan_retention(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocatio
             steps.append(Step(host.name, REMOVE, c.Prune(lay.root, path), path, "left by a deploy that did not finish",
                               phase="cleanup"))
     used = {r.requirements_hash for rid, r in releases.items() if rid not in removed} | {d.release.requirements_hash}
+    used |= preview_venvs(d)
     for venv in sorted(o.venvs - used):
         steps.append(Step(host.name, REMOVE, c.Prune(lay.root, lay.venv(venv)), lay.venv(venv),
                           "no release kept on disk uses it", phase="cleanup"))
@@ -701,6 +715,9 @@ def plan(d: Desired, observed: dict[str, HostObserved]) -> Plan:
         steps += plan_release(d, web, o, alloc, i == 0, source_migrations, copied_from, wanted_secrets)
         steps += plan_retention(d, web, o, alloc, needs_build(o, d.release.id, alloc.schema))
     steps += plan_backups(d, observed[db.name], alloc.schema)
+    preview_steps, preview_warnings = plan_previews(d, observed, alloc.schema, alloc.current_schema, steps,
+                                                    config_step, file_diff)
+    steps += preview_steps
     shared_warnings = ()
     if d.state.shared and len(d.web_hosts) > 1:
         shared_warnings = (f"shared folders ({', '.join(d.state.shared)}) are local to each web host: a file the app "
@@ -710,5 +727,5 @@ def plan(d: Desired, observed: dict[str, HostObserved]) -> Plan:
     order = {h: i for i, h in enumerate(hosts)}
     steps.sort(key=lambda s: (order[s.host], PHASES.index(s.phase)))  # stable: planners' order within a phase
     certificates, tls_warnings = certificate_report(d, observed)
-    return Plan(d.env, tuple(steps), alloc.warnings + freeze_warnings + shared_warnings + tls_warnings
-                + rollout_warnings + mixed_releases(d, observed), hosts, certificates=certificates)
+    return Plan(d.env, tuple(steps), alloc.warnings + freeze_warnings + shared_warnings + preview_warnings
+                + tls_warnings + rollout_warnings + mixed_releases(d, observed), hosts, certificates=certificates)

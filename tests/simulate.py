@@ -11,6 +11,7 @@ import json
 from dataclasses import replace
 
 from pinned.state import changes as c
+from pinned.state import previews
 from pinned.state.desired import Desired
 from pinned.state.layout import NGINX_DEFAULT_SITE, Layout
 from pinned.state.observed import FileOnHost, HostObserved, ReleaseOnDisk, SchemaOnDisk
@@ -57,7 +58,7 @@ def _secrets(group: str, fingerprints: dict) -> dict:
 
 def secrets(o, ch: c.Secrets, d, host):
     have = {k: v for k, v in o.secret_fingerprints.items() if k not in ch.drop}
-    generated = {k: f"generated-{k}-on-{host}" for k in ("DB_PASSWORD", "SECRET_KEY") if k not in have}
+    generated = {k: f"generated-{k}-on-{host}" for k in ("DB_PASSWORD", "SECRET_KEY", *ch.generate) if k not in have}
     return replace(o, secrets=_secrets(ch.group, {**have, **generated}))
 
 
@@ -73,7 +74,17 @@ def secrets_copy(o, ch: c.SecretsCopy, d, host):
 _db_fingerprints: dict = {}  # the db host's secrets in the plan being applied (apply_plan sets it)
 
 
+def _previews(o: HostObserved) -> dict:
+    pv = o.previews or {}
+    return {"files": dict(pv.get("files") or {}), "units": {k: dict(v) for k, v in (pv.get("units") or {}).items()},
+            "databases": frozenset(pv.get("databases") or ()), "users": dict(pv.get("users") or {})}
+
+
 def database(o, ch: c.Database, d, host):
+    if ch.database.startswith(f"{d.state.app}_pv_"):  # a preview's own copy (not a schema version's)
+        pv = _previews(o)
+        pv["databases"] = pv["databases"] | {ch.database}
+        return replace(o, previews=pv)
     return replace(o, databases=o.databases | {ch.database},
                    db_stats={**o.db_stats, ch.database: o.db_stats.get(ch.copy_from, (0, 0))})
 
@@ -112,6 +123,10 @@ def database_guard(o, ch: c.DatabaseGuard, d, host):
 
 
 def config_file(o, ch: c.ConfigFile, d, host):
+    if previews.name_of_path(d.state.app, ch.path):  # observed by glob, with the previews
+        pv = _previews(o)
+        pv["files"][ch.path] = FileOnHost(ch.content, ch.mode, ch.owner, ch.group)
+        return replace(o, previews=pv)
     return replace(o, files={**o.files, ch.path: FileOnHost(ch.content, ch.mode, ch.owner, ch.group)})
 
 
@@ -244,6 +259,41 @@ def tls_remove(o, ch: c.TlsRemove, d, host):
                    tls_keys={**o.tls_keys, **{p: None for p in ch.paths if p in o.tls_keys}})
 
 
+def preview_account(o, ch: c.PreviewAccount, d, host):
+    pv = _previews(o)
+    said = "ALL PRIVILEGES" if ch.privileges == "ALL" else "SELECT"
+    pv["users"][f"{ch.user}@{ch.host}"] = [_grant_line(said, ch.database, ch.user, ch.host)]
+    return replace(o, previews=pv)
+
+
+def preview_migrate(o, ch: c.PreviewMigrate, d, host):
+    return o  # the database's content
+
+
+def preview_start(o, ch: c.PreviewStart, d, host):
+    pv = _previews(o)
+    pv["units"][ch.socket_unit] = {"active": "active", "enabled": True}
+    pv["units"][ch.service_unit] = {"active": "active", "enabled": False}
+    return replace(o, previews=pv)
+
+
+def preview_remove(o, ch: c.PreviewRemove, d, host):
+    pv = _previews(o)
+    for u in (ch.socket_unit, ch.service_unit):
+        pv["units"].pop(u, None)
+    for path in ch.files:
+        pv["files"].pop(path, None)
+    return replace(o, previews=pv)
+
+
+def preview_drop(o, ch: c.PreviewDrop, d, host):
+    pv = _previews(o)
+    for account in ch.accounts:
+        pv["users"].pop(account, None)
+    pv["databases"] = pv["databases"] - {ch.database}
+    return replace(o, previews=pv)
+
+
 RULES = {
     c.Packages: packages, c.Service: service, c.User: user, c.Directory: directory, c.Secrets: secrets,
     c.SecretsRead: secrets_read, c.SecretsCopy: secrets_copy, c.Database: database, c.DbUser: db_user,
@@ -253,6 +303,8 @@ RULES = {
     c.WriteFreeze: write_freeze, c.DatabaseGuard: database_guard,
     c.BackupTimer: backup_timer, c.Watch: watch,
     c.TlsFiles: tls_files, c.Certificate: certificate, c.TlsRemove: tls_remove,
+    c.PreviewAccount: preview_account, c.PreviewMigrate: preview_migrate, c.PreviewStart: preview_start,
+    c.PreviewRemove: preview_remove, c.PreviewDrop: preview_drop,
 }
 
 

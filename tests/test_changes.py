@@ -11,6 +11,7 @@ from dataclasses import fields, replace
 
 import pytest
 from test_plan import EMPTY, desired
+from test_previews import with_previews
 from test_tls_plan import tls_kinds
 
 from pinned.operations import files, release
@@ -60,6 +61,14 @@ def test_a_plan_covers_every_kind_and_calls_each_operation_with_its_change(tmp_p
                        on_two)
     seen |= {type(s.change) for s in plan(replace(desired("B", rollout={"canary": 1}), hosts=webs), first).steps}
     seen |= tls_kinds(tmp_path)  # HTTPS: an uploaded certificate, then ACME (state/plan_tls.py)
+    # Previews: one beside current with the same schema and one with other migrations, then both removed.
+    pd = with_previews(d, {"same": ("R3", {"port": 8081}), "other": ("S2", {"port": 8082})})
+    p = plan(pd, observed)
+    seen |= {type(s.change) for s in p.steps}
+    observed = apply_plan(p, observed, pd)
+    seen |= {type(s.change) for s in plan(d, observed).steps}
+    for step in plan(d, observed).steps:
+        inspect.signature(OPERATIONS[type(step.change)]._inner).bind(**step.change.arguments())
     assert seen == set(c.KINDS)
 
 

@@ -326,6 +326,33 @@ def observe_history(path):
         return []
 
 
+def observe_previews(ask, mariadb_active):
+    """The app's previews on this host (pinned previews): their unit files and nginx servers (globs), their
+    units' states, and on the db host their databases and accounts (names matching `db_regex`) with grants."""
+    if not ask:
+        return {}
+    out = {"files": observe_files(sorted(p for pattern in ask["globs"] for p in glob.glob(pattern))),
+           "units": observe_units(ask["unit_prefix"]), "databases": [], "users": {}}
+    for name in ("nginx.service", "mariadb.service"):
+        out["units"].pop(name, None)
+    if mariadb_active != "active":
+        return out
+    query = mysql_query("preview-databases",
+                        "SELECT schema_name FROM information_schema.schemata WHERE schema_name REGEXP '%s';"
+                        "SELECT CONCAT('@', user, '@', host) FROM mysql.user WHERE user REGEXP '%s'"
+                        % (ask["db_regex"], ask["db_regex"])) or ""
+    for line in query.splitlines():
+        if line.startswith("@"):
+            user, _, host = line[1:].partition("@")
+            grants = mysql_query("preview-grants", "SHOW GRANTS FOR '%s'@'%s'" % (user, host), raw=True)
+            out["users"][user + "@" + host] = sorted(re.sub(r" IDENTIFIED BY .*", "", g)
+                                                     for g in (grants or "").splitlines()
+                                                     if not g.startswith("GRANT USAGE"))
+        elif line:
+            out["databases"].append(line)
+    return out
+
+
 def main(args):
     app = args["app"]
     out = {"python": "%d.%d" % sys.version_info[:2], "python_version": platform.python_version()}
@@ -342,6 +369,7 @@ def main(args):
     out["now"] = int(time.time())
     out["certificates"] = observe_certificates(args.get("certificates", ()))
     out["keys"] = observe_keys(args.get("keys", ()))
+    out["previews"] = observe_previews(args.get("previews"), out["units"]["mariadb.service"]["active"])
     return out
 
 

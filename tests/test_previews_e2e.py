@@ -1,0 +1,161 @@
+"""End to end: previews on one host (web + db). B runs beside A at its own port, `current` untouched; its
+database account can only read; promoting B rebuilds nothing; removing the preview removes its units, nginx
+server, account and password. C (a schema change) as a preview gets its own copied database, dropped with it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import Env, http_get
+
+pytestmark = pytest.mark.sandbox
+HOST = "prv"
+APP = "agroguia"
+SECRETS = f"/etc/pinned/{APP}/secrets.env"
+
+
+@pytest.fixture(scope="module")
+def env(sandbox, commits, tmp_path_factory):
+    sandbox.host(HOST)
+    env = Env("prv", tmp_path_factory.mktemp("state"), [HOST], release=commits["A"]["commit"])
+    env.deploy()
+    return env
+
+
+def rid(commits, tag):
+    return f"{commits[tag]['time']}-{commits[tag]['commit'][:12]}"
+
+
+def page(sandbox, port=80):
+    return http_get(f"http://{sandbox.booted[HOST].address}:{port}/")
+
+
+def sql_as(sandbox, user, key, database, statement):
+    """`statement` run by `user` (password from the secrets file, never on a command line we print)."""
+    return sandbox.ssh(HOST, f"MYSQL_PWD=$(sed -n 's/^{key}=//p' {SECRETS}) mysql -N -B -u {user} {database} "
+                             f"-e \"{statement}\"", check=False)
+
+
+def site_state(sandbox):
+    """What must not move while previews come and go: `current`, the site's upstream and nginx server."""
+    return sandbox.ssh(HOST, f"readlink /srv/{APP}/current; cat /etc/nginx/pinned/{APP}-upstream.conf "
+                             f"/etc/nginx/conf.d/pinned-{APP}.conf").stdout
+
+
+def test_preview_beside_current_read_only_promote_and_remove(env, sandbox, commits):
+    current_unit = f"{APP}@{rid(commits, 'A')}.service"
+    before = site_state(sandbox) + sandbox.ssh(
+        HOST, f"systemctl show -p MainPID,ActiveEnterTimestamp {current_unit}").stdout
+    assert "Release: A" in page(sandbox).body
+
+    # pinned preview add writes the state file, keeping its comments.
+    env.path.write_text("# the demo, with a preview\n" + env.path.read_text())
+    env.pinned("preview", "add", "try-b", "B", "--port", "8081")
+    text = env.path.read_text()
+    assert text.startswith("# the demo, with a preview\n")
+    assert f'  try-b: {{release: "{commits["B"]["commit"]}", port: 8081}}\n' in text
+    plan = env.pinned("plan").stdout
+    assert f"+ release /srv/{APP}/versions/0/{rid(commits, 'B')}" in plan and "preview try-b" in plan
+    assert "+ preview-account agroguia_pv_try_b@localhost" in plan and "SELECT on agroguia_v0 only" in plan
+    assert "switch" not in plan and "~ restart" not in plan and "- stop" not in plan
+    deployed = env.deploy()
+
+    assert "Release: B" in page(sandbox, 8081).body
+    assert "Release: A" in page(sandbox).body
+    after = site_state(sandbox) + sandbox.ssh(
+        HOST, f"systemctl show -p MainPID,ActiveEnterTimestamp {current_unit}").stdout
+    assert after == before, "current, the site's upstream or server, or the current release's process moved"
+    releases = json.loads(env.pinned("releases", "--json").stdout)
+    assert releases["previews"]["try-b"]["hosts"][HOST] == {
+        "url": f"http://{sandbox.booted[HOST].address}:8081/", "running": True}
+    assert "try-b" in env.pinned("releases").stdout
+
+    # The preview may read the current database, never write it: through the site and directly.
+    notes = "SELECT COUNT(*) FROM crops_note"
+    count = sandbox.ssh(HOST, f"mysql -N -B {APP}_v0 -e '{notes}'").stdout.strip()
+    post = http_get_post(sandbox, 8081, "from the preview")
+    assert post >= 500, post
+    assert sandbox.ssh(HOST, f"mysql -N -B {APP}_v0 -e '{notes}'").stdout.strip() == count
+    key = "PINNED_PREVIEW_TRY_B_DB_PASSWORD"
+    assert sql_as(sandbox, f"{APP}_pv_try_b", key, f"{APP}_v0", notes).stdout.strip() == count
+    denied = sql_as(sandbox, f"{APP}_pv_try_b", key, f"{APP}_v0",
+                    "INSERT INTO crops_note (text, crops_note.release, created) VALUES ('x', 'x', NOW())")
+    assert denied.returncode != 0 and "denied" in denied.stderr, denied.stderr
+    assert http_get_post(sandbox, 80, "through the site") == 201  # the site itself writes as before
+    # Its password is never shown: not in the deploy's output, the plan (text, JSON), `pinned releases`, nor in
+    # a world-readable file of the preview (its units and nginx server name the secrets file's key only).
+    password = sandbox.ssh(HOST, f"sed -n 's/^{key}=//p' {SECRETS}").stdout.strip()
+    assert len(password) >= 32
+    shown = (deployed.stdout + deployed.stderr + env.pinned("plan").stdout + env.pinned("plan", "--json").stdout
+             + env.pinned("releases", "--json").stdout + env.pinned("secret", "list").stdout
+             + sandbox.ssh(HOST, f"cat /etc/systemd/system/{APP}-pv-try-b.* /etc/nginx/conf.d/pinned-{APP}.pv-try-b"
+                                 f".conf /srv/{APP}/versions/0/*/pinned_settings.py").stdout)
+    assert password not in shown and key in shown
+    assert "a preview's database password" in env.pinned("secret", "list").stdout
+    assert env.pinned("plan", "--detailed-exitcode").returncode == 0
+
+    # Promote B: pin it; nothing is rebuilt (the release tree and the venvs are untouched).
+    tree = f"find /srv/{APP}/versions/0/{rid(commits, 'B')} /srv/{APP}/venvs -printf '%p %i %T@\\n' | sort"
+    snapshot = sandbox.ssh(HOST, tree).stdout
+    env.pinned("pin", "B")
+    kinds = {s["kind"] for s in json.loads(env.pinned("plan", "--json").stdout)["steps"]}
+    assert kinds == {"app", "switch", "stop"}, kinds
+    env.deploy()
+    assert "Release: B" in page(sandbox).body and "Release: B" in page(sandbox, 8081).body
+    assert sandbox.ssh(HOST, tree).stdout == snapshot
+
+    # Remove try-b and add a preview of C (new migration) in the same deploy.
+    env.pinned("preview", "remove", "try-b")
+    env.pinned("preview", "add", "mig", "C", "--port", "8082")
+    plan = env.pinned("plan").stdout
+    assert "- preview-remove agroguia-pv-try-b.service" in plan
+    assert "- preview-drop agroguia_pv_try_b" in plan
+    assert "+ database agroguia_pv_mig" in plan and "a copy of agroguia_v0" in plan
+    env.deploy()
+    units = sandbox.ssh(HOST, f"systemctl list-units --all --plain --no-legend '{APP}-pv-*'; "
+                              f"ls /etc/systemd/system/ /etc/nginx/conf.d/").stdout
+    assert "try-b" not in units and f"{APP}-pv-mig.service" in units
+    assert http_get_status(sandbox, 8081) is None  # nothing listens there any more
+    users = sandbox.ssh(HOST, "mysql -N -B -e \"SELECT user FROM mysql.user WHERE user LIKE 'agroguia_pv%'\"").stdout
+    assert "agroguia_pv_try_b" not in users and "agroguia_pv_mig" in users
+    assert key not in sandbox.ssh(HOST, f"cut -d= -f1 {SECRETS}").stdout
+    assert "Release: C" in page(sandbox, 8082).body and "Release: B" in page(sandbox).body
+    columns = sandbox.ssh(HOST, f"mysql -N -B -e 'SHOW COLUMNS FROM {APP}_pv_mig.crops_crop'").stdout
+    assert "variety" in columns  # migrated, its own copy
+    assert "variety" not in sandbox.ssh(HOST, f"mysql -N -B -e 'SHOW COLUMNS FROM {APP}_v0.crops_crop'").stdout
+    assert http_get_post(sandbox, 8082, "in the preview's own copy") == 201  # its own database: writable
+    assert env.pinned("plan", "--detailed-exitcode").returncode == 0
+
+    # Removed: its database is dropped with it; the site's stays.
+    env.pinned("preview", "remove", "mig")
+    env.deploy()
+    dbs = sandbox.ssh(HOST, "mysql -N -B -e 'SHOW DATABASES'").stdout.split()
+    assert f"{APP}_pv_mig" not in dbs and f"{APP}_v0" in dbs
+    assert "agroguia_pv" not in sandbox.ssh(HOST, "mysql -N -B -e 'SELECT user FROM mysql.user'").stdout
+    assert not sandbox.ssh(HOST, f"ls /etc/systemd/system/{APP}-pv-* /etc/nginx/conf.d/pinned-{APP}.pv-* "
+                                 "2>/dev/null", check=False).stdout
+    assert "Release: B" in page(sandbox).body
+    assert env.pinned("plan", "--detailed-exitcode").returncode == 0
+
+
+def http_get_post(sandbox, port, text):
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+    data = urllib.parse.urlencode({"text": text}).encode()
+    try:
+        with urllib.request.urlopen(f"http://{sandbox.booted[HOST].address}:{port}/notes/", data=data,
+                                    timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def http_get_status(sandbox, port):
+    import urllib.error
+    try:
+        return page(sandbox, port).status
+    except (urllib.error.URLError, ConnectionError, OSError):
+        return None
