@@ -123,6 +123,14 @@ class Layout:
         return f"{self.secrets_dir}/loaded.json"
 
     @property
+    def scratch_root(self) -> str:
+        """`scratch:` folders: <scratch_root>/<release id>/<path>, emptied at each start of the release."""
+        return f"/var/cache/pinned-{self.app}"
+
+    def scratch(self, release_id: str, path: str) -> str:
+        return f"{self.scratch_root}/{release_id}/{path}"
+
+    @property
     def run_dir(self) -> str:
         return f"/run/pinned-{self.app}"
 
