@@ -388,17 +388,15 @@ class State(BaseModel):
 
     @field_validator("scratch")
     @classmethod
-    def _scratch(cls, paths: list[str]) -> list[str]:
-        return [link_path(p, "scratch folder") for p in paths]
-
-    @model_validator(mode="after")
-    def _links(self):
-        paths = sorted([f.link for f in self.shared if not isinstance(f, str) and f.link] + list(self.scratch))
-        for a, b in zip(paths, paths[1:]):
+    def _scratch(cls, paths: list[str], info) -> list[str]:
+        paths = [link_path(p, "scratch folder") for p in paths]
+        shared = info.data.get("shared") or []
+        every = sorted([f.link for f in shared if not isinstance(f, str) and f.link] + paths)
+        for a, b in zip(every, every[1:]):
             if a == b or b.startswith(a + "/"):
-                raise ValueError(f"links {a!r} and {b!r} overlap (shared: link, scratch): each path once, "
-                                 "none inside another")
-        return self
+                raise ValueError(f"links {a!r} and {b!r} overlap (shared: links and scratch: folders): each path "
+                                 "once, none inside another")
+        return paths
 
     @field_validator("shared")
     @classmethod
@@ -438,9 +436,11 @@ SHAPE_ERRORS = {"string_type", "dict_type", "model_type", "model_attributes_type
 
 def _field_path(loc) -> tuple:
     """The location as the user wrote it: without pydantic's names of union members (`HostEntry`,
-    `constrained-str`, `function-after[...]`)."""
+    `constrained-str`, `function-after[...]`, `str` of `shared:`'s name-or-mapping entries)."""
     kept: list = []
     for p in loc:
+        if p == "str" and kept[:1] == ["shared"]:
+            continue
         if isinstance(p, int) or re.fullmatch(r"[a-z_][a-z0-9_]*", str(p)) or (kept == ["env"] and isinstance(p, str)):
             kept.append(p)
     return tuple(kept)
