@@ -158,3 +158,26 @@ def test_any_scratch_path_is_inside_the_project_or_refused(path):
     parts = link.split("/")
     assert not link.startswith("/") and ".." not in parts and link not in (".", "manage.py")
     assert os.path.normpath(link) == link and parts[0] not in ("assets", ".pinned", ".venv")
+
+
+@pytest.mark.parametrize("committed, project, links", [
+    ("cache/.gitkeep", ".", "scratch: [cache]"),
+    ("site/cache", "site", "scratch: [cache]"),
+    ("var", ".", "shared: [{name: d, link: var/data}]"),  # a committed file where the link's folder would be
+])
+def test_a_link_over_committed_code_is_refused_before_any_host(tmp_path, committed, project, links):
+    from pinned.state.source import SourceError, release
+
+    repo = tmp_path / "repo"
+    for name in (f"{project}/requirements.txt", f"{project}/manage.py", committed):
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text("x\n")
+    for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c"]):
+        subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+    state = parse_state(BASE + f"django: {{settings: shop.settings, project_dir: {project}}}\n{links}\n", "prod.yaml")
+    with pytest.raises(SourceError) as exc:
+        release(repo, "HEAD", state)
+    assert "would be a link" in str(exc.value) and "\n" not in str(exc.value)
+    fine = parse_state(BASE + f"django: {{settings: shop.settings, project_dir: {project}}}\nscratch: [other]\n",
+                       "prod.yaml")
+    assert release(repo, "HEAD", fine).commit
