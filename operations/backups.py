@@ -23,6 +23,14 @@ def restore_command(path: str, database: str):
     return run_sh("restore.sh", path, database)
 
 
+def backup_shared_command(folder: str, shared_root: str, names: list[str]):
+    return run_sh("backup_shared.sh", folder, shared_root, *names)
+
+
+def restore_shared_command(path: str, shared_root: str):
+    return run_sh("restore_shared.sh", path, shared_root)
+
+
 @operation()
 def backup_timer(timer: str, enable: bool, remove: tuple[str, ...] = ()):
     """Enable (and restart) the scheduled backups' timer, or disable it and remove its units and script."""

@@ -30,7 +30,7 @@ HARDLINK_SCRIPT = script("build_hardlink.sh")
 @operation()
 def build(app: str, release_id: str, building: str, final: str, tarball: str, archive: str, venv: str,
           settings: str, runtime: str, metadata: str, by_id: str, by_id_target: str, base_dir: str = "",
-          replaced: tuple[str, ...] = ()):
+          replaced: tuple[str, ...] = (), links: tuple[tuple[str, str], ...] = ()):
     """Upload a release and build it in `building` (versions/<N>/.<id>.building); only a finished build is
     renamed to `final` (so no half-built release is ever used), linked from `by-id/` just before. With a base
     release on the host, only the changed files are sent (`archive` holds just those)."""
@@ -42,6 +42,8 @@ def build(app: str, release_id: str, building: str, final: str, tarball: str, ar
     yield FileUploadCommand(archive, tarball)
     yield run_sh("build_extract.sh", building, tarball)
     yield StringCommand("ln", "-sfn", QuoteString(venv), QuoteString(f"{building}/.venv"))
+    if links:  # `shared:` folders with a link, `scratch:` folders: links inside the project
+        yield run_sh("build_links.sh", building, *(part for pair in links for part in pair))
     yield FileUploadCommand(StringIO(settings), f"{building}/pinned_settings.py")
     yield FileUploadCommand(StringIO(runtime), f"{building}/pinned_runtime.py")
     # collectstatic runs as the app user into the release's own assets/, which is then made root's.

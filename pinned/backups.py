@@ -19,7 +19,13 @@ from pathlib import Path
 
 from pyinfra.api import QuoteString, StringCommand
 
-from pinned.operations.backups import backup_command, list_command, restore_command
+from pinned.operations.backups import (
+    backup_command,
+    backup_shared_command,
+    list_command,
+    restore_command,
+    restore_shared_command,
+)
 from pinned.operations.connection import ChannelError, exchange, run
 from pinned.state.layout import Layout
 
@@ -69,12 +75,35 @@ def take(host, lay: Layout, database: str, keep: int = 0) -> Backup:
     return Backup(name, database, int(size), seconds=seconds)
 
 
-def listing(host, lay: Layout) -> list[Backup]:
-    """The app's backups on `host`, oldest first."""
-    ok, out, err = _run(host, list_command(lay.backups_dir, lay.backup_id_pattern))
+def take_shared(host, lay: Layout, names: list[str]) -> Backup:
+    """A backup of a web host's shared folders `names` (its uploads), in its own backups folder."""
+    started = time.monotonic()
+    ok, out, err = _run(host, backup_shared_command(lay.backups_dir, lay.shared_root, names))
+    seconds = time.monotonic() - started
+    if not ok:
+        raise BackupError(f"backup of the shared folders on {host.name} failed: {_last_line(err or out)}")
+    name, size = _last_line(out).split()
+    return Backup(name, "", int(size), seconds=seconds)
+
+
+def listing(host, lay: Layout, shared: bool = False) -> list[Backup]:
+    """The app's backups on `host`, oldest first: of its databases, or (`shared`) of its shared folders."""
+    pattern = lay.shared_backup_pattern if shared else lay.backup_id_pattern
+    ok, out, err = _run(host, list_command(lay.backups_dir, pattern))
     if not ok:
         raise BackupError(f"listing the backups on {host.name} failed: {_last_line(err or out)}")
-    return [Backup(r["id"], r["database"], r["bytes"], r["time"]) for r in json.loads(_last_line(out))]
+    return [Backup(r["id"], "" if shared else r["database"], r["bytes"], r["time"])
+            for r in json.loads(_last_line(out))]
+
+
+def restore_shared(host, lay: Layout, backup_id: str) -> tuple[str, float]:
+    """Write a shared-folders backup back into the host's shared folders (the caller backed them up first
+    and holds the deploy lock)."""
+    started = time.monotonic()
+    ok, out, err = _run(host, restore_shared_command(lay.backup_file(backup_id), lay.shared_root))
+    if not ok:
+        raise BackupError(f"restoring {backup_id} on {host.name} failed: {_last_line(err or out)}")
+    return _last_line(out), time.monotonic() - started
 
 
 def restore(host, lay: Layout, backup_id: str, database: str) -> tuple[str, float]:

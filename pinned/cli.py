@@ -14,9 +14,11 @@
     pinned unlock                                end the deploy lock of a hung run (shows the holder)
     pinned databases [--json]                    the schema versions' databases: size, last use
     pinned drop-database NAME                    drop one (never the current or the pinned schema's), backed up first
-    pinned backup [--download DIR]               back up the current schema's database on the db host
-    pinned backups [--json]                      the backups on the db host: id, size, time
-    pinned restore ID                            restore a backup of the current schema's database (backed up first)
+    pinned backup [--download DIR]               back up the current schema's database on the db host (and the
+                                                 web hosts' shared folders, with `shared:`)
+    pinned backups [--json]                      the backups on the db host (and the web hosts'): id, size, time
+    pinned restore ID                            restore a backup of the current schema's database, or of a web
+                                                 host's shared folders (backed up first)
     pinned secret set NAME [--from-file F]       store a declared secret on the db host (the value from stdin)
     pinned secret list [--json]                  the secrets' names and short fingerprints (never values)
     pinned secret unset NAME                     remove a secret and its value from the db host
@@ -385,13 +387,20 @@ def cmd_drop_database(args) -> int:
     return 0
 
 
-def _db_host(args):
-    """The environment's view (observed, no lock) and the db host's pyinfra host."""
+def _db_host(args, with_hosts: bool = False):
+    """The environment's view (observed, no lock) and the db host's pyinfra host (and every host by name)."""
     hosts = {h.name: h for h in _connect(args.env, args.limit)}
     from pinned.engine import inspect
 
     view = inspect(args.env, list(hosts.values()))
+    if with_hosts:
+        return view, hosts[view.desired.db_host.name], hosts
     return view, hosts[view.desired.db_host.name]
+
+
+def _web_hosts(view, hosts: dict) -> list:
+    """The web hosts this run reaches (all of them, or those `--limit` kept)."""
+    return [hosts[w.name] for w in view.desired.web_hosts if w.name in hosts]
 
 
 def cmd_backup(args) -> int:
@@ -399,30 +408,47 @@ def cmd_backup(args) -> int:
     changes nothing but the backups folder)."""
     from pinned import backups
 
-    view, db_host = _db_host(args)
+    view, db_host, hosts = _db_host(args, with_hosts=True)
     lay = view.desired.layout
     saved = backups.take(db_host, lay, backups.current_database(view))
     print(f"{saved.id}  {backups.size(saved.bytes)}  in {saved.seconds:.1f} s  ({db_host.name}:{lay.backups_dir})")
+    taken = [(db_host, saved)]
+    # The uploads: each web host's shared folders (each has its own: see "Several web hosts").
+    names = view.state.shared_names
+    webs = _web_hosts(view, hosts) if names else []
+    for web in webs:
+        files = backups.take_shared(web, lay, names)
+        print(f"{files.id}  {backups.size(files.bytes)}  in {files.seconds:.1f} s  ({web.name}:{lay.backups_dir}: "
+              f"shared folders {', '.join(names)})")
+        taken.append((web, files))
     if args.download:
-        started = time.monotonic()
-        path = backups.download(db_host, lay, saved, Path(args.download))
-        print(f"downloaded to {path} (gzip -t: ok) in {time.monotonic() - started:.1f} s")
+        for host, backup in taken:
+            folder = Path(args.download)
+            if backup.database == "" and len(view.desired.web_hosts) > 1:
+                folder = folder / host.name  # several web hosts: one archive each, by host
+            started = time.monotonic()
+            path = backups.download(host, lay, backup, folder)
+            print(f"downloaded to {path} (gzip -t: ok) in {time.monotonic() - started:.1f} s")
     return 0
 
 
 def cmd_backups(args) -> int:
     from pinned import backups
 
-    view, db_host = _db_host(args)
+    view, db_host, hosts = _db_host(args, with_hosts=True)
     lay = view.desired.layout
     rows = backups.listing(db_host, lay)
+    webs = _web_hosts(view, hosts) if view.state.shared_names else []
+    shared = {web.name: backups.listing(web, lay, shared=True) for web in webs}
     current = {view.observed[w.name].current_release.schema for w in view.desired.web_hosts
                if view.observed[w.name].current_release}
     current_db = {lay.database(n) for n in current}
     if args.json:
         print(json.dumps({"env": view.env, "db_host": db_host.name, "folder": lay.backups_dir,
                           "backups": [{"id": b.id, "database": b.database, "bytes": b.bytes, "time": b.time,
-                                       "current_database": b.database in current_db} for b in rows]}, indent=2))
+                                       "current_database": b.database in current_db} for b in rows],
+                          "shared_backups": {host: [{"id": b.id, "bytes": b.bytes, "time": b.time} for b in found]
+                                             for host, found in shared.items()}}, indent=2))
         return 0
     print(f"{db_host.name}:{lay.backups_dir}")
     if not rows:
@@ -430,6 +456,12 @@ def cmd_backups(args) -> int:
     for b in rows:
         print(f"  {b.id:<44} {backups.size(b.bytes):>10}  {b.time}" + ("  (current database)" if b.database in
                                                                            current_db else ""))
+    for host, found in shared.items():
+        print(f"{host}:{lay.backups_dir}  (shared folders: {', '.join(view.state.shared_names)})")
+        if not found:
+            print("  (no backups)")
+        for b in found:
+            print(f"  {b.id:<44} {backups.size(b.bytes):>10}  {b.time}")
     return 0
 
 
@@ -440,8 +472,28 @@ def cmd_restore(args) -> int:
 
     hosts = {h.name: h for h in _connect(args.env, args.limit)}
 
+    def restore_shared(view) -> str:
+        """A shared-folders backup back into the web host(s) that have it (backed up first)."""
+        lay, said = view.desired.layout, []
+        webs = _web_hosts(view, hosts)
+        having = [w for w in webs if args.id in {b.id for b in backups.listing(w, lay, shared=True)}]
+        if not having:
+            raise CliError(f"{args.id}: no such backup on {', '.join(w.name for w in webs)} (see `pinned backups`)")
+        if len(having) > 1:
+            raise CliError(f"{args.id} is on {', '.join(w.name for w in having)}: choose one with --limit")
+        web = having[0]
+        if view.state.shared_names:
+            before = backups.take_shared(web, lay, view.state.shared_names)
+            print(f"backed up the shared folders of {web.name} before restoring: {before.id} "
+                  f"({backups.size(before.bytes)})", flush=True)
+            said.append(f"; the state before is {before.id}")
+        done, seconds = backups.restore_shared(web, lay, args.id)
+        return f"{done} from {args.id} into {lay.shared_root} on {web.name} in {seconds:.1f} s" + "".join(said)
+
     def restore(view) -> str:
         lay = view.desired.layout
+        if lay.is_shared_backup(args.id):
+            return restore_shared(view)
         db_host = hosts[view.desired.db_host.name]
         database = backups.current_database(view)
         belongs = lay.database_of_backup(args.id)
@@ -621,11 +673,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("drop-database", help="drop one schema version's database (never the current or pinned)")
     p.add_argument("database", help="its full name, e.g. agroguia_v0")
-    p = sub.add_parser("backup", help="back up the current schema's database on the db host")
-    p.add_argument("--download", metavar="DIR", help="also copy it to DIR on this machine (checked with gzip -t)")
-    p = sub.add_parser("backups", help="the backups on the db host: id, size, time")
+    p = sub.add_parser("backup", help="back up the current schema's database on the db host, and the web hosts' "
+                       "shared folders")
+    p.add_argument("--download", metavar="DIR", help="also copy them to DIR on this machine (checked with gzip -t)")
+    p = sub.add_parser("backups", help="the backups on the db host and the web hosts: id, size, time")
     p.add_argument("--json", action="store_true")
-    p = sub.add_parser("restore", help="restore a backup of the current schema's database (backed up first)")
+    p = sub.add_parser("restore", help="restore a backup of the current schema's database, or of a web host's "
+                       "shared folders (backed up first)")
     p.add_argument("id", help="a backup's id, as `pinned backups` lists it")
     p = sub.add_parser("init", help="write a commented state file for an environment (default: production) "
                        "from the Django project in this git repository")

@@ -126,8 +126,8 @@ def request_for(d: Desired) -> str:
     return observe_request(
         app=d.state.app, root=lay.root, unit_prefix=lay.unit_prefix, db_pattern=lay.database_regex,
         users=[u.name for u in d.state.users], packages=list(d.packages()),
-        paths=[*lay.directories, lay.shared_root, *(lay.shared(n) for n in d.state.shared), NGINX_DEFAULT_SITE,
-               lay.acme_webroot],
+        paths=[*lay.directories, lay.shared_root, lay.scratch_root, *(lay.shared(n) for n in d.state.shared_names),
+               NGINX_DEFAULT_SITE, lay.acme_webroot],
         files=files,
         secrets=lay.secrets, history=lay.history, units=[lay.backup_timer, *acme_units],
         loaded=lay.loaded,

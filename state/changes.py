@@ -153,6 +153,7 @@ class Build(Change):
     by_id_target: str
     base_dir: str = ""  # a release on the host to start from as hard links ("" = send it whole)
     replaced: tuple[str, ...] = ()  # files of the base that differ in the release (changed or deleted)
+    links: tuple[tuple[str, str], ...] = ()  # (path inside the project, target): `shared:` links, `scratch:`
 
 
 @dataclass(frozen=True)

@@ -104,8 +104,8 @@ def pinned_env(desired: Desired) -> dict[str, str]:
     """pinned's own variables of the env file: the shared folders' paths, and the media's (read by pinned's
     settings module at run time, so any release built by this version serves the folders declared now)."""
     s, lay = desired.state, desired.layout
-    out = {f"PINNED_SHARED_{name.upper().replace('-', '_')}": lay.shared(name) for name in s.shared}
-    if "media" in s.shared:
+    out = {f"PINNED_SHARED_{name.upper().replace('-', '_')}": lay.shared(name) for name in s.shared_names}
+    if "media" in s.shared_names:
         out["PINNED_MEDIA_ROOT"] = lay.shared("media")
         out["PINNED_MEDIA_URL"] = s.site.media_url or "/media/"
     if s.site.tls:  # read by pinned's settings module: secure cookies, the proxy's header, CSRF origins
@@ -113,6 +113,15 @@ def pinned_env(desired: Desired) -> dict[str, str]:
         out["PINNED_HTTPS"] = "1"
         out["PINNED_CSRF_TRUSTED_ORIGINS"] = " ".join(f"https://{name}{port}" for name in s.site.server_names)
     return out
+
+
+def release_links(desired: Desired) -> tuple[tuple[str, str], ...]:
+    """The links the release gets inside its project: (path, target), sorted by path. A `scratch:` folder's
+    target is the release's own folder under /var/cache/pinned-<app>/<release id>/, which its unit empties at
+    each start and removes when it stops."""
+    lay, rid = desired.layout, desired.release.id
+    return tuple(sorted((path, lay.shared(name) if name else lay.scratch(rid, path))
+                        for path, name in desired.state.links.items()))
 
 
 def env_values(desired: Desired) -> dict[str, str]:
@@ -175,7 +184,8 @@ def site_files(desired: Desired) -> tuple[ManagedFile, ...]:
             lay.service_template,
             render("app.service.j2", **common, settings_module=SETTINGS_MODULE, workers=s.site.workers,
                    wsgi=s.django.wsgi_app, env_file=lay.env_file, secrets=lay.secrets,
-                   writable=[lay.shared(n) for n in s.shared]),
+                   writable=[lay.shared(n) for n in s.shared_names],
+                   scratch_root=lay.scratch_root, scratch=sorted(s.scratch)),
             "systemd service template", reload="systemd",
         ),
         ManagedFile(lay.nginx_freeze, freeze_conf(desired, refusing=False), "nginx write freeze (off)",

@@ -123,6 +123,14 @@ class Layout:
         return f"{self.secrets_dir}/loaded.json"
 
     @property
+    def scratch_root(self) -> str:
+        """`scratch:` folders: <scratch_root>/<release id>/<path>, emptied at each start of the release."""
+        return f"/var/cache/pinned-{self.app}"
+
+    def scratch(self, release_id: str, path: str) -> str:
+        return f"{self.scratch_root}/{release_id}/{path}"
+
+    @property
     def run_dir(self) -> str:
         return f"/run/pinned-{self.app}"
 
@@ -270,6 +278,15 @@ class Layout:
         """A backup's file name (its id): which database, and when (sorts by time). POSIX ERE and Python re
         alike, no backslash (it is also an argument in a unit file)."""
         return f"^[0-9]{{8}}T[0-9]{{6}}Z-{self.app}_v[0-9]+[.]sql[.]gz$"
+
+    @property
+    def shared_backup_pattern(self) -> str:
+        """A backup of a web host's shared folders (`pinned backup` with `shared:`), in that host's backups
+        folder: `<UTC time>-shared.tar.gz`."""
+        return "^[0-9]{8}T[0-9]{6}Z-shared[.]tar[.]gz$"
+
+    def is_shared_backup(self, backup_id: str) -> bool:
+        return re.fullmatch(self.shared_backup_pattern.strip("^$"), backup_id) is not None
 
     def database_of_backup(self, backup_id: str) -> str | None:
         """`20261126T111500Z-<app>_v1.sql.gz` → `<app>_v1` (None for any other name)."""

@@ -78,6 +78,39 @@ def _relative_path(value: str, what: str) -> str:
     return str(path)
 
 
+# Top-level names of a release that are pinned's own (operations/remote/release_files.py OWN): no link there.
+RELEASE_OWN = frozenset({"assets", ".pinned", ".venv", "pinned_settings.py", "pinned_runtime.py"})
+
+
+def link_path(value: str, what: str) -> str:
+    """A path inside the project (`django.project_dir`) where each release gets a link: relative, no `..`, not
+    the project itself nor one of pinned's own files."""
+    path = _relative_path(value, what)
+    if path == "." or path.split("/")[0] in RELEASE_OWN or path == "manage.py":
+        raise ValueError(f"{what} {value!r} must name a folder inside the project (not the project itself, "
+                         f"manage.py, or pinned's own {', '.join(sorted(RELEASE_OWN))})")
+    return path
+
+
+class SharedFolder(BaseModel):
+    """A persistent folder with a link in each release (Capistrano's linked_dirs)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="The folder `/srv/<app>/shared/<name>`: letters, digits, _ and -.")
+    link: str | None = Field(
+        default=None,
+        description="A path inside the project (`django.project_dir`), e.g. `cache`: each release built has a "
+        "symbolic link there to the folder, for a project that writes below its BASE_DIR. Relative, no `..`; "
+        "nothing may be committed at that path.",
+    )
+
+    @field_validator("link")
+    @classmethod
+    def _link(cls, value: str | None) -> str | None:
+        return None if value is None else link_path(value, "link")
+
+
 class Django(BaseModel):
     """How to run the Django project found in the repository."""
 
@@ -435,13 +468,22 @@ class State(BaseModel):
         "instead of all at once; refused for a release that changes the schema version (two releases on one "
         "database): see the README.",
     )
-    shared: list[str] = Field(
+    shared: list[str | SharedFolder] = Field(
         default_factory=list, validate_default=True,
         description="Persistent folders of the app on each web host, `/srv/<app>/shared/<name>` (e.g. `media`): "
         "owned and writable by the app (its only writable place besides /tmp), the same for every release, never "
-        "pruned; their paths reach the app as `PINNED_SHARED_<NAME>` (and MEDIA_ROOT for `media`). Local to each "
+        "pruned; their paths reach the app as `PINNED_SHARED_<NAME>` (and MEDIA_ROOT for `media`). A name, or "
+        "`{name: data, link: data}`: each release then has a link `<project>/data` to the folder. Local to each "
         "web host: see the README for several web hosts. Removed from here: no longer writable by the app; the "
         "folder and its files stay on disk.",
+    )
+    scratch: list[str] = Field(
+        default_factory=list, validate_default=True,
+        description="Folders inside the project the app writes as scratch space, e.g. a file cache at "
+        "`BASE_DIR / \"cache\"`: each release has a link there to its own folder "
+        "`/var/cache/pinned-<app>/<release id>/<path>`, owned by the app, emptied at every start of the release "
+        "(a switch, a rollback, a restart) and removed when it stops, so nothing one release or configuration "
+        "wrote is read by another. Relative, no `..`; nothing may be committed at that path.",
     )
     env: dict[str, Annotated[str, StringConstraints(max_length=4096, pattern=ENV_VALUE)]] = Field(
         default_factory=dict,
@@ -521,9 +563,33 @@ class State(BaseModel):
             raise ValueError(f"{', '.join(both)} is both in env and in secrets: one or the other")
         return names
 
+    @property
+    def shared_names(self) -> list[str]:
+        return [f if isinstance(f, str) else f.name for f in self.shared]
+
+    @property
+    def links(self) -> dict[str, str]:
+        """The links each release gets, {path inside the project: shared folder name or "" for scratch}."""
+        out = {f.link: f.name for f in self.shared if not isinstance(f, str) and f.link}
+        out.update({path: "" for path in self.scratch})
+        return out
+
+    @field_validator("scratch")
+    @classmethod
+    def _scratch(cls, paths: list[str], info) -> list[str]:
+        paths = [link_path(p, "scratch folder") for p in paths]
+        shared = info.data.get("shared") or []
+        every = sorted([f.link for f in shared if not isinstance(f, str) and f.link] + paths)
+        for a, b in zip(every, every[1:]):
+            if a == b or b.startswith(a + "/"):
+                raise ValueError(f"links {a!r} and {b!r} overlap (shared: links and scratch: folders): each path "
+                                 "once, none inside another")
+        return paths
+
     @field_validator("shared")
     @classmethod
-    def _shared(cls, names: list[str], info) -> list[str]:
+    def _shared(cls, folders: list[str | SharedFolder], info) -> list[str | SharedFolder]:
+        names = [f if isinstance(f, str) else f.name for f in folders]
         for name in names:
             if not re.fullmatch(SHARED_NAME, name):
                 raise ValueError(f"shared folder {name!r} must be one folder name: letters, digits, _ and -, no "
@@ -533,7 +599,7 @@ class State(BaseModel):
         site = info.data.get("site")
         if site and site.media_url and "media" not in names:
             raise ValueError(f"site.media_url {site.media_url} is served from the shared folder `media`: list it here")
-        return names
+        return folders
 
     @field_validator("users")
     @classmethod
@@ -558,9 +624,11 @@ SHAPE_ERRORS = {"string_type", "dict_type", "model_type", "model_attributes_type
 
 def _field_path(loc) -> tuple:
     """The location as the user wrote it: without pydantic's names of union members (`HostEntry`,
-    `constrained-str`, `function-after[...]`)."""
+    `constrained-str`, `function-after[...]`, `str` of `shared:`'s name-or-mapping entries)."""
     kept: list = []
     for p in loc:
+        if p == "str" and kept[:1] == ["shared"]:
+            continue
         if isinstance(p, int) or re.fullmatch(r"[a-z_][a-z0-9_]*", str(p)) or (kept == ["env"] and isinstance(p, str)):
             kept.append(p)
     return tuple(kept)

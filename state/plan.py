@@ -33,6 +33,7 @@ from .desired import (
     freeze_estimate,
     health_host,
     mariadb_network_file,
+    release_links,
     release_metadata,
     runtime_module,
     schema_info,
@@ -307,9 +308,10 @@ def plan_system(d: Desired, host: HostSpec, o: HostObserved) -> list[Step]:
             steps.append(step)
     if "web" in host.roles:
         shared_root = (lay.shared_root,) if d.state.shared else ()
+        shared_root += (lay.scratch_root,) if d.state.scratch else ()
         for path, change in [*((p, c.Directory(p)) for p in (*lay.directories, *shared_root)),
                              *((lay.shared(n), c.Directory(lay.shared(n), owner=app, group=app))
-                               for n in d.state.shared)]:
+                               for n in d.state.shared_names)]:
             have = o.paths.get(path)
             want = {"type": "dir", "mode": change.mode, "owner": change.owner, "group": change.group}
             if have is None:
@@ -518,13 +520,16 @@ def plan_release(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation,
             whole = transfer.get("bytes")
             reason += f": build from {rel.commit[:12]}" + (f", {whole} bytes to send" if whole else "")
             base_dir, replaced = "", ()  # sent whole
+        links = release_links(d)
+        if links:
+            reason += "; links " + ", ".join(f"{path} → {target}" for path, target in links)
         steps.append(Step(host.name, ADD, c.Build(
             app=app, release_id=rel.id, building=lay.building_dir(schema, rel.id), final=release_dir,
             tarball=lay.tarball(schema, rel.id), archive=transfer.get("archive", ""), venv=venv,
             settings=settings_module(d, host, schema, release_dir), runtime=runtime_module(),
             metadata=release_metadata(d, schema),
             by_id=lay.by_id_link(rel.id), by_id_target=lay.by_id_target(schema, rel.id),
-            base_dir=base_dir, replaced=replaced,
+            base_dir=base_dir, replaced=replaced, links=links,
         ), release_dir, reason, phase="prepare"))
     elif o.by_id.get(rel.id) != lay.by_id_target(schema, rel.id):  # on disk, but its units would not find it
         steps.append(Step(host.name, CHANGE, c.Link(lay.by_id_link(rel.id), lay.by_id_target(schema, rel.id)),
@@ -720,9 +725,10 @@ def plan(d: Desired, observed: dict[str, HostObserved]) -> Plan:
     steps += preview_steps
     shared_warnings = ()
     if d.state.shared and len(d.web_hosts) > 1:
-        shared_warnings = (f"shared folders ({', '.join(d.state.shared)}) are local to each web host: a file the app "
-                           "writes through one host is not on the others (uploads need shared storage, e.g. NFS "
-                           f"mounted at {d.layout.shared_root}/<name> on every web host; pinned does not set it up).",)
+        shared_warnings = (f"shared folders ({', '.join(d.state.shared_names)}) are local to each web host: a file "
+                           "the app writes through one host is not on the others (uploads need shared storage, e.g. "
+                           f"NFS mounted at {d.layout.shared_root}/<name> on every web host; pinned does not set it "
+                           "up).",)
     steps, rollout_warnings = plan_rollout(d, observed, steps, alloc)
     order = {h: i for i, h in enumerate(hosts)}
     steps.sort(key=lambda s: (order[s.host], PHASES.index(s.phase)))  # stable: planners' order within a phase

@@ -114,6 +114,7 @@ def release(repo: Path, commit: str, state: State) -> Release:
         if len(parts) >= 2 and parts[-2] == "migrations" and path.endswith(".py") and parts[-1] != "__init__.py":
             migrations.append((path, meta.split()[2]))
     fingerprint = hashlib.sha256("".join(f"{p} {b}\n" for p, b in sorted(migrations)).encode()).hexdigest()
+    link_conflicts(listing, project, state, commit)
     req_path = str(PurePosixPath(project) / state.django.requirements)
     try:
         requirements = _git(repo, "show", f"{commit}:{req_path}", binary=True)
@@ -124,6 +125,24 @@ def release(repo: Path, commit: str, state: State) -> Release:
                    requirements_hash=digest[:16], migrations=tuple(sorted(p for p, _ in migrations)),
                    requirements=requirements.decode(errors="replace"),
                    requires_python=requires_python(repo, commit, project))
+
+
+def link_conflicts(listing: str, project: str, state: State, commit: str) -> None:
+    """A link a release would get (`shared:` link, `scratch:`) where the commit has a file or folder would
+    hide committed code: refused here, before any host is contacted (build_links.sh refuses it too)."""
+    if not state.links:
+        return
+    files = set()
+    for line in listing.splitlines():
+        path = line.partition("\t")[2]
+        files.add(path if project == "." else str(PurePosixPath(path).relative_to(project)))
+    for link in state.links:
+        parents = [str(PurePosixPath(*PurePosixPath(link).parts[:n])) for n in range(1, len(PurePosixPath(link).parts))]
+        hit = next((f for f in sorted(files) if f == link or f.startswith(link + "/") or f in parents), None)
+        if hit:
+            field = "scratch" if state.links[link] == "" else "shared"
+            raise SourceError(f"commit {commit[:12]} has {hit}, where {link} would be a link (state file field "
+                              f"{field}): remove it from the repository (a .gitignore'd folder), or link another path")
 
 
 def requires_python(repo: Path, commit: str, project: str) -> str:

@@ -5,11 +5,14 @@ storage (MEDIA_ROOT: pinned's settings module points it at /srv/<app>/shared/med
 the app is served by nginx at `site.media_url` with safe headers (nosniff, a sandboxing CSP: an uploaded page
 runs no script), and survives a code-only deploy, a schema change (a new app with a migration: the database
 is copied) and a rollback; the app can write there after each switch; `site.max_body` bounds an upload.
+`pinned backup` keeps the folder too: a deleted upload comes back with `pinned restore`.
 """
 
 from __future__ import annotations
 
+import re
 import subprocess
+import tarfile
 import urllib.error
 import urllib.request
 import uuid
@@ -188,3 +191,36 @@ def test_uploads_survive_a_code_only_deploy_a_schema_change_and_a_rollback(env, 
     # Still one folder, outside the releases.
     listing = sandbox.ssh(HOST, "ls /srv/mysite/shared/media/uploads").stdout.split()
     assert sorted(listing) == sorted(url.rsplit("/", 1)[1] for url in UPLOADS)
+
+
+def test_a_backup_keeps_the_uploads_and_a_restore_puts_a_lost_one_back(env, sandbox, tmp_path):
+    """`pinned backup` takes the web host's shared folders with the database; `--download` brings both here;
+    a deleted upload comes back with `pinned restore <id>` (what was uploaded since stays)."""
+    url = next(iter(UPLOADS))
+    name = url.rsplit("/", 1)[1]
+    taken = env.pinned("backup", "--download", str(tmp_path))
+    shared_id = re.search(r"^(\d{8}T\d{6}Z-shared\.tar\.gz)\s", taken.stdout, re.M).group(1)
+    assert re.search(r"^\d{8}T\d{6}Z-mysite_v\d+\.sql\.gz\s", taken.stdout, re.M), taken.stdout
+    # The download: a complete archive of the folder, owners kept, here on this machine (0600: private data).
+    archive = tmp_path / shared_id
+    assert (archive.stat().st_mode & 0o777) == 0o600
+    with tarfile.open(archive) as tar:
+        member = tar.getmember(f"media/uploads/{name}")
+        assert tar.extractfile(member).read() == UPLOADS[url]
+    on_host = sandbox.ssh(HOST, f"stat -c '%a %U' /var/backups/pinned/mysite/{shared_id}").stdout.split()
+    assert on_host == ["600", "root"]
+    listing = env.pinned("backups").stdout
+    assert shared_id in listing and "shared folders: media" in listing
+
+    # The file is lost (deleted on the host), another upload comes in after the backup.
+    sandbox.ssh(HOST, f"rm /srv/mysite/shared/media/uploads/{name}")
+    assert http_get(base(sandbox) + url).status == 404
+    upload_one(sandbox, "after-backup")
+    restored = env.pinned("restore", shared_id)
+    assert re.search(r"restored \d+ files from " + re.escape(shared_id), restored.stdout), restored.stdout
+    assert "backed up the shared folders of" in restored.stdout
+    all_served(sandbox)  # the lost file is back (owner and content), the newer one is still there
+    owner = sandbox.ssh(HOST, f"stat -c '%U:%G' /srv/mysite/shared/media/uploads/{name}").stdout.strip()
+    assert owner == "mysite:mysite"
+    upload_one(sandbox, "after-restore")  # the app can still write there
+    all_served(sandbox)

@@ -6,6 +6,12 @@
 building=$1 base=$2
 shift 2
 cp -al "$base/." "$building/"
+# The base's links (build_links.sh) are not code: the new release gets its own.
+if [ -f "$base/.pinned/links" ]; then
+    while IFS= read -r link; do
+        [ -n "$link" ] && rm -f -- "$building/$link"
+    done <"$base/.pinned/links"
+fi
 rm -rf "$building/assets" "$building/.pinned" "$building/pinned_settings.py" "$building/pinned_runtime.py" \
     "$building/.venv"
 mkdir -p "$building/.pinned"

@@ -19,6 +19,20 @@ atomic_link() {
     [ "$(readlink "$1")" = "$2" ]
 }
 
+# scratch_dirs RELEASE APP: make the missing targets of the release's scratch links (.pinned/links, pointing
+# under /var/cache/pinned-APP/), owned by APP, so `manage.py` run outside the release's unit finds them (the
+# unit empties them at each start).
+scratch_dirs() {
+    [ -f "$1/.pinned/links" ] || return 0
+    while IFS= read -r _pinned_link; do
+        _pinned_target=$(readlink "$1/$_pinned_link") || continue
+        case $_pinned_target in
+            "/var/cache/pinned-$2/"*) [ -d "$_pinned_target" ] ||
+                install -d -o "$2" -g "$2" -m 0700 "$_pinned_target" || return 1 ;;
+        esac
+    done <"$1/.pinned/links"
+}
+
 # wait_healthy SOCKET HOST URL TRIES: ask the release on SOCKET for URL (Host: HOST) every 0.25 s until it
 # answers 2xx (success) or TRIES attempts were made (failure); the last status is left in $code.
 wait_healthy() {

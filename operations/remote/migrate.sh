@@ -6,8 +6,11 @@
 # $1 the app, $2 the release's folder, $3 the database, $4 the release id, $5 release_meta.py's text,
 # $6 migrate_drop.py's text, $7 drop the database on failure (1/0).
 # shellcheck disable=SC2164  # as before: if the folder is missing, the migration below fails and is reported
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+. "$(dirname "$0")/lib.sh"
 cd "$2"
 app=$1
+scratch_dirs "$2" "$app"
 if runuser -u "$app" -- env DJANGO_SETTINGS_MODULE=pinned_settings PYTHONDONTWRITEBYTECODE=1 \
         .venv/bin/python manage.py migrate --noinput; then
     exit 0

@@ -3,7 +3,8 @@
 # "blob <size>\0" + the content; a symlink's content is its target), printed as one canonical JSON line
 # (keys sorted, no spaces): the same text state/source.py makes from `git ls-tree` of the release's commit.
 # pinned's own files are not the release's code: assets/, .pinned/, .venv, pinned_settings.py and
-# pinned_runtime.py at the top. Runs ON the host: standard library only, as root.
+# pinned_runtime.py at the top, and the links listed in .pinned/links (build_links.sh). Runs ON the host:
+# standard library only, as root.
 #
 #   python3 -c "$RELEASE_FILES" write RELEASE_DIR   computes it, writes RELEASE_DIR/.pinned/files.json (atomic),
 #                                                   prints its digest (the first 16 hex of its SHA-256)
@@ -32,8 +33,17 @@ def blob_id(data_or_path, size=None):
     return digest.hexdigest()
 
 
+def links(top):
+    try:
+        with open(os.path.join(top, ".pinned", "links")) as handle:
+            return {line.strip() for line in handle if line.strip()}
+    except FileNotFoundError:
+        return set()
+
+
 def compute(top):
     files = {}
+    own_links = links(top)
     pending = [""]
     while pending:
         folder = pending.pop()
@@ -41,6 +51,8 @@ def compute(top):
             if not folder and name in OWN:
                 continue
             rel = folder + "/" + name if folder else name
+            if rel in own_links:
+                continue
             path = os.path.join(top, rel)
             st = os.lstat(path)
             if stat.S_ISLNK(st.st_mode):
