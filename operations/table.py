@@ -2,7 +2,7 @@
 
 from pinned.state import changes as c
 
-from . import backups, database, files, freeze, release, system
+from . import backups, database, files, freeze, processes, release, system
 
 OPERATIONS = {
     c.Packages: system.packages,
@@ -29,4 +29,7 @@ OPERATIONS = {
     c.Stop: release.stop,
     c.Prune: release.prune,
     c.BackupTimer: backups.backup_timer,
+    c.ProcessStart: processes.process_start,
+    c.ProcessStop: processes.process_stop,
+    c.ScheduleTimer: processes.schedule_timer,
 }

@@ -38,6 +38,7 @@ from pinned.state.desired import Desired, HostSpec, env_file, mariadb_network_fi
 from pinned.state.layout import NGINX_DEFAULT_SITE
 from pinned.state.observed import HostObserved, ProbeError, describe_probe_error
 from pinned.state.plan import BLOCKED, Plan, plan
+from pinned.state.processes import process_files
 from pinned.state.source import known_files, manifest_digest, parse_manifest, transfer_sizes
 
 from . import lock
@@ -113,7 +114,8 @@ def desired_of(checked: Checked, hosts) -> Desired:
 def request_for(d: Desired) -> str:
     """What the observe fact asks each host about (the same for every host of the environment)."""
     lay = d.layout
-    files = [f.path for f in (*site_files(d), env_file(d), *user_files(d), mariadb_network_file(d))] + [
+    files = [f.path for f in (*site_files(d), env_file(d), *user_files(d), mariadb_network_file(d),
+                              *process_files(d))] + [
         lay.nginx_upstream, *lay.backup_files]
     return observe_request(
         app=d.state.app, root=lay.root, unit_prefix=lay.unit_prefix, db_pattern=lay.database_regex,
@@ -121,6 +123,7 @@ def request_for(d: Desired) -> str:
         paths=[*lay.directories, lay.shared_root, *(lay.shared(n) for n in d.state.shared), NGINX_DEFAULT_SITE],
         files=files,
         secrets=lay.secrets, history=lay.history, units=[lay.backup_timer], loaded=lay.loaded,
+        extra_unit_prefixes=[lay.extra_unit_prefix],
     )
 
 

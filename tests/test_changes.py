@@ -39,7 +39,10 @@ def test_a_plan_covers_every_kind_and_calls_each_operation_with_its_change():
     observed = {h.name: HostObserved() for h in hosts}
     for tag in ("A", "B2", "S1", "R1", "R2", "R3"):
         d = replace(desired(tag, keep_releases=1, users=[{"name": "deploy", "sudo": True}],
-                            backups={"on_calendar": "daily", "keep": 3}), hosts=hosts)
+                            backups={"on_calendar": "daily", "keep": 3},
+                            processes={"worker": "python manage.py process_queue"},
+                            schedule=[{"name": "clear", "command": "manage.py clearsessions",
+                                       "on_calendar": "daily"}]), hosts=hosts)
         p = plan(d, observed)
         for step in p.steps:
             seen.add(type(step.change))
@@ -51,6 +54,10 @@ def test_a_plan_covers_every_kind_and_calls_each_operation_with_its_change():
     seen |= {type(s.change) for s in plan(d, observed).steps}
     # A changed env restarts the current release.
     seen |= {type(s.change) for s in plan(replace(d, state=d.state.model_copy(update={"env": {"FOO": "1"}})),
+                                          observed).steps}
+    # Processes and schedules removed from the state file.
+    seen |= {type(s.change) for s in plan(replace(d, state=d.state.model_copy(update={"processes": {},
+                                                                                        "schedule": []})),
                                           observed).steps}
     assert seen == set(c.KINDS)
 
