@@ -108,7 +108,11 @@ def manage_command(d: Desired, args: list[str], workdir: str, interactive: bool 
     for p in props:
         parts += ["-p", p]
     script = runner("manage.py") + ' "$@"'
-    return " ".join(shlex.quote(p) for p in [*parts, "--", "/bin/sh", "-c", script, "pinned", *args])
+    # systemd-run expands $VAR in the command's arguments since systemd 254 unless told not to (older ones
+    # neither expand nor know the option): asked on the host, so `$` reaches sh and the command as written.
+    return ("e=; systemd-run --help 2>/dev/null | grep -q -- --expand-environment && e=--expand-environment=no; "
+            "exec " + " ".join(shlex.quote(p) for p in parts[:1]) + " $e "
+            + " ".join(shlex.quote(p) for p in [*parts[1:], "--", "/bin/sh", "-c", script, "pinned", *args]))
 
 
 # ------------------------------------------------------------------ the planner
