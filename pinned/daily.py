@@ -183,7 +183,8 @@ def status(view, hosts, as_json: bool) -> int:
             last = t["last"] or "never"
             result = f"{t['result']} (exit {t['status']})" if t["last"] else "-"
             print(f"  {timer:<52} {t['active']}; last run {last}: {result}; next {t['next'] or '-'}")
-        disk = ", ".join(f"{k} {_size(v)}" for k, v in h["disk"].items() if v is not None)
+        disk = ", ".join(f"{k} {_size(h['disk'][k])}" for k in ("versions", "venvs", "shared")
+                         if h["disk"].get(k) is not None)
         print(f"  disk: {disk}")
     print(f"{view.desired.db_host.name}: databases " + (", ".join(f"{n} {_size(b)}" for n, b in
                                                                    report["databases"].items()) or "(none)"))

@@ -30,8 +30,10 @@ for unit in args["units"]:
     out["units"][unit] = show(unit, ["ActiveState", "SubState", "ActiveEnterTimestamp", "NRestarts"])
 for timer, service in sorted(args["timers"].items()):
     t = show(timer, ["ActiveState", "LastTriggerUSec", "NextElapseUSecRealtime"])
-    s = show(service, ["Result", "ExecMainStatus", "ExecMainExitTimestamp", "ActiveState"])
-    out["timers"][timer] = {"active": t.get("ActiveState"), "last": t.get("LastTriggerUSec") or "",
+    s = show(service, ["Result", "ExecMainStatus", "ExecMainStartTimestamp", "ExecMainExitTimestamp", "ActiveState"])
+    # The command's last run, however it was started (by the timer, or by hand with systemctl start).
+    out["timers"][timer] = {"active": t.get("ActiveState"), "last": s.get("ExecMainStartTimestamp") or "",
+                            "triggered": t.get("LastTriggerUSec") or "", "running": s.get("ActiveState") or "",
                             "next": t.get("NextElapseUSecRealtime") or "", "result": s.get("Result") or "",
                             "status": s.get("ExecMainStatus") or "", "finished": s.get("ExecMainExitTimestamp") or ""}
 for name in ("versions", "venvs", "shared"):
