@@ -15,12 +15,14 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 import time
 
 import pytest
 
-from conftest import Env, http_get
+from conftest import ROOT, Env, http_get
 
 pytestmark = pytest.mark.sandbox
 HOST = "procs"
@@ -146,8 +148,12 @@ def test_manage_runs_in_the_current_release_with_its_environment(env, sandbox, c
     assert f"R A {a} hola $HOME 'x' True" in shown.stdout, shown.stdout + shown.stderr
     bogus = env.pinned("manage", "--", "no_such_command", check=False)
     assert bogus.returncode == 1 and "Unknown command" in bogus.stderr + bogus.stdout
-    piped = env.pinned("shell", check=False)  # stdin is not a terminal: read as the shell's input
-    assert piped.returncode == 0, piped.stderr
+    # `pinned shell` with a stdin that is not a terminal: read as the shell's input.
+    piped = subprocess.run([str(ROOT / ".venv" / "bin" / "pinned"), "--env", env.name, "--limit", HOST, "shell"],
+                           input="import os\nprint('via shell', 6 * 7, os.environ['PINNED_RELEASE'])\n",
+                           capture_output=True, text=True, timeout=120, cwd=ROOT,
+                           env={**os.environ, "PINNED_STATE_DIR": str(env.state_dir)})
+    assert piped.returncode == 0 and f"via shell 42 {a}" in piped.stdout, piped.stdout + piped.stderr
 
 
 def test_logs_and_status(env, sandbox, commits):
