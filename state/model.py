@@ -214,7 +214,7 @@ class Backups(BaseModel):
     on_calendar: str = Field(
         default="daily",
         description="When, as a systemd calendar expression (`OnCalendar=`), e.g. `daily`, `*-*-* 03:30:00`, "
-        "`Mon..Fri 12:00`; checked with `systemd-analyze calendar`.",
+        "`Mon..Fri 12:00`; checked with `systemd-analyze calendar` (without it: a subset, see the README).",
     )
     keep: int = Field(
         default=7, ge=1, le=10000,
@@ -266,7 +266,7 @@ class Schedule(BaseModel):
                          "user with its environment; one starting with `manage.py` runs with the release's python.")
     on_calendar: str = Field(
         description="When, as a systemd calendar expression (`OnCalendar=`), e.g. `daily`, `*:0/15`; checked with "
-        "`systemd-analyze calendar` where this machine has it (else only its characters).")
+        "`systemd-analyze calendar` where this machine has it, else against a subset (see the README).")
 
     @field_validator("name")
     @classmethod
