@@ -6,7 +6,7 @@ from pyinfra.api import operation
 
 from .backups import backup_timer
 from .files import RELEASE_META
-from .scripts import run_sh
+from .scripts import run_py, run_sh
 
 
 @operation()
@@ -25,3 +25,8 @@ def process_stop(units: tuple[str, ...], remove: tuple[str, ...] = ()):
 
 
 schedule_timer = backup_timer  # the same: enable (and restart) one timer, or disable it and remove its files
+
+
+def status_command(request: str):
+    """What `pinned status` asks a web host (remote/status.py: units, timers, disk use, a health check now)."""
+    return run_py("status.py", request)

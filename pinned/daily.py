@@ -17,7 +17,7 @@ import gevent
 from pyinfra.api import StringCommand
 
 from pinned.operations.connection import _client, command_line, run
-from pinned.operations.scripts import run_py
+from pinned.operations.processes import status_command
 from pinned.state.desired import health_host
 from pinned.state.processes import manage_command
 
@@ -156,7 +156,7 @@ def status(view, hosts, as_json: bool) -> int:
         request = {"root": lay.root, "units": units, "timers": timers,
                    "socket": lay.socket(release) if release else "", "host": health_host(view.desired, spec),
                    "health_url": state.site.health_url}
-        ok, out = run(by_name[spec.name], run_py("status.py", json.dumps(request)))
+        ok, out = run(by_name[spec.name], status_command(json.dumps(request)))
         if not ok:
             raise DailyError(f"{spec.name}: status failed: {(out.stderr or '').strip()[-300:]}")
         data = json.loads(out.stdout.strip().splitlines()[-1])
