@@ -23,6 +23,7 @@ import time
 import pytest
 
 from conftest import ROOT, Env, http_get
+from pinned.state.processes import runner
 
 pytestmark = pytest.mark.sandbox
 HOST = "procs"
@@ -92,6 +93,10 @@ def test_worker_and_schedule_run_from_the_current_release(env, sandbox, commits)
                         ).stdout
     assert "User=agroguia" in shown and "ProtectSystem=strict" in shown and "NoNewPrivileges=yes" in shown
     assert "TimeoutStopUSec=30s" in shown
+    # systemd read the unit's quoted ExecStart back as one argument, the script pinned wrote (`"` unescaped; it
+    # shows `$$` as stored, turned into `$` when it runs: the release id recorded above came through it).
+    exec_start = sandbox.ssh(HOST, f"systemctl show -p ExecStart {unit}").stdout
+    assert f"argv[]=/bin/sh -c {runner(WORKER).replace('$', '$$')} ;" in exec_start, exec_start
     assert sandbox.ssh(HOST, f"systemctl is-enabled {APP}-schedule-tick.timer").stdout.strip() == "enabled"
 
 
