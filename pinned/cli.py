@@ -470,6 +470,8 @@ def cmd_daily(args) -> int:
         return daily.status(view, hosts, args.json)
     except daily.DailyError as exc:
         raise CliError(str(exc)) from None
+    except KeyboardInterrupt:  # Ctrl-C ends `logs -f` (and a manage command's output here): no traceback
+        return 130
 
 
 def cmd_init(args) -> int:
