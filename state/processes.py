@@ -32,7 +32,7 @@ HARDENING = ("PrivateTmp=yes", "PrivateDevices=yes", "ProtectSystem=strict", "Pr
 
 def shell_command(command: str) -> str:
     """The state file's command as sh runs it: `manage.py …` with the release's python."""
-    return f"python {command}" if command.split(None, 1)[0] == "manage.py" else command
+    return f"python {command}" if command.split(None, 1)[:1] == ["manage.py"] else command
 
 
 def runner(command: str) -> str:
