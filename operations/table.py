@@ -32,4 +32,5 @@ OPERATIONS = {
     c.ProcessStart: processes.process_start,
     c.ProcessStop: processes.process_stop,
     c.ScheduleTimer: processes.schedule_timer,
+    c.Watch: release.watch,
 }

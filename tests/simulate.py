@@ -232,6 +232,10 @@ def schedule_timer(o, ch: c.ScheduleTimer, d, host):
     return replace(o, units=units, **_removed(o, ch.remove))
 
 
+def watch(o, ch: c.Watch, d, host):
+    return o  # a watch that passes changes nothing (one that fails ends the run: not simulated)
+
+
 RULES = {
     c.Packages: packages, c.Service: service, c.User: user, c.Directory: directory, c.Secrets: secrets,
     c.SecretsRead: secrets_read, c.SecretsCopy: secrets_copy, c.Database: database, c.DbUser: db_user,
@@ -239,7 +243,7 @@ RULES = {
     c.SchemaRecord: schema_record, c.Start: start, c.Restart: restart, c.Link: link, c.Switch: switch, c.Stop: stop,
     c.Prune: prune,
     c.WriteFreeze: write_freeze, c.DatabaseGuard: database_guard,
-    c.BackupTimer: backup_timer,
+    c.BackupTimer: backup_timer, c.Watch: watch,
     c.ProcessStart: process_start, c.ProcessStop: process_stop, c.ScheduleTimer: schedule_timer,
 }
 
