@@ -327,6 +327,9 @@ class ScheduleTimer(Change):
 
 
 KINDS += (ProcessStart, ProcessStop, ScheduleTimer)
+
+
+@dataclass(frozen=True)
 class Watch(Change):
     kind = "watch"
     about = ("a rollout's canary: after its switch, its health URL every second and the share of 5xx answers in "
