@@ -2,7 +2,7 @@
 
 from pinned.state import changes as c
 
-from . import backups, database, files, freeze, previews, release, system, tls
+from . import backups, database, files, freeze, previews, processes, release, system, tls
 
 OPERATIONS = {
     c.Packages: system.packages,
@@ -29,6 +29,9 @@ OPERATIONS = {
     c.Stop: release.stop,
     c.Prune: release.prune,
     c.BackupTimer: backups.backup_timer,
+    c.ProcessStart: processes.process_start,
+    c.ProcessStop: processes.process_stop,
+    c.ScheduleTimer: processes.schedule_timer,
     c.Watch: release.watch,
     c.TlsFiles: tls.tls_files,
     c.Certificate: tls.certificate,

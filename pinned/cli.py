@@ -22,6 +22,10 @@
     pinned secret set NAME [--from-file F]       store a declared secret on the db host (the value from stdin)
     pinned secret list [--json]                  the secrets' names and short fingerprints (never values)
     pinned secret unset NAME                     remove a secret and its value from the db host
+    pinned manage [--host H] -- CMD ARGS…        a management command in the current release (its exit status)
+    pinned shell [--host H]                      manage.py shell in the current release
+    pinned logs [-f] [--process NAME] [--since WHEN]   the current release's logs, every web host, by host
+    pinned status [--json]                       per web host: current release, units, timers, disk use
 
     pinned init [--host NAME | --web NAME... --db NAME] [--ssh-user U] [--ssh-key F]
                                                  write ENV.yaml (default production) from this Django project
@@ -602,6 +606,33 @@ def cmd_secret(args) -> int:
     return 0
 
 
+def cmd_daily(args) -> int:
+    """manage / shell / logs / status (pinned/daily.py)."""
+    from pinned import daily
+
+    hosts = _connect(args.env, args.limit)
+    from pinned.engine import inspect
+
+    view = inspect(args.env, hosts)
+    try:
+        if args.command == "manage":
+            rest = list(args.args)
+            if rest[:1] == ["--"]:
+                rest = rest[1:]
+            if not rest:
+                raise CliError("manage: name the management command: pinned manage -- check --deploy")
+            return daily.manage(view, hosts, rest, args.host)
+        if args.command == "shell":
+            return daily.shell(view, hosts, args.host)
+        if args.command == "logs":
+            return daily.logs(view, hosts, args.process, args.since, args.follow, args.lines)
+        return daily.status(view, hosts, args.json)
+    except daily.DailyError as exc:
+        raise CliError(str(exc)) from None
+    except KeyboardInterrupt:  # Ctrl-C ends `logs -f` (and a manage command's output here): no traceback
+        return 130
+
+
 def cmd_init(args) -> int:
     from pinned.init import InitError, init
 
@@ -700,6 +731,18 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--json", action="store_true")
     q = secret.add_parser("unset", help="remove a secret and its value from the db host")
     q.add_argument("name")
+    p = sub.add_parser("manage", help="run a management command in the current release (first web host or --host)")
+    p.add_argument("--host", metavar="NAME", help="this web host instead of the first")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="-- COMMAND ARGS… (manage.py's)")
+    p = sub.add_parser("shell", help="manage.py shell in the current release (first web host or --host)")
+    p.add_argument("--host", metavar="NAME", help="this web host instead of the first")
+    p = sub.add_parser("logs", help="journald of the current release's units on every web host, by host")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines (Ctrl-C ends)")
+    p.add_argument("--process", metavar="NAME", help="only `web`, one of `processes:` or of `schedule:`")
+    p.add_argument("--since", metavar="WHEN", help="journalctl's --since (e.g. '-1h', '2026-11-26 10:00')")
+    p.add_argument("-n", "--lines", type=int, default=100, help="the last N lines of each host (default 100)")
+    p = sub.add_parser("status", help="per web host: current release, its units, timers' last runs, disk use")
+    p.add_argument("--json", action="store_true")
     # --env and --limit are accepted after the command too (pinned plan --env staging).
     parser.add_argument("--limit", action="append", help="only this host or group (repeatable)")
     for action in [*sub.choices.values(), *secret.choices.values(), *preview.choices.values()]:
@@ -715,7 +758,8 @@ def main(argv: list[str] | None = None) -> int:
                 "preview": cmd_preview,
                 "history": cmd_history, "unlock": cmd_unlock,
                 "databases": cmd_databases, "drop-database": cmd_drop_database,
-                "backup": cmd_backup, "backups": cmd_backups, "restore": cmd_restore, "secret": cmd_secret}
+                "backup": cmd_backup, "backups": cmd_backups, "restore": cmd_restore, "secret": cmd_secret,
+                "manage": cmd_daily, "shell": cmd_daily, "logs": cmd_daily, "status": cmd_daily}
     from pinned.backups import BackupError
     from pinned.engine import EngineError
 

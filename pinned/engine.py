@@ -40,6 +40,7 @@ from pinned.state.observed import HostObserved, ProbeError, describe_probe_error
 from pinned.state.plan import BLOCKED, Plan, plan
 from pinned.state.plan_tls import CERTBOT_TIMER
 from pinned.state.previews import preview_archives, preview_request
+from pinned.state.processes import process_files
 from pinned.state.source import known_files, manifest_digest, parse_manifest, transfer_sizes
 
 from . import lock, saved_plan
@@ -120,7 +121,8 @@ def request_for(d: Desired) -> str:
     """What the observe fact asks each host about (the same for every host of the environment)."""
     lay = d.layout
     acme_units = [CERTBOT_TIMER] if d.state.site.tls and d.state.site.tls.acme else []
-    files = [f.path for f in (*site_files(d), env_file(d), *user_files(d), mariadb_network_file(d))] + [
+    files = [f.path for f in (*site_files(d), env_file(d), *user_files(d), mariadb_network_file(d),
+                              *process_files(d))] + [
         lay.nginx_upstream, *lay.backup_files, lay.tls_certificate, lay.acme_renewal, lay.acme_ca_bundle,
         lay.certbot_dropin]
     return observe_request(
@@ -132,7 +134,7 @@ def request_for(d: Desired) -> str:
         secrets=lay.secrets, history=lay.history, units=[lay.backup_timer, *acme_units],
         loaded=lay.loaded,
         certificates=[lay.tls_certificate, lay.acme_certificate], keys=[lay.tls_key],
-        previews=preview_request(d),
+        previews=preview_request(d), extra_unit_prefixes=[lay.extra_unit_prefix],
     )
 
 

@@ -296,6 +296,42 @@ KINDS += (BackupTimer,)
 
 
 @dataclass(frozen=True)
+class ProcessStart(Change):
+    kind = "process"
+    about = ("start (or restart) a release's processes (`processes:`) before the switch; one that exits or restarts "
+             "within the settle time fails the deploy like a failed health check (the release is marked failed)")
+    units: tuple[str, ...]  # <app>-<name>@<release>.service
+    release_id: str
+    release_dir: str
+    restart: bool = False  # the current release's, for a changed command, env or secret
+    settle: int = 3  # seconds each must keep running (no exit, no restart)
+    socket_unit: str = ""  # the release's web units: stopped with them when one fails to start
+    service_unit: str = ""
+
+
+@dataclass(frozen=True)
+class ProcessStop(Change):
+    kind = "process-stop"
+    about = ("stop and disable the processes of a release that is no longer current (SIGTERM, then TimeoutStopSec), "
+             "apart from its web units; remove the units of processes no longer declared")
+    units: tuple[str, ...]
+    remove: tuple[str, ...] = ()  # unit files of processes no longer in `processes:`
+
+
+@dataclass(frozen=True)
+class ScheduleTimer(Change):
+    kind = "schedule"
+    about = ("enable a scheduled command's timer (`schedule:`; its service runs in `current`), or disable it and "
+             "remove its units")
+    timer: str
+    enable: bool
+    remove: tuple[str, ...] = ()
+
+
+KINDS += (ProcessStart, ProcessStop, ScheduleTimer)
+
+
+@dataclass(frozen=True)
 class Watch(Change):
     kind = "watch"
     about = ("a rollout's canary: after its switch, its health URL every second and the share of 5xx answers in "

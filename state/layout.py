@@ -150,6 +150,35 @@ class Layout:
         """`<app>@<release>.<kind>` → `<release>`."""
         return unit.split("@", 1)[1].rsplit(".", 1)[0]
 
+    # ---- processes (`processes:`) and scheduled commands (`schedule:`), on each web host
+
+    def process_template(self, name: str) -> str:
+        return f"/etc/systemd/system/{self.app}-{name}@.service"
+
+    def process_unit(self, name: str, release_id: str) -> str:
+        return f"{self.app}-{name}@{release_id}.service"
+
+    @property
+    def extra_unit_prefix(self) -> str:
+        """Every process and schedule unit's name starts with this (`<app>-`; an app's name has no `-`)."""
+        return f"{self.app}-"
+
+    def process_of_unit(self, unit: str) -> tuple[str, str] | None:
+        """`<app>-<name>@<release>.service` → (name, release); None for any other unit."""
+        m = re.fullmatch(re.escape(self.app) + r"-([a-z0-9][a-z0-9_-]*)@([^@/]+)\.service", unit)
+        return (m.group(1), m.group(2)) if m else None
+
+    def schedule_unit(self, name: str, kind: str = "timer") -> str:
+        return f"{self.app}-schedule-{name}.{kind}"
+
+    def schedule_of_unit(self, unit: str) -> str | None:
+        m = re.fullmatch(re.escape(self.app) + r"-schedule-([a-z0-9][a-z0-9_-]*)\.(timer|service)", unit)
+        return m.group(1) if m else None
+
+    @property
+    def unit_dir(self) -> str:
+        return "/etc/systemd/system"
+
     @property
     def lock(self) -> str:
         """The deploy lock: who holds it (one deploy of the app at a time on a host)."""

@@ -298,7 +298,11 @@ def _systemd_calendar_error(expression: str) -> str | None:
     """What `systemd-analyze calendar` says is wrong with an expression (None: valid, or no systemd here)."""
     tool = shutil.which("systemd-analyze")
     if not tool:
-        return None
+        from .calendar import subset_error
+
+        error = subset_error(expression)
+        return f"{error}; without systemd-analyze on this machine pinned accepts a subset (see the README)" \
+            if error else None
     try:
         proc = subprocess.run([tool, "calendar", expression], capture_output=True, text=True, timeout=10,
                               env={**os.environ, "LC_ALL": "C", "SYSTEMD_PAGER": "", "SYSTEMD_COLORS": "0"})
@@ -318,7 +322,7 @@ class Backups(BaseModel):
     on_calendar: str = Field(
         default="daily",
         description="When, as a systemd calendar expression (`OnCalendar=`), e.g. `daily`, `*-*-* 03:30:00`, "
-        "`Mon..Fri 12:00`; checked with `systemd-analyze calendar`.",
+        "`Mon..Fri 12:00`; checked with `systemd-analyze calendar` (without it: a subset, see the README).",
     )
     keep: int = Field(
         default=7, ge=1, le=10000,
@@ -336,6 +340,56 @@ class Backups(BaseModel):
         if error:
             raise ValueError(f"on_calendar is not a systemd calendar expression ({error})")
         return value
+
+
+# A process's or a scheduled job's name: part of its systemd unit names (`<app>-<name>@<release>.service`,
+# `<app>-schedule-<name>.timer`), so nothing systemd or a shell reads otherwise.
+UNIT_NAME = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+# A command: one line of printable text (tabs allowed), run by /bin/sh in the release's folder.
+COMMAND = r"^[^\x00-\x08\x0a-\x1f\x7f]{1,1000}$"
+
+
+def _command(value: str, what: str) -> str:
+    if not isinstance(value, str) or not re.fullmatch(COMMAND, value) or not value.strip():
+        raise ValueError(f"{what} must be one line of text (1 to 1000 characters, no newline or other control "
+                         "character), e.g. 'python manage.py process_queue'")
+    return value
+
+
+def _unit_name(value: str, what: str) -> str:
+    if not isinstance(value, str) or not re.fullmatch(UNIT_NAME, value):
+        raise ValueError(f"{what} {value!r} is not a safe unit name: lowercase letters, digits, _ and -, starting "
+                         "with a letter or digit, at most 32 characters")
+    return value
+
+
+class Schedule(BaseModel):
+    """A command run on a calendar (a systemd timer and a oneshot service) in the *current* release."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="Its name: the units `<app>-schedule-<name>.timer`/`.service` (lowercase "
+                      "letters, digits, _ and -).")
+    command: str = Field(description="The command, run by /bin/sh in the current release's folder as the app "
+                         "user with its environment; one starting with `manage.py` runs with the release's python.")
+    on_calendar: str = Field(
+        description="When, as a systemd calendar expression (`OnCalendar=`), e.g. `daily`, `*:0/15`; checked with "
+        "`systemd-analyze calendar` where this machine has it, else against a subset (see the README).")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _unit_name(value, "schedule name")
+
+    @field_validator("command")
+    @classmethod
+    def _cmd(cls, value: str) -> str:
+        return _command(value, "command")
+
+    @field_validator("on_calendar")
+    @classmethod
+    def _on_calendar(cls, value: str) -> str:
+        return Backups._on_calendar(value)
 
 
 DURATION = re.compile(r"^(\d{1,5})\s*(s|m|min)?$")
@@ -524,6 +578,37 @@ class State(BaseModel):
                 raise ValueError(f"previews.{name}.host needs a first site.server_names entry that is a name (not "
                                  "empty, not a wildcard): the preview is <name>.<that name>; or give it a port")
         return previews
+    processes: dict[str, str] = Field(
+        default_factory=dict,
+        description="Long-running processes of each release besides the web one (`NAME: command`, e.g. `worker: "
+        "python manage.py process_queue`): units `<app>-<name>@<release>` run as the app user with its "
+        "environment and the web unit's hardening, in the release's folder (a command starting with `manage.py` "
+        "runs with the release's python). Started with the release before the switch (one that exits or "
+        "restarts within a few seconds fails the deploy, like a failed health check); the old release's are "
+        "stopped after the switch (SIGTERM, up to 30 s). Removed from here: stopped, their units removed.",
+    )
+    schedule: list[Schedule] = Field(
+        default_factory=list,
+        description="Commands run on a calendar in the current release (`{name, command, on_calendar}`): a "
+        "systemd timer per entry on each web host; `current` is read when it runs, so a switch or a rollback "
+        "changes no timer. `pinned status` shows each one's last run.",
+    )
+
+    @field_validator("processes")
+    @classmethod
+    def _processes(cls, processes: dict[str, str]) -> dict[str, str]:
+        for name, command in processes.items():
+            _unit_name(name, "process name")
+            _command(command, f"the command of process {name}")
+        return processes
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, entries: list[Schedule]) -> list[Schedule]:
+        names = [e.name for e in entries]
+        if len(set(names)) != len(names):
+            raise ValueError("each schedule name may be listed once")
+        return entries
 
     @field_validator("repository")
     @classmethod

@@ -59,6 +59,7 @@ class HostObserved:
     venvs: frozenset[str] = frozenset()
     building: tuple[str, ...] = ()  # leftover build folders (a deploy that did not finish)
     units: dict = field(default_factory=dict)  # unit -> {active, enabled}
+    unit_files: frozenset[str] = frozenset()  # the app's process and schedule unit files in /etc/systemd/system
     mysql_running: bool = False
     databases: frozenset[str] = frozenset()
     db_users: dict = field(default_factory=dict)  # "user@host" -> [grant lines]
@@ -217,6 +218,7 @@ def parse(output: str) -> HostObserved:
         venvs=frozenset(tree.get("venvs") or ()),
         building=tuple(tree.get("building") or ()),
         units=data.get("units") or {},
+        unit_files=frozenset(data.get("unit_files") or ()),
         mysql_running=bool(mysql.get("running")),
         databases=frozenset(mysql.get("databases") or ()),
         db_users=mysql.get("users") or {},

@@ -686,6 +686,7 @@ def plan_python(d: Desired, observed: dict[str, HostObserved]) -> tuple[str, ...
 from .plan_backups import plan_backups  # noqa: E402 (it builds on this module's Step and config_step)
 from .plan_rollout import mixed_releases, plan_rollout, rollout_refusal  # noqa: E402 (likewise)
 from .plan_tls import certificate_report, site_steps  # noqa: E402 (the same)
+from .processes import plan_processes  # noqa: E402 (likewise)
 
 
 def plan(d: Desired, observed: dict[str, HostObserved]) -> Plan:
@@ -717,7 +718,12 @@ def plan(d: Desired, observed: dict[str, HostObserved]) -> Plan:
     steps += freeze
     for i, web in enumerate(d.web_hosts):
         o = observed[web.name]
-        steps += plan_release(d, web, o, alloc, i == 0, source_migrations, copied_from, wanted_secrets)
+        mine = plan_release(d, web, o, alloc, i == 0, source_migrations, copied_from, wanted_secrets)
+        steps += mine + plan_processes(
+            d, web, o, d.layout.release_dir(alloc.schema, d.release.id),
+            starting=any(isinstance(s.change, c.Start) for s in mine),
+            restart_reason=restart_reason(o.loaded, env_fingerprints(d), wanted_secrets)
+            if o.current == d.release.id else "")
         steps += plan_retention(d, web, o, alloc, needs_build(o, d.release.id, alloc.schema))
     steps += plan_backups(d, observed[db.name], alloc.schema)
     preview_steps, preview_warnings = plan_previews(d, observed, alloc.schema, alloc.current_schema, steps,

@@ -127,7 +127,11 @@ def config_file(o, ch: c.ConfigFile, d, host):
         pv = _previews(o)
         pv["files"][ch.path] = FileOnHost(ch.content, ch.mode, ch.owner, ch.group)
         return replace(o, previews=pv)
-    return replace(o, files={**o.files, ch.path: FileOnHost(ch.content, ch.mode, ch.owner, ch.group)})
+    unit_files = o.unit_files
+    if ch.path.startswith(f"/etc/systemd/system/{d.state.app}-"):  # a process's or a schedule's unit
+        unit_files = unit_files | {ch.path.rsplit("/", 1)[1]}
+    return replace(o, files={**o.files, ch.path: FileOnHost(ch.content, ch.mode, ch.owner, ch.group)},
+                   unit_files=unit_files)
 
 
 def remove_file(o, ch: c.RemoveFile, d, host):
@@ -223,6 +227,26 @@ def backup_timer(o, ch: c.BackupTimer, d, host):
     return replace(o, units=units, files={**o.files, **{path: None for path in ch.remove}})
 
 
+def process_start(o, ch: c.ProcessStart, d, host):
+    return replace(o, units={**_units(o), **{u: {"active": "active", "enabled": True} for u in ch.units}})
+
+
+def _removed(o, paths):
+    names = {p.rsplit("/", 1)[1] for p in paths}
+    return dict(files={**o.files, **{p: None for p in paths}}, unit_files=o.unit_files - names)
+
+
+def process_stop(o, ch: c.ProcessStop, d, host):
+    units = {k: v for k, v in _units(o).items() if k not in ch.units}
+    return replace(o, units=units, **_removed(o, ch.remove))
+
+
+def schedule_timer(o, ch: c.ScheduleTimer, d, host):
+    units = _units(o)
+    units[ch.timer] = {"active": "active" if ch.enable else "inactive", "enabled": ch.enable}
+    return replace(o, units=units, **_removed(o, ch.remove))
+
+
 def watch(o, ch: c.Watch, d, host):
     return o  # a watch that passes changes nothing (one that fails ends the run: not simulated)
 
@@ -305,6 +329,7 @@ RULES = {
     c.TlsFiles: tls_files, c.Certificate: certificate, c.TlsRemove: tls_remove,
     c.PreviewAccount: preview_account, c.PreviewMigrate: preview_migrate, c.PreviewStart: preview_start,
     c.PreviewRemove: preview_remove, c.PreviewDrop: preview_drop,
+    c.ProcessStart: process_start, c.ProcessStop: process_stop, c.ScheduleTimer: schedule_timer,
 }
 
 

@@ -41,7 +41,10 @@ def test_a_plan_covers_every_kind_and_calls_each_operation_with_its_change(tmp_p
     observed = {h.name: HostObserved() for h in hosts}
     for tag in ("A", "B2", "S1", "R1", "R2", "R3"):
         d = replace(desired(tag, keep_releases=1, users=[{"name": "deploy", "sudo": True}],
-                            backups={"on_calendar": "daily", "keep": 3}), hosts=hosts)
+                            backups={"on_calendar": "daily", "keep": 3},
+                            processes={"worker": "python manage.py process_queue"},
+                            schedule=[{"name": "clear", "command": "manage.py clearsessions",
+                                       "on_calendar": "daily"}]), hosts=hosts)
         p = plan(d, observed)
         for step in p.steps:
             seen.add(type(step.change))
@@ -53,6 +56,10 @@ def test_a_plan_covers_every_kind_and_calls_each_operation_with_its_change(tmp_p
     seen |= {type(s.change) for s in plan(d, observed).steps}
     # A changed env restarts the current release.
     seen |= {type(s.change) for s in plan(replace(d, state=d.state.model_copy(update={"env": {"FOO": "1"}})),
+                                          observed).steps}
+    # Processes and schedules removed from the state file.
+    seen |= {type(s.change) for s in plan(replace(d, state=d.state.model_copy(update={"processes": {},
+                                                                                        "schedule": []})),
                                           observed).steps}
     # A rollout of a code change to two web hosts watches the canary.
     webs = (HostSpec("w1", "10.0.0.11", ("web",)), HostSpec("w2", "10.0.0.12", ("web",)), hosts[1])

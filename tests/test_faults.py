@@ -338,6 +338,19 @@ def farm_serves(sandbox, commits, allowed: set[str]) -> dict[str, str]:
     return {h: settled_release(sandbox, commits, h, allowed) for h in WEBS}
 
 
+def test_logs_show_every_web_host_prefixed_by_it(farm, sandbox):
+    """`pinned logs` (no fault here: it reuses this topology) reads journald on every web host at once: each
+    line starts with its host's name, and every web host has lines (its release's gunicorn started)."""
+    for host in WEBS:  # a request each, so every web unit has an access line of its own
+        assert http_get(f"http://{sandbox.booted[host].address}/health/").status == 200
+    out = farm.pinned("logs", "--process", "web", "-n", "50").stdout
+    lines = out.splitlines()
+    assert lines and all(any(line.startswith(f"{h}: ") for h in WEBS) for line in lines), out[-3000:]
+    for host in WEBS:
+        assert any(line.startswith(f"{host}: ") and "/health/" in line for line in lines), (host, out[-3000:])
+    assert not any(line.startswith(f"{DB}: ") for line in lines)
+
+
 def test_kill_when_some_hosts_have_switched(farm, sandbox, commits):
     """Killed as soon as the first web host reports its switch done. pyinfra runs an operation on every host
     at once (one greenlet per host), so whether others have switched by then is a race: the test reports

@@ -15,7 +15,7 @@ from pinned.state.model import State, StateFileError, load_state, parse_state, s
 GOOD = {
     "app": "agroguia",
     "repository": "../.build/agroguia",
-    "release": "6e83ddd755eb2ba5d36c94c205038975c8e85cbb",
+    "release": "514177580aed19bef8b03068ed61c32728798fe5",
     "django": {"settings": "agroguia.settings"},
 }
 

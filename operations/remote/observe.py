@@ -87,20 +87,22 @@ def unit_enabled(name):
     return None
 
 
-def observe_units(unit_prefix, others=()):
-    """systemd: the app's release units (named `<unit_prefix><release>.<kind>`), the services pinned
-    relies on, and the `others` asked for (the scheduled backups' timer)."""
+def observe_units(unit_prefix, others=(), extra_prefixes=()):
+    """systemd: the app's release units (named `<unit_prefix><release>.<kind>`), those named by the
+    `extra_prefixes` (its processes' and schedules'), the services pinned relies on, and the `others`
+    asked for (the scheduled backups' timer)."""
     units = {}
     stdout, stderr, status = probe(["systemctl", "list-units", "--all", "--plain", "--no-legend", "--no-pager",
-                                    unit_prefix + "*"], env=C_LOCALE)
+                                    unit_prefix + "*"] + [p + "*" for p in extra_prefixes], env=C_LOCALE)
     if status != 0:
         fail("units", status, stderr, stdout)
         stdout = ""
     names = [line.split()[0] for line in stdout.splitlines() if line.strip()]
     for name in names:
         units[name] = {"active": unit_active(name), "enabled": False}
-    for link in glob.glob("/etc/systemd/system/*.wants/" + unit_prefix + "*"):
-        units.setdefault(os.path.basename(link), {"active": "inactive"})["enabled"] = True
+    for prefix in (unit_prefix,) + tuple(extra_prefixes):
+        for link in glob.glob("/etc/systemd/system/*.wants/" + prefix + "*"):
+            units.setdefault(os.path.basename(link), {"active": "inactive"})["enabled"] = True
     for name in ("nginx.service", "mariadb.service") + tuple(others):
         units[name] = {"active": unit_active(name), "enabled": unit_enabled(name)}
     return units
@@ -364,7 +366,10 @@ def main(args):
     out["loaded"] = read_json(args["loaded"]) if args.get("loaded") else None
     out["tree"] = observe_tree(args["root"])
     out["history"] = observe_history(args["history"])
-    out["units"] = observe_units(args["unit_prefix"], args.get("units", ()))
+    extra = args.get("extra_unit_prefixes", ())
+    out["units"] = observe_units(args["unit_prefix"], args.get("units", ()), extra)
+    out["unit_files"] = sorted(os.path.basename(p) for prefix in extra
+                               for p in glob.glob("/etc/systemd/system/" + prefix + "*") if os.path.isfile(p))
     out["mysql"] = observe_mysql(args["db_pattern"], app, out["units"]["mariadb.service"]["active"])
     out["now"] = int(time.time())
     out["certificates"] = observe_certificates(args.get("certificates", ()))

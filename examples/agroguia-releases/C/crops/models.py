@@ -18,3 +18,15 @@ class Note(models.Model):
 
     def __str__(self):
         return self.text
+
+
+class Job(models.Model):
+    """A queued job: the worker (`manage.py process_queue`) takes the pending ones, the scheduled command
+    (`manage.py tick`) adds done ones; each records which release's code did it."""
+    text = models.CharField(max_length=200)
+    release = models.CharField(max_length=20, blank=True, default="")  # the code's label (crops/release.py)
+    release_id = models.CharField(max_length=64, blank=True, default="")  # PINNED_RELEASE of the process
+    done = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return self.text

@@ -28,4 +28,14 @@ class Migration(migrations.Migration):
                 ('created', models.DateTimeField(auto_now_add=True)),
             ],
         ),
+        migrations.CreateModel(
+            name='Job',
+            fields=[
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('text', models.CharField(max_length=200)),
+                ('release', models.CharField(blank=True, default='', max_length=20)),
+                ('release_id', models.CharField(blank=True, default='', max_length=64)),
+                ('done', models.DateTimeField(blank=True, null=True)),
+            ],
+        ),
     ]
