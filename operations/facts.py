@@ -68,12 +68,13 @@ def observe_host(host, request: str) -> HostObserved:
 
 def observe_request(app: str, root: str, unit_prefix: str, db_pattern: str, users: list[str], packages: list[str],
                     paths: list[str], files: list[str], secrets: str, history: str, units: list[str] = (),
-                    loaded: str = "") -> str:
-    """`units`: other units whose state the plan needs (e.g. the scheduled backups' timer)."""
+                    loaded: str = "", unit_prefixes: list[str] = ()) -> str:
+    """`units`: other units whose state the plan needs (e.g. the scheduled backups' timer); `unit_prefixes`:
+    more units by name prefix (the warm releases' timers)."""
     return json.dumps({"app": app, "root": root, "unit_prefix": unit_prefix, "db_pattern": db_pattern,
                        "users": users, "packages": packages, "paths": paths, "files": files,
-                       "secrets": secrets, "history": history, "units": list(units), "loaded": loaded},
-                      sort_keys=True)
+                       "secrets": secrets, "history": history, "units": list(units), "loaded": loaded,
+                       "unit_prefixes": list(unit_prefixes)}, sort_keys=True)
 
 
 class ReleaseFiles(FactBase):

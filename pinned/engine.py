@@ -121,6 +121,7 @@ def request_for(d: Desired) -> str:
         paths=[*lay.directories, lay.shared_root, *(lay.shared(n) for n in d.state.shared), NGINX_DEFAULT_SITE],
         files=files,
         secrets=lay.secrets, history=lay.history, units=[lay.backup_timer], loaded=lay.loaded,
+        unit_prefixes=[lay.warm_prefix],
     )
 
 

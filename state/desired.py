@@ -148,6 +148,7 @@ def site_files(desired: Desired) -> tuple[ManagedFile, ...]:
                    freeze_path=lay.nginx_freeze, frozen_page=lay.frozen_page),
             "nginx site", reload="nginx",
         ),
+        *warm_files(desired),
     )
 
 
@@ -253,3 +254,6 @@ def release_metadata(desired: Desired, schema: int) -> str:
         "id": rel.id, "commit": rel.commit, "schema": schema, "fingerprint": rel.fingerprint,
         "requirements_hash": rel.requirements_hash, "status": "ready",
     }, sort_keys=True)
+
+
+from .warm import warm_files  # noqa: E402 (state/warm.py builds on this module's ManagedFile and render)

@@ -65,6 +65,7 @@ class HostObserved:
     history: tuple[str, ...] = ()
     db_stats: dict = field(default_factory=dict)  # database -> (tables, estimated rows, bytes)
     loaded: dict | None = None  # what the running release was (re)started with: {env, secrets} fingerprints
+    timers: dict = field(default_factory=dict)  # active warm timer -> when it elapses (for display)
 
     @property
     def current_release(self) -> ReleaseOnDisk | None:
@@ -217,4 +218,5 @@ def parse(output: str) -> HostObserved:
         history=tuple(data.get("history") or ()),
         db_stats={k: tuple(v) for k, v in (mysql.get("stats") or {}).items()},
         loaded=data.get("loaded") if isinstance(data.get("loaded"), dict) else None,
+        timers=dict(data.get("timers") or {}),
     )

@@ -515,12 +515,21 @@ def plan_release(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation,
                           f"schema version {schema}: database {lay.database(schema)}", phase="schema"))
     socket_unit, service_unit = lay.unit(rel.id, "socket"), lay.unit(rel.id, "service")
     env_json = json.dumps(env_fingerprints(d), sort_keys=True)
+    config_same = not restart_reason(o.loaded, env_fingerprints(d), wanted_secrets or {})
     if build or not (o.unit_enabled(socket_unit) and o.unit_active(socket_unit) and o.unit_active(service_unit)):
+        running = not build and o.unit_active(socket_unit) and o.unit_active(service_unit)
+        warm_timer = lay.warm_timer(rel.id) if not build and o.unit_active(lay.warm_timer(rel.id)) else ""
+        restart = running and o.current != rel.id and not config_same
+        reason = "new release" if build else "release on disk is not running"
+        if running:
+            reason = ("running with other env or secrets than now: restarted" if restart else
+                      "warm: no start needed" if warm_timer else "running: no start needed")
         steps.append(Step(host.name, ADD, c.Start(
             socket_unit=socket_unit, service_unit=service_unit, socket=lay.socket(rel.id),
             health_url=d.state.site.health_url, health_host=health_host(d, host), release_dir=release_dir,
-            release_id=rel.id, loaded=lay.loaded, secrets=lay.secrets, env=env_json,
-        ), f"{app}@{rel.id}", "new release" if build else "release on disk is not running", phase="start"))
+            release_id=rel.id, loaded=lay.loaded, secrets=lay.secrets, env=env_json, warm_timer=warm_timer,
+            restart=restart,
+        ), f"{app}@{rel.id}", reason, phase="start"))
     elif o.current == rel.id:
         reason = restart_reason(o.loaded, env_fingerprints(d), wanted_secrets)
         if reason:
@@ -556,18 +565,15 @@ def plan_release(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation,
             step = config_step(host.name, o, wanted, "site")
             if step:
                 steps.append(step)
-    running = sorted({lay.release_of_unit(u) for u, st in o.units.items()
-                      if u.startswith(lay.unit_prefix) and (st.get("active") in ("active", "activating")
-                                                           or st.get("enabled"))})
-    for other in running:
-        if other != rel.id:
-            steps.append(Step(host.name, REMOVE, c.Stop(lay.unit(other, "socket"), lay.unit(other, "service"), other),
-                              f"{app}@{other}", "no longer current", phase="cleanup"))
+    # Releases that run but are not the pinned one: stopped, or kept warm for a rollback (state/warm.py).
+    steps += plan_warm_or_stop(d, host, o, rel.id, config_same)
     return steps
 
 
-def plan_retention(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation, building: bool) -> list[Step]:
-    """Prune releases beyond keep_releases per schema version, leftover builds, unused virtualenvs."""
+def plan_retention(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation, building: bool,
+                   warm: frozenset[str] = frozenset()) -> list[Step]:
+    """Prune releases beyond keep_releases per schema version, leftover builds, unused virtualenvs. A warm
+    release (`warm`: running for a rollback) is kept."""
     steps: list[Step] = []
     lay, pinned = d.layout, d.release.id
     releases = dict(o.releases)
@@ -578,7 +584,7 @@ def plan_retention(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocatio
     # names it when it is newly placed there.
     lasts = {n: s.last for n, s in o.schemas.items() if s.last}
     lasts[alloc.schema] = last_after(o, alloc.schema, pinned)
-    protected = {pinned} | set(lasts.values())
+    protected = {pinned} | set(lasts.values()) | set(warm)
     removed: set[str] = set()
     for number in sorted({r.schema for r in releases.values()}):
         in_schema = sorted(rid for rid, r in releases.items() if r.schema == number)
@@ -654,6 +660,7 @@ def plan_python(d: Desired, observed: dict[str, HostObserved]) -> tuple[str, ...
 
 
 from .plan_backups import plan_backups  # noqa: E402 (it builds on this module's Step and config_step)
+from .warm import plan_warm_or_stop, warm_after  # noqa: E402 (what stays warm after a switch)
 
 
 def plan(d: Desired, observed: dict[str, HostObserved]) -> Plan:
@@ -685,7 +692,9 @@ def plan(d: Desired, observed: dict[str, HostObserved]) -> Plan:
     for i, web in enumerate(d.web_hosts):
         o = observed[web.name]
         steps += plan_release(d, web, o, alloc, i == 0, source_migrations, copied_from, wanted_secrets)
-        steps += plan_retention(d, web, o, alloc, needs_build(o, d.release.id, alloc.schema))
+        config_same = not restart_reason(o.loaded, env_fingerprints(d), wanted_secrets)
+        warm = frozenset(warm_after(d, o, d.release.id, config_same))
+        steps += plan_retention(d, web, o, alloc, needs_build(o, d.release.id, alloc.schema), warm)
     steps += plan_backups(d, observed[db.name], alloc.schema)
     shared_warnings = ()
     if d.state.shared and len(d.web_hosts) > 1:

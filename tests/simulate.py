@@ -152,6 +152,8 @@ def _loaded(o: HostObserved, env: str) -> dict:
 
 def start(o, ch: c.Start, d, host):
     units = _units(o)
+    if ch.warm_timer:
+        units.pop(ch.warm_timer, None)
     units[ch.socket_unit] = {"active": "active", "enabled": True}
     units[ch.service_unit] = {"active": "active", "enabled": False}
     return replace(o, units=units, loaded=_loaded(o, ch.env) if ch.loaded else o.loaded)
@@ -186,6 +188,14 @@ def stop(o, ch: c.Stop, d, host):
     return replace(o, units=units)
 
 
+def warm(o, ch: c.Warm, d, host):
+    units = _units(o)
+    units[ch.socket_unit] = {"active": "active", "enabled": False}
+    units[ch.service_unit] = {"active": "active", "enabled": False}
+    units[ch.timer] = {"active": "active", "enabled": False}
+    return replace(o, units=units)
+
+
 def prune(o, ch: c.Prune, d, host):
     if ch.release_id:
         units = _units(o)
@@ -213,6 +223,7 @@ RULES = {
     c.SecretsRead: secrets_read, c.SecretsCopy: secrets_copy, c.Database: database, c.DbUser: db_user,
     c.ConfigFile: config_file, c.RemoveFile: remove_file, c.Venv: venv, c.Build: build, c.Migrate: migrate,
     c.SchemaRecord: schema_record, c.Start: start, c.Restart: restart, c.Link: link, c.Switch: switch, c.Stop: stop,
+    c.Warm: warm,
     c.Prune: prune,
     c.WriteFreeze: write_freeze, c.DatabaseGuard: database_guard,
     c.BackupTimer: backup_timer,

@@ -1,3 +1,7 @@
 #!/bin/sh
-# Start a release's socket and service: $1 its socket unit, $2 its service unit.
-systemctl enable --quiet --now "$1" && systemctl start "$2"
+# Start a release's socket and service: $1 its socket unit, $2 its service unit; $3 its warm timer (or ""):
+# a release kept warm after a switch is already running, its timer is cancelled first (so it cannot stop it);
+# $4 "restart": it runs with another env or secrets than now, so its service is restarted instead.
+if [ -n "$3" ]; then systemctl stop "$3" 2>/dev/null || true; fi
+systemctl enable --quiet --now "$1" || exit 1
+if [ "$4" = restart ]; then systemctl restart "$2"; else systemctl start "$2"; fi
