@@ -268,7 +268,7 @@ class Stop(Change):
 class Warm(Change):
     kind = "warm"
     about = ("keep the release that served until the switch running for `keep_warm` (a rollback to it needs no "
-             "start): disabled at boot, and a timer on the host stops it when the window ends")
+             "start): a timer on the host stops it when the window ends")
     socket_unit: str
     service_unit: str
     release_id: str

@@ -516,18 +516,23 @@ def plan_release(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation,
     socket_unit, service_unit = lay.unit(rel.id, "socket"), lay.unit(rel.id, "service")
     env_json = json.dumps(env_fingerprints(d), sort_keys=True)
     config_same = not restart_reason(o.loaded, env_fingerprints(d), wanted_secrets or {})
-    if build or not (o.unit_enabled(socket_unit) and o.unit_active(socket_unit) and o.unit_active(service_unit)):
+    # Armed: the release is warm (or was stopped or pruned since, and its timer has not elapsed): cancelled at start.
+    warm_timer = lay.warm_timer(rel.id) if o.unit_active(lay.warm_timer(rel.id)) else ""
+    if build or warm_timer or not (o.unit_enabled(socket_unit) and o.unit_active(socket_unit)
+                                   and o.unit_active(service_unit)):
         running = not build and o.unit_active(socket_unit) and o.unit_active(service_unit)
-        warm_timer = lay.warm_timer(rel.id) if not build and o.unit_active(lay.warm_timer(rel.id)) else ""
         restart = running and o.current != rel.id and not config_same
         reason = "new release" if build else "release on disk is not running"
         if running:
             reason = ("running with other env or secrets than now: restarted" if restart else
                       "warm: no start needed" if warm_timer else "running: no start needed")
+        # A warm release runs with the env and secrets the current one was started with (state/warm.py):
+        # what the host records of them stays true, so it is not written again.
+        record = "" if running and not restart and config_same and o.current != rel.id else lay.loaded
         steps.append(Step(host.name, ADD, c.Start(
             socket_unit=socket_unit, service_unit=service_unit, socket=lay.socket(rel.id),
             health_url=d.state.site.health_url, health_host=health_host(d, host), release_dir=release_dir,
-            release_id=rel.id, loaded=lay.loaded, secrets=lay.secrets, env=env_json, warm_timer=warm_timer,
+            release_id=rel.id, loaded=record, secrets=lay.secrets, env=env_json, warm_timer=warm_timer,
             restart=restart,
         ), f"{app}@{rel.id}", reason, phase="start"))
     elif o.current == rel.id:

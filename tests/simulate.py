@@ -190,8 +190,6 @@ def stop(o, ch: c.Stop, d, host):
 
 def warm(o, ch: c.Warm, d, host):
     units = _units(o)
-    units[ch.socket_unit] = {"active": "active", "enabled": False}
-    units[ch.service_unit] = {"active": "active", "enabled": False}
     units[ch.timer] = {"active": "active", "enabled": False}
     return replace(o, units=units)
 

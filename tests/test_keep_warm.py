@@ -79,7 +79,6 @@ def test_rollback_within_the_window_starts_nothing(env, sandbox, commits):
     assert serving(sandbox) == "B"
     assert unit_state(sandbox, f"agroguia@{a}.service") == "active" and main_pid(sandbox, a) == pid_a
     assert unit_state(sandbox, f"pinned-warm-agroguia@{a}.timer") == "active"
-    assert sandbox.ssh(HOST, f"systemctl is-enabled agroguia@{a}.socket", check=False).stdout.strip() == "disabled"
     rows = json.loads(env.pinned("releases", "--json").stdout)["hosts"][HOST]
     assert {r["id"]: r["warm"] for r in rows} == {a: True, b: False}
     text = env.pinned("releases").stdout
@@ -104,7 +103,6 @@ def test_rollback_within_the_window_starts_nothing(env, sandbox, commits):
     assert started_at(sandbox, a) == since_a, "the warm release's service was started again"
     assert deploy.returncode == 0
     assert unit_state(sandbox, f"pinned-warm-agroguia@{a}.timer") != "active"  # cancelled: A is current
-    assert sandbox.ssh(HOST, f"systemctl is-enabled agroguia@{a}.socket", check=False).stdout.strip() == "enabled"
     assert unit_state(sandbox, f"pinned-warm-agroguia@{b}.timer") == "active"
     assert env.pinned("plan", "--detailed-exitcode").returncode == 0  # converged: B stays warm
 

@@ -52,6 +52,7 @@ def test_only_the_release_that_served_stays_warm_and_never_the_current(sequence)
         start = [s for s in p.steps if s.kind == "app"]
         if start and pinned in warm_ids(before):
             assert start[0].reason == "warm: no start needed" and start[0].change.warm_timer == LAY.warm_timer(pinned)
+            assert not start[0].change.loaded  # same env and secrets as the current one: the record stays true
         observed = apply_plan(p, observed, d)
         after = observed["server"]
         assert after.current == pinned
@@ -78,25 +79,27 @@ def test_a_change_of_env_stops_warm_releases_instead():
 
 
 def test_start_of_a_warm_release_cancels_its_timer_first_and_starts_nothing_new(tmp_path):
-    stub(tmp_path / "bin", "systemctl", "exit 0")
+    stub(tmp_path / "bin", "systemctl", "exit 0")  # is-enabled: yes (a warm release's socket stays enabled)
     path = {"PATH": f"{tmp_path}/bin:{os.environ['PATH']}"}
     result = run(run_sh("start_units.sh", "app@r1.socket", "app@r1.service", "pinned-warm-app@r1.timer", ""), path)
     assert result.returncode == 0, result.stderr
     assert calls(tmp_path / "bin") == ["systemctl stop pinned-warm-app@r1.timer",
-                                       "systemctl enable --quiet --now app@r1.socket", "systemctl start app@r1.service"]
+                                       "systemctl is-enabled --quiet app@r1.socket",
+                                       "systemctl start app@r1.socket app@r1.service"]
     (tmp_path / "bin" / "calls.log").unlink()
+    stub(tmp_path / "bin", "systemctl", 'case "$1" in is-enabled) exit 1;; esac')  # a new release: not enabled
     result = run(run_sh("start_units.sh", "app@r1.socket", "app@r1.service", "", "restart"), path)
-    assert calls(tmp_path / "bin") == ["systemctl enable --quiet --now app@r1.socket",
+    assert calls(tmp_path / "bin") == ["systemctl is-enabled --quiet app@r1.socket",
+                                       "systemctl enable --quiet app@r1.socket", "systemctl start app@r1.socket",
                                        "systemctl restart app@r1.service"]
 
 
-def test_warm_disables_the_units_at_boot_and_restarts_the_timer(tmp_path):
+def test_warm_only_restarts_the_timer(tmp_path):
     stub(tmp_path / "bin", "systemctl", "exit 0")
     result = run(run_sh("warm.sh", "app@r1.socket", "app@r1.service", "pinned-warm-app@r1.timer"),
                  {"PATH": f"{tmp_path}/bin:{os.environ['PATH']}"})
     assert result.returncode == 0, result.stderr
-    assert calls(tmp_path / "bin") == ["systemctl disable --quiet app@r1.socket app@r1.service",
-                                       "systemctl restart pinned-warm-app@r1.timer"]
+    assert calls(tmp_path / "bin") == ["systemctl restart pinned-warm-app@r1.timer"]
 
 
 def _condition(root: Path, release: str) -> int:
