@@ -436,7 +436,7 @@ def profile_medians(profiles: list[dict[str, float]]) -> dict:
     """Per phase, the median of the profiled runs' seconds (bench/profile_run.py: `op X` are whole operations on
     the first web host, `cmd Y` the commands and uploads inside them, the rest before and after them)."""
     keys = sorted({k for p in profiles for k in p}, key=lambda k: -statistics.median(p.get(k, 0.0) for p in profiles))
-    return {"how": "bench/profile_run.py around pyinfra: seconds per phase, median of the code_only runs; `op` "
+    return {"how": "bench/profile_run.py around pyinfra: seconds per phase, median of the figure's runs; `op` "
                    "rows sum to the operations' time, `cmd` rows break them down (commands and uploads)",
             "seconds": {k: round(statistics.median(p.get(k, 0.0) for p in profiles), 3) for k in keys}}
 
@@ -492,7 +492,9 @@ def warm_figures(res: Results, hs: HostSet, n: int, want: set[str]) -> str | Non
         res.measure("restart", label, n, lambda i: hs.ssh(host, restart, "restart"))
 
     if {"code_only", "rollback", "rollback_warm"} & deployed:
-        code, back, warm, err_code, err_back, profiles = [], [], [], None, None, []
+        code, back, warm, err_code, err_back = [], [], [], None, None
+        profiles: dict[str, list] = {"code_only": [], "rollback": [], "rollback_warm": []}
+        prof = (lambda name: profiles[name]) if label == ONE else (lambda name: None)
         rid_a = hs.release_id("A")
         # A's keep_warm window ended: what its timer's service does when it elapses (not timed).
         end_window = (f"systemctl stop 'pinned-warm-{APP}@{rid_a}.timer'; "
@@ -501,16 +503,16 @@ def warm_figures(res: Results, hs: HostSet, n: int, want: set[str]) -> str | Non
         for i in range(n):
             progress(f"code_only/rollback/rollback_warm ({label}): run {i + 1}/{n}")
             try:
-                code.append(hs.deploy("B", "code_only", profile=profiles if label == ONE else None))
+                code.append(hs.deploy("B", "code_only", profile=prof("code_only")))
             except Failed as exc:
                 err_code = str(exc)
                 err_back = f"not measured (code_only failed): {exc}"
                 break
             try:
                 hs.ssh_all(hs.web, end_window, "end-window-A")
-                back.append(hs.deploy("A", "rollback"))
+                back.append(hs.deploy("A", "rollback", profile=prof("rollback")))
                 hs.deploy("B", "forward-B")  # B is warm: A is kept warm in turn (not timed)
-                warm.append(hs.deploy("A", "rollback_warm"))
+                warm.append(hs.deploy("A", "rollback_warm", profile=prof("rollback_warm")))
             except Failed as exc:
                 err_back = str(exc)
                 break
@@ -523,13 +525,11 @@ def warm_figures(res: Results, hs: HostSet, n: int, want: set[str]) -> str | Non
             except Failed as exc:
                 err_code = err_back = f"cleanup between runs failed: {exc}"
                 break
-        if "code_only" in deployed:
-            res.record("code_only", label, code, err_code, extra={"profile": profile_medians(profiles)} if profiles
-                       else None)
-        if "rollback" in deployed:
-            res.record("rollback", label, back, err_back)
-        if "rollback_warm" in deployed:
-            res.record("rollback_warm", label, warm, err_back)
+        for name, runs, error in (("code_only", code, err_code), ("rollback", back, err_back),
+                                  ("rollback_warm", warm, err_back)):
+            if name in deployed:
+                res.record(name, label, runs, error,
+                           extra={"profile": profile_medians(profiles[name])} if profiles[name] else None)
 
     if {"plan_1", "plan_100"} & deployed:
         host = hs.web[0]
