@@ -24,7 +24,7 @@ venv: $(VENV)/.ready
 images: deps venv  ## the cached base images and warm layers, Debian 12 and 13 (built once each)
 	$(PY) -m pinned.sandbox image
 
-repo: venv  ## the example app's git repository (deterministic commits A to G)
+repo: venv  ## the example app's git repository (deterministic commits A to H)
 	$(PY) examples/build_repo.py $(REPO)
 
 demo: deps venv images repo  ## boot the sandbox host, deploy the example app, print its URL
@@ -41,8 +41,11 @@ lint: venv  ## shellcheck on the scripts that run on the hosts, ruff on the Pyth
 unit: venv lint  ## fast tests, no hosts
 	$(PY) -m pytest -q -m 'not sandbox'
 
+# Test modules run on TEST_WORKERS pytest-xdist workers, a module at a time per worker (its hosts stay on it).
+TEST_WORKERS ?= 2
+
 test: deps venv images repo lint  ## the whole suite: unit tests and end-to-end tests on sandbox hosts
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: deps venv images repo  ## benchmarks: figures and ratios (bench/results.json)
 	$(PY) -m bench

@@ -31,16 +31,16 @@ run = environment_run(selected_env(sys.argv, os.environ), dry="--dry" in sys.arg
 
 # Every host walks the same sequence of slots (phase, i) — its i-th step of the phase, or nothing — so
 # pyinfra runs each slot on all hosts at once and no host runs ahead into a later phase.
-steps = run.plan.for_host(host.name)
+# (A rollout's batches are waves of the phase `rollout`: each wave's slots come after the previous one's.)
 busy = [phase for phase in PHASES if run.plan.width(phase)]
 for phase in host.loop(PHASES):
-    mine = [s for s in steps if s.phase == phase]
-    if run.lock and phase in busy and (phase == busy[0] or phase == "switch"):
+    mine = run.plan.slots(host.name, phase)
+    if run.lock and phase in busy and (phase == busy[0] or phase in ("switch", "rollout")):
         lock.check(path=run.desired.layout.lock, line=run.lock.lines[host.name],
                    name=f"({phase}: the deploy lock is still ours)", _timeout=PHASE_TIMEOUTS.get(phase))
-    for i in host.loop(range(run.plan.width(phase))):
-        if i < len(mine):
-            step = mine[i]
+    for i in host.loop(range(len(mine))):
+        step = mine[i]
+        if step:
             OPERATIONS[type(step.change)](name=f"{SYMBOL[step.action]} {step.kind} {step.target}",
                                           _timeout=PHASE_TIMEOUTS.get(phase), **step.change.arguments())
         else:

@@ -7,7 +7,7 @@ Creates a normal (non-bare) git repository at DEST with one commit per
 release, each tagged with its release name: A to E in a line on branch
 ``main``, each holding the full tree of that release (the base app in
 ``examples/agroguia/`` with every overlay up to and including that release's
-copied over it), and F and G on side branches off A (a release may name its parent:
+copied over it), and F, G and H on side branches off A (a release may name its parent:
 its tree is the parent's with its own overlay; such releases come last).
 
 Author, committer, dates, file modes and line endings are all fixed, so the
@@ -42,6 +42,8 @@ RELEASES = [
     ("E", "2026-11-24T10:00:00+00:00", "E", "Release E: a migration that raises (broken on purpose)"),
     ("F", "2026-11-25T10:00:00+00:00", "F", "Release F: a slow migration on top of A (schema change)", "A"),
     ("G", "2026-11-26T10:00:00+00:00", "G", "Release G: A on Django 6 (needs Python >= 3.12)", "A"),
+    ("H", "2026-11-27T10:00:00+00:00", "H", "Release H: A whose main page answers 500 (broken on purpose; its health "
+     "check passes)", "A"),
 ]
 
 AUTHOR_NAME = "Agroguia Example"

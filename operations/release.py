@@ -94,6 +94,18 @@ def switch(current: str, target: str, served: str, upstream_path: str, upstream:
     yield sh(SWITCH_SCRIPT, upstream_path, current, target, history, from_release, release_id, by, served, upstream)
 
 
+WATCH_SCRIPT = script("watch.sh")
+
+
+@operation()
+def watch(socket: str, health_host: str, health_url: str, access_log: str, seconds: int, max_error_rate: str,
+          upstream_path: str, old_upstream: str, current: str, old_target: str, history: str, new_release: str,
+          old_release: str, by: str, served: str):
+    """A rollout's canary: watched after its switch; switched back (and the run failed) when it misbehaves."""
+    yield sh(WATCH_SCRIPT, socket, health_host, health_url, access_log, seconds, max_error_rate, upstream_path,
+             old_upstream, current, old_target, history, new_release, old_release, by, served)
+
+
 @operation()
 def stop(socket_unit: str, service_unit: str, release_id: str):
     """Stop and disable a release that is no longer current, once nginx no longer sends it requests."""

@@ -30,4 +30,5 @@ OPERATIONS = {
     c.Warm: release.warm,
     c.Prune: release.prune,
     c.BackupTimer: backups.backup_timer,
+    c.Watch: release.watch,
 }

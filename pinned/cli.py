@@ -1,6 +1,8 @@
 """pinned — the daily commands around the deploy (pyinfra stays the engine: this uses its API).
 
     pinned plan [--json] [--detailed-exitcode]   the dry run: what a deploy would change
+    pinned plan --out FILE                       the same, also saved with what it was computed from
+    pinned apply FILE                            run exactly that saved plan, or nothing if anything moved
     pinned deploy [-y]                           run `pyinfra inventory.py deploy.py` for the environment
     pinned pin REF                               pin a commit/tag of the repository in the state file
     pinned releases [--json]                     releases on each host: schema, status, current, pinned, last, warm
@@ -89,13 +91,26 @@ def cmd_plan(args) -> int:
     from pinned.state import render
     from pinned.state.plan import BLOCKED
 
-    run = compute(args.env, _connect(args.env, args.limit))
+    hosts = _connect(args.env, args.limit)
+    run = compute(args.env, hosts)
+    if args.out:
+        if run.plan.status == BLOCKED:
+            sys.stdout.write(render.render_text(run.plan, run.display_path, color=sys.stdout.isatty()))
+            raise CliError(f"the plan is blocked: nothing saved to {args.out}")
+        from pinned import saved_plan
+        from pinned.engine import deployed_by
+
+        saved_plan.write(args.out, saved_plan.make(run, render.plan_json(run.plan, run.display_path),
+                                                   [h.name for h in hosts], deployed_by()))
     if args.json:
         sys.stdout.write(render.render_json(run.plan, run.display_path))
     else:
         sys.stdout.write(render.render_text(run.plan, run.display_path, color=sys.stdout.isatty()))
     if run.plan.status == BLOCKED:
         return 1
+    if args.out and not args.json:
+        print(f"\nSaved this plan to {args.out}. Apply exactly it, or nothing if the hosts, {run.display_path} or "
+              f"the pinned commit change meanwhile: pinned apply {args.out}")
     if args.detailed_exitcode and not run.plan.empty:
         return 2
     return 0
@@ -112,6 +127,25 @@ def cmd_deploy(args) -> int:
     cmd = [str(Path(sys.executable).parent / "pyinfra"), *(["-y"] if args.yes else []), "--config", str(CONFIG),
            str(INVENTORY), str(DEPLOY), "--data", f"env={args.env}",
            *(a for name in args.limit or () for a in ("--limit", name))]
+    os.execv(cmd[0], cmd)
+    return 1  # not reached
+
+
+def cmd_apply(args) -> int:
+    """pyinfra with the saved plan's environment and hosts, and `--data plan=FILE`: the engine plans again
+    and goes on only if nothing moved (pinned/saved_plan.py). No confirmation: the plan was reviewed."""
+    from pinned import saved_plan
+
+    try:
+        document = saved_plan.load(args.file)
+    except saved_plan.SavedPlanError as exc:
+        raise CliError(str(exc)) from None
+    given = sys.argv[1:]
+    if any(a == "--env" or a.startswith("--env=") for a in given) and args.env != document["env"]:
+        raise CliError(f"{args.file} is a plan of environment {document['env']!r}, not {args.env!r}")
+    cmd = [str(Path(sys.executable).parent / "pyinfra"), "-y", "--config", str(CONFIG), str(INVENTORY), str(DEPLOY),
+           "--data", f"env={document['env']}", "--data", f"plan={Path(args.file).resolve()}",
+           *(a for name in sorted(document["hosts"]) for a in ("--limit", name))]
     os.execv(cmd[0], cmd)
     return 1  # not reached
 
@@ -493,6 +527,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("plan", help="show what a deploy would change (changes nothing)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--detailed-exitcode", action="store_true", help="exit 2 when changes are pending")
+    p.add_argument("--out", metavar="FILE", help="save the plan and what it was computed from, for `pinned apply`")
+    p = sub.add_parser("apply", help="run exactly a saved plan (pinned plan --out FILE), or nothing if the hosts, "
+                       "the state file or the pinned commit changed")
+    p.add_argument("file", metavar="FILE")
     p = sub.add_parser("deploy", help="pyinfra inventory.py deploy.py for this environment")
     p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     p = sub.add_parser("pin", help="pin a commit or tag of the repository in the state file")
@@ -541,7 +579,7 @@ def main(argv: list[str] | None = None) -> int:
             and not os.environ.get("PINNED_ENV"):
         args.env = "production"
     commands = {"init": cmd_init, "schema": cmd_schema,
-                "plan": cmd_plan, "deploy": cmd_deploy, "pin": cmd_pin, "releases": cmd_releases,
+                "plan": cmd_plan, "apply": cmd_apply, "deploy": cmd_deploy, "pin": cmd_pin, "releases": cmd_releases,
                 "history": cmd_history, "unlock": cmd_unlock,
                 "databases": cmd_databases, "drop-database": cmd_drop_database,
                 "backup": cmd_backup, "backups": cmd_backups, "restore": cmd_restore, "secret": cmd_secret}

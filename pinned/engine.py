@@ -40,7 +40,7 @@ from pinned.state.observed import HostObserved, ProbeError, describe_probe_error
 from pinned.state.plan import BLOCKED, Plan, plan
 from pinned.state.source import known_files, manifest_digest, parse_manifest, transfer_sizes
 
-from . import lock
+from . import lock, saved_plan
 from .connect import ERRORS
 from .freeze import FreezeWatch
 
@@ -103,7 +103,10 @@ def host_spec(h) -> HostSpec:
 
 
 def desired_of(checked: Checked, hosts) -> Desired:
-    specs = tuple(host_spec(h) for h in hosts)
+    # In the inventory's order (the state file's `hosts.web`, then `db`): pyinfra keeps its active hosts in a
+    # set, and a rollout's canary is the first web host.
+    position = {h.name: i for i, h in enumerate(inventory)}
+    specs = tuple(host_spec(h) for h in sorted(hosts, key=lambda h: position.get(h.name, len(position))))
     if not any("web" in s.roles for s in specs) or not any("db" in s.roles for s in specs):
         raise EngineError("the inventory needs a host in group `web` and one in group `db`")
     return Desired(env=checked.env, state=checked.state, release=checked.release, hosts=specs,
@@ -249,6 +252,27 @@ def locked(env: str, hosts, work) -> object:
         lock.release(held)
 
 
+def check_saved_plan(run: Run, path: str, hosts) -> None:
+    """A run given a saved plan (`--data plan=FILE`) goes on only if the hosts, the state file and the
+    pinned commit are as they were when the plan was made, so it runs exactly the saved steps; otherwise
+    it ends here, before any operation, naming what moved (the deploy lock is released)."""
+    try:
+        document = saved_plan.load(path)
+        problems = saved_plan.differences(document, run, render.plan_json(run.plan, run.display_path),
+                                          [h.name for h in hosts])
+    except saved_plan.SavedPlanError as exc:
+        release_lock(run)
+        raise EngineError(str(exc)) from None
+    if problems:
+        release_lock(run)
+        raise EngineError(f"refused: the saved plan {path} (made {document.get('made_at')} by "
+                          f"{document.get('made_by')}) no longer applies, nothing was changed:\n"
+                          + "\n".join(f"  {p}" for p in problems)
+                          + f"\nReview a new plan: pinned --env {run.checked.env} plan --out {path}")
+    print(f"Applying the saved plan {path} (made {document.get('made_at')} by {document.get('made_by')}): "
+          "the hosts, the state file and the pinned commit are as they were.", flush=True)
+
+
 _compute_once = gevent.lock.RLock()
 _runs: dict[str, Run | PyinfraError] = {}
 
@@ -267,6 +291,9 @@ def environment_run(env: str, dry: bool) -> Run:
                     raise EngineError(f"not connected to {', '.join(ERRORS.failed)} (see above): nothing was "
                                       "changed on any host")
                 run = compute(env, hosts, holder)
+                saved = saved_plan.saved_plan_path(sys.argv)
+                if saved:
+                    check_saved_plan(run, saved, hosts)
                 print(render.render_text(run.plan, run.display_path, color=sys.stdout.isatty()), flush=True)
                 _runs[env] = run
                 if not dry and any(isinstance(s.change, WriteFreeze) for s in run.plan.steps):

@@ -304,3 +304,29 @@ class BackupTimer(Change):
 
 
 KINDS += (BackupTimer,)
+
+
+@dataclass(frozen=True)
+class Watch(Change):
+    kind = "watch"
+    about = ("a rollout's canary: after its switch, its health URL every second and the share of 5xx answers in "
+             "the site's nginx log for `rollout.watch`; too many, or a failed health check, switches it back to the "
+             "release it served (still running) and stops the run before any other web host switches")
+    socket: str  # the new release's socket (its health URL is asked there)
+    health_host: str
+    health_url: str
+    access_log: str
+    seconds: int
+    max_error_rate: str  # percent, e.g. "1.0"
+    upstream_path: str
+    old_upstream: str  # the upstream file as it was: what a failed watch puts back
+    current: str
+    old_target: str
+    history: str
+    new_release: str
+    old_release: str
+    by: str
+    served: str
+
+
+KINDS += (Watch,)

@@ -145,7 +145,7 @@ def site_files(desired: Desired) -> tuple[ManagedFile, ...]:
             render("nginx-site.conf.j2", **common, upstream_path=lay.nginx_upstream, upstream=lay.upstream_name,
                    port=s.site.port, server_names=s.site.server_names, static_url=s.site.static_url,
                    media_url=s.site.media_url, media_root=lay.shared("media"), max_body=s.site.max_body,
-                   freeze_path=lay.nginx_freeze, frozen_page=lay.frozen_page),
+                   freeze_path=lay.nginx_freeze, frozen_page=lay.frozen_page, access_log=lay.access_log),
             "nginx site", reload="nginx",
         ),
         *warm_files(desired),

@@ -206,6 +206,11 @@ class Layout:
         return f"/etc/nginx/conf.d/pinned-{self.app}.conf"
 
     @property
+    def access_log(self) -> str:
+        """nginx's log of the site's requests (a rollout's canary watch counts its 5xx answers)."""
+        return f"/var/log/nginx/pinned-{self.app}.access.log"
+
+    @property
     def nginx_upstream(self) -> str:
         return f"/etc/nginx/pinned/{self.app}-upstream.conf"
 

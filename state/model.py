@@ -230,6 +230,52 @@ class Backups(BaseModel):
         return value
 
 
+DURATION = re.compile(r"^(\d{1,5})\s*(s|m|min)?$")
+RATE = re.compile(r"^(\d{1,3}(?:\.\d{1,3})?)\s*%$")
+
+
+class Rollout(BaseModel):
+    """Switching web hosts a few at a time: a canary first, watched, then the rest in batches."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    canary: int = Field(default=1, ge=1, le=1000,
+                        description="How many web hosts switch first (in the order of `hosts.web`) and are watched.")
+    batch: int = Field(default=1, ge=1, le=1000,
+                       description="How many web hosts switch at once after the canary's watch, batch after batch.")
+    watch: int = Field(
+        default=30, ge=1, le=3600,
+        description="How long the canary is watched after its switch, e.g. `30s`, `2m` (seconds if a bare number): "
+        "its health URL every second, and the share of 5xx answers in nginx's log of the site on that host.",
+    )
+    max_error_rate: float = Field(
+        default=1.0, ge=0, le=100,
+        description="The most 5xx answers the canary may give during the watch, in percent of its requests (`1%`). "
+        "More, or a failed health check, switches the canary back to the release it served and stops the run: "
+        "the other web hosts never switch.",
+    )
+
+    @field_validator("watch", mode="before")
+    @classmethod
+    def _watch(cls, value):
+        if isinstance(value, str):
+            match = DURATION.fullmatch(value.strip())
+            if not match:
+                raise ValueError(f"watch {value!r} must be a duration like 30s or 2m")
+            return int(match.group(1)) * (60 if match.group(2) in ("m", "min") else 1)
+        return value
+
+    @field_validator("max_error_rate", mode="before")
+    @classmethod
+    def _rate(cls, value):
+        if isinstance(value, str):
+            match = RATE.fullmatch(value.strip())
+            if not match:
+                raise ValueError(f"max_error_rate {value!r} must be a percentage like 1% or 0.5%")
+            return float(match.group(1))
+        return value
+
+
 class State(BaseModel):
     """One environment of one site (the file `<env>.yaml`)."""
 
@@ -279,6 +325,12 @@ class State(BaseModel):
     packages: list[PackageName] = Field(default_factory=list, description="Extra Debian packages.")
     users: list[User] = Field(default_factory=list, description="Extra system users.")
     backups: Backups | None = Field(default=None, description="Scheduled backups (off when absent).")
+    rollout: Rollout | None = Field(
+        default=None,
+        description="Switch the web hosts a few at a time (`{canary: 1, batch: 2, watch: 30s, max_error_rate: 1%}`) "
+        "instead of all at once; refused for a release that changes the schema version (two releases on one "
+        "database): see the README.",
+    )
     shared: list[str] = Field(
         default_factory=list, validate_default=True,
         description="Persistent folders of the app on each web host, `/srv/<app>/shared/<name>` (e.g. `media`): "

@@ -51,9 +51,11 @@ SYMBOL = {ADD: "+", CHANGE: "~", REMOVE: "-"}
 # Phases whose commands are quick get a bound (seconds): a host that stops answering there (a cut network)
 # fails the run, which stops every host, instead of hanging it. (The write freeze waits up to 30 s for
 # nginx's workers or the database's connections; stop up to 30 s for nginx, then systemd's 35 s.)
-PHASE_TIMEOUTS = {"freeze": 120, "guard": 120, "switch": 60, "thaw": 120}
+PHASE_TIMEOUTS = {"freeze": 120, "guard": 120, "switch": 60, "rollout": 60, "thaw": 120}
+# With `rollout:`, "switch" holds only the canary's switch, "watch" its watch, and "rollout" the other web hosts'
+# switches, batch after batch (a step's `wave`); without it every web host switches in "switch".
 PHASES = ("system", "secrets", "share", "accounts", "prepare", "freeze", "guard", "database", "migrate", "schema",
-          "start", "switch", "thaw", "site", "cleanup")
+          "start", "switch", "watch", "rollout", "thaw", "site", "cleanup")
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class Step:
     diff: str = ""  # unified diff of a config file
     sensitive: bool = False  # the target's value is a secret: never shown
     phase: str = "system"
+    wave: int = 0  # within its phase: waves run one after the other (a rollout's batches)
 
     @property
     def kind(self) -> str:
@@ -95,9 +98,20 @@ class Plan:
     def for_host(self, host: str) -> list[Step]:
         return [s for s in self.steps if s.host == host]
 
+    def slots(self, host: str, phase: str) -> list[Step | None]:
+        """The host's steps of a phase, one per slot; every host has the same number of slots (None: nothing
+        to do there), and a wave's slots come after the previous wave's on every host."""
+        out: list[Step | None] = []
+        for wave in sorted({s.wave for s in self.steps if s.phase == phase}):
+            width = max(sum(1 for s in self.steps if s.host == h and s.phase == phase and s.wave == wave)
+                        for h in self.hosts)
+            mine = [s for s in self.steps if s.host == host and s.phase == phase and s.wave == wave]
+            out += mine + [None] * (width - len(mine))
+        return out
+
     def width(self, phase: str) -> int:
-        """The most steps any one host has in a phase."""
-        return max((sum(1 for s in self.steps if s.host == h and s.phase == phase) for h in self.hosts), default=0)
+        """How many slots a phase has (the most steps any one host has in each of its waves, added up)."""
+        return len(self.slots(self.hosts[0], phase)) if self.hosts else 0
 
     @property
     def summary(self) -> dict[str, int]:
@@ -665,6 +679,7 @@ def plan_python(d: Desired, observed: dict[str, HostObserved]) -> tuple[str, ...
 
 
 from .plan_backups import plan_backups  # noqa: E402 (it builds on this module's Step and config_step)
+from .plan_rollout import mixed_releases, plan_rollout, rollout_refusal  # noqa: E402 (likewise)
 from .warm import plan_warm_or_stop, warm_after  # noqa: E402 (what stays warm after a switch)
 
 
@@ -672,7 +687,8 @@ def plan(d: Desired, observed: dict[str, HostObserved]) -> Plan:
     """Diff the desired environment against every host's observed state."""
     hosts = tuple(h.name for h in d.hosts)
     alloc = allocate_schema(d, observed)
-    blocked = plan_python(d, observed) + (alloc.warnings if alloc.blocked else ()) + missing_secrets(d, observed)
+    blocked = (plan_python(d, observed) + (alloc.warnings if alloc.blocked else ()) + missing_secrets(d, observed)
+               + rollout_refusal(d, observed, alloc))
     if blocked:
         return Plan(d.env, (), (), hosts, blocked=blocked)
     wanted_secrets = wanted_secret_fingerprints(d, observed)
@@ -706,6 +722,8 @@ def plan(d: Desired, observed: dict[str, HostObserved]) -> Plan:
         shared_warnings = (f"shared folders ({', '.join(d.state.shared)}) are local to each web host: a file the app "
                            "writes through one host is not on the others (uploads need shared storage, e.g. NFS "
                            f"mounted at {d.layout.shared_root}/<name> on every web host; pinned does not set it up).",)
+    steps, rollout_warnings = plan_rollout(d, observed, steps, alloc)
     order = {h: i for i, h in enumerate(hosts)}
     steps.sort(key=lambda s: (order[s.host], PHASES.index(s.phase)))  # stable: planners' order within a phase
-    return Plan(d.env, tuple(steps), alloc.warnings + freeze_warnings + shared_warnings, hosts)
+    return Plan(d.env, tuple(steps), alloc.warnings + freeze_warnings + shared_warnings + rollout_warnings
+                + mixed_releases(d, observed), hosts)

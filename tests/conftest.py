@@ -23,7 +23,10 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 REPO = ROOT / ".build" / "agroguia"
-PREFIX = os.environ.get("PINNED_TEST_PREFIX", "ptest")
+# `make test` runs the modules on two pytest-xdist workers (one module per worker at a time: --dist loadfile);
+# each worker boots its hosts under its own prefix (ptest0, ptest1), so their hosts, subnets and `down` never meet.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+PREFIX = os.environ.get("PINNED_TEST_PREFIX", "ptest") + WORKER.removeprefix("gw")
 os.environ["PINNED_SANDBOX_PREFIX"] = PREFIX
 # The Debian suite of test hosts (Debian 13; PINNED_TEST_SUITE=bookworm runs the suite on Debian 12).
 SUITE = os.environ.get("PINNED_TEST_SUITE", "trixie")
@@ -178,3 +181,42 @@ def make_env(tmp_path):
     def make(name: str, hosts: list[str], **state) -> Env:
         return Env(name, tmp_path, hosts, **state)
     return make
+
+
+# Modules by their measured time (the table `make test` prints at its end), slowest first: the two workers take
+# modules in this order, so the long ones start early and the short ones fill the gaps at the end.
+SLOWEST_FIRST = [
+    "test_fresh_server", "test_faults", "test_own_servers", "test_rollout", "test_stock_projects",
+    "test_writes_under_load",
+    "test_write_freeze", "test_zero_downtime", "test_schema_versions", "test_safety", "test_site_config",
+    "test_backups", "test_environments", "test_installed", "test_django6", "test_shallow_clone",
+    "test_shared_media", "test_keep_warm", "test_rollback", "test_differential", "test_first_deploy",
+]
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+
+    def order(item):
+        name = item.module.__name__.rpartition(".")[2] if item.module else ""
+        on_hosts = item.get_closest_marker("sandbox") is not None
+        return rank.get(name, len(rank) if on_hosts else len(rank) + 1)
+
+    items.sort(key=order)  # stable: a module's tests keep their order
+
+
+_module_seconds: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    module = report.nodeid.split("::")[0]
+    _module_seconds[module] = _module_seconds.get(module, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Seconds per module (setup, call and teardown of its tests): what SLOWEST_FIRST is ordered by."""
+    slow = sorted(((s, m) for m, s in _module_seconds.items() if s >= 5), reverse=True)
+    if slow:
+        terminalreporter.section("seconds per module (5 s or more)")
+        for seconds, module in slow:
+            terminalreporter.write_line(f"{seconds:8.1f}  {module}")

@@ -216,6 +216,10 @@ def backup_timer(o, ch: c.BackupTimer, d, host):
     return replace(o, units=units, files={**o.files, **{path: None for path in ch.remove}})
 
 
+def watch(o, ch: c.Watch, d, host):
+    return o  # a watch that passes changes nothing (one that fails ends the run: not simulated)
+
+
 RULES = {
     c.Packages: packages, c.Service: service, c.User: user, c.Directory: directory, c.Secrets: secrets,
     c.SecretsRead: secrets_read, c.SecretsCopy: secrets_copy, c.Database: database, c.DbUser: db_user,
@@ -224,7 +228,7 @@ RULES = {
     c.Warm: warm,
     c.Prune: prune,
     c.WriteFreeze: write_freeze, c.DatabaseGuard: database_guard,
-    c.BackupTimer: backup_timer,
+    c.BackupTimer: backup_timer, c.Watch: watch,
 }
 
 

@@ -52,6 +52,12 @@ def test_a_plan_covers_every_kind_and_calls_each_operation_with_its_change():
     # A changed env restarts the current release.
     seen |= {type(s.change) for s in plan(replace(d, state=d.state.model_copy(update={"env": {"FOO": "1"}})),
                                           observed).steps}
+    # A rollout of a code change to two web hosts watches the canary.
+    webs = (HostSpec("w1", "10.0.0.11", ("web",)), HostSpec("w2", "10.0.0.12", ("web",)), hosts[1])
+    on_two = replace(desired("A"), hosts=webs)
+    first = apply_plan(plan(on_two, {h.name: HostObserved() for h in webs}), {h.name: HostObserved() for h in webs},
+                       on_two)
+    seen |= {type(s.change) for s in plan(replace(desired("B", rollout={"canary": 1}), hosts=webs), first).steps}
     assert seen == set(c.KINDS)
 
 

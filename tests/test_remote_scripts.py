@@ -350,6 +350,64 @@ def test_switch_moves_upstream_and_current_together_or_neither(tmp_path):
     assert len((root / "history.log").read_text().splitlines()) == 1
 
 
+def _canary(tmp_path: Path, health: str, seconds: str = "2"):
+    """A host whose `current` was just switched from release a to b; watch.sh's arguments and environment."""
+    bin_dir, root = tmp_path / "bin", tmp_path / "srv/app"
+    stub(bin_dir, "systemctl", 'case "$1" in is-active) exit 0;; esac')
+    stub(bin_dir, "nginx", "exit 0")
+    stub(bin_dir, "curl", f'cat "{tmp_path}/health"')
+    stub(bin_dir, "pgrep", "exit 1")  # no nginx workers to wait for (not this machine's: sandbox hosts run some)
+    (tmp_path / "health").write_text(health)
+    (root / "versions/1/a").mkdir(parents=True)
+    (root / "versions/1/b").mkdir(parents=True)
+    (root / "current").symlink_to("versions/1/b")
+    up = tmp_path / "upstream.conf"
+    up.write_text("upstream b")
+    log = tmp_path / "access.log"
+    log.write_text(_log_lines(50, errors=50))  # before the watch: not counted
+    args = ("/run/b.sock", "shop.example", "/health/", log, seconds, "1", up, "upstream a", root / "current",
+            "versions/1/a", root / "history.log", "b", "a", "me@here", root / "versions/1/served")
+    return args, {"PATH": f"{bin_dir}:{os.environ['PATH']}"}, root, up, log
+
+
+def _log_lines(n: int, errors: int = 0) -> str:
+    return "".join(f'10.0.0.1 - - [26/Nov/2026:18:00:00 +0000] "GET /?q=a%20b HTTP/1.1" {500 if i < errors else 200} '
+                   f'612 "-" "load"\n' for i in range(n))
+
+
+def test_watch_passes_a_healthy_canary(tmp_path):
+    args, env, root, up, log = _canary(tmp_path, "200")
+    result = run(run_sh("watch.sh", *args), env)
+    assert result.returncode == 0, result.stderr
+    assert "0 of 0 requests answered 5xx" in result.stdout  # the 50 errors logged before the switch don't count
+    assert os.readlink(root / "current") == "versions/1/b" and up.read_text() == "upstream b"
+
+
+@pytest.mark.parametrize("errors,fails", [(0, False), (1, True), (10, True)])
+def test_watch_switches_back_a_canary_answering_5xx(tmp_path, errors, fails):
+    args, env, root, up, log = _canary(tmp_path, "200")
+    appender = threading.Timer(0.3, lambda: log.open("a").write(_log_lines(30, errors)))
+    appender.start()
+    result = run(run_sh("watch.sh", *args), env)
+    appender.join()
+    if not fails:  # 0 of 30
+        assert result.returncode == 0 and "0 of 30 requests answered 5xx" in result.stdout, result.stderr
+        return
+    assert result.returncode == 1
+    assert f"canary failed: {errors} of 30 requests answered 5xx" in result.stderr
+    assert "switched back to release a" in result.stderr
+    assert os.readlink(root / "current") == "versions/1/a" and up.read_text() == "upstream a"
+    assert re.fullmatch(r"\S+Z switch from=b to=a by=me@here\n", (root / "history.log").read_text())
+
+
+def test_watch_switches_back_a_canary_whose_health_check_fails(tmp_path):
+    # a 10-minute watch: run() gives up after 60 s, so returning at all means it did not wait for the end
+    args, env, root, up, _ = _canary(tmp_path, "500", seconds="600")
+    result = run(run_sh("watch.sh", *args), env)
+    assert result.returncode == 1 and "health check http://shop.example/health/ answered 500 twice" in result.stderr
+    assert os.readlink(root / "current") == "versions/1/a" and up.read_text() == "upstream a"
+
+
 # --- the deploy lock ------------------------------------------------------------------------------------------
 
 HOLDER = '{"by": "me@here", "pid": 7, "since": "2026-01-01T00:00:00Z"}'

@@ -71,6 +71,19 @@ nginx_reload() {
     fi
 }
 
+# switch_release UPSTREAM CURRENT TARGET HISTORY FROM RID BY SERVED TEXT: nginx's upstream (its new TEXT) and the
+# `current` link (to TARGET, relative) move together, nginx reloads, the switch FROM → RID (by BY) is appended to
+# HISTORY; SERVED is the schema version's marker (its database now takes the site's writes). Exits on a failure.
+switch_release() {
+    mkdir -p "$(dirname "$1")"
+    printf "%s" "$9" > "$1.pinned-tmp"
+    nginx_install "$1"
+    atomic_link "$2" "$3" || { echo "pinned: current did not switch" >&2; exit 1; }
+    [ -e "$8" ] || touch "$8"
+    nginx_reload
+    printf "%s switch from=%s to=%s by=%s\n" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$5" "$6" "$7" >> "$4"
+}
+
 # stop_units SOCKET_UNIT SERVICE_UNIT: disable and stop a release's socket and service.
 stop_units() {
     systemctl disable --quiet --now "$1" "$2"

@@ -7,11 +7,4 @@
 trap "" HUP
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 . "$(dirname "$0")/lib.sh"
-up=$1 current=$2 target=$3 history=$4 from=$5 rid=$6 by=$7 served=$8
-mkdir -p "$(dirname "$up")"
-printf "%s" "$9" > "$up.pinned-tmp"
-nginx_install "$up"
-atomic_link "$current" "$target" || { echo "pinned: current did not switch" >&2; exit 1; }
-[ -e "$served" ] || touch "$served"
-nginx_reload
-printf "%s switch from=%s to=%s by=%s\n" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$from" "$rid" "$by" >> "$history"
+switch_release "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$8" "$9"
