@@ -40,10 +40,11 @@ RESULTS = BENCH / "results.json"
 REPO = ROOT / ".build" / "agroguia"
 PYINFRA = str(ROOT / ".venv" / "bin" / "pyinfra")
 PINNED = str(ROOT / ".venv" / "bin" / "pinned")
+PYTHON = str(ROOT / ".venv" / "bin" / "python")
 APP = "agroguia"
 SRV = f"/srv/{APP}"
 
-FIGURES = ("floor", "noop", "code_only", "rollback", "restart", "schema_change", "plan_1", "plan_100",
+FIGURES = ("floor", "noop", "code_only", "rollback", "rollback_warm", "restart", "schema_change", "plan_1", "plan_100",
            "setup_from_zero", "apt_pip_alone", "freeze_100k", "copy_migrate_alone", "backup", "restore",
            "mysqldump_alone", "code_only_warm", "code_only_shallow")
 SHALLOW_FIGURES = ("code_only_warm", "code_only_shallow")
@@ -62,7 +63,8 @@ WHAT = {
     "floor": "pyinfra connect + `exec -- true`",
     "noop": "deploy A, already current",
     "code_only": "deploy B (code only, not on disk: built)",
-    "rollback": "deploy A (on disk) while B is current",
+    "rollback": "deploy A (on disk, stopped: after its keep_warm window) while B is current",
+    "rollback_warm": "deploy A while B is current, A still warm (within keep_warm: no start)",
     "restart": "ssh: restart A's service until /health/ answers",
     "schema_change": "deploy C (schema change) over A",
     "plan_1": "pinned plan, 1 release on disk",
@@ -203,12 +205,24 @@ class HostSet:
                          f"(log: {log.relative_to(ROOT)})")
         return seconds, proc
 
-    def deploy(self, tag: str, what: str, repository: Path = REPO, out: list | None = None) -> float:
+    def deploy(self, tag: str, what: str, repository: Path = REPO, out: list | None = None,
+               profile: list | None = None) -> float:
         """Seconds of one deploy of release `tag`; Failed unless it exits 0 and every web host's `current`
-        is then that release (checked after the clock stops). `out` gets the deploy's process."""
+        is then that release (checked after the clock stops). `out` gets the deploy's process; `profile` the
+        seconds per phase of the first web host (the deploy then runs through bench/profile_run.py)."""
         self.pin(tag, repository)
-        seconds, proc = self.run(what, [PYINFRA, "-y", *self.limit(), "--data", f"env={self.env}", "inventory.py",
-                                        "deploy.py"])
+        pyinfra = [PYTHON, "-m", "bench.profile_run"] if profile is not None else [PYINFRA]
+        events = Path(self.state_dir) / "profile.json"
+        if profile is not None:
+            self.environ["PINNED_BENCH_PROFILE"] = str(events)
+        try:
+            seconds, proc = self.run(what, [*pyinfra, "-y", *self.limit(), "--data", f"env={self.env}",
+                                            "inventory.py", "deploy.py"])
+        finally:
+            self.environ.pop("PINNED_BENCH_PROFILE", None)
+        if profile is not None:
+            from bench.profile_run import summarize
+            profile.append(summarize(json.loads(events.read_text()), self.web[0]))
         if out is not None:
             out.append(proc)
         want = self.release_id(tag)
@@ -313,11 +327,14 @@ def evaluate(res: Results) -> None:
         if name == "noop":
             check("≤ 1.5× floor", fig["ratio_to_floor"], 1.5)
         elif name == "code_only":
-            check("≤ 4× floor", fig["ratio_to_floor"], 4)
+            check("≤ 2.5× floor", fig["ratio_to_floor"], 2.5)
+        elif name == "rollback_warm":
+            check("≤ 1.3× floor", fig["ratio_to_floor"], 1.3)
         elif name == "rollback":
             restart = res.median("restart", hosts) or res.median("restart", ONE)
             limit = 2 * floor + restart if floor and restart else None
             check("≤ 2× floor + restart", median, limit, unit="s")
+            check("≤ 2× floor", fig["ratio_to_floor"], 2)
         elif name == "setup_from_zero" and hosts == ONE:
             apt = res.median("apt_pip_alone", ONE)
             check("≤ 1.2× apt_pip_alone", median / apt if median and apt else None, 1.2)
@@ -415,11 +432,21 @@ print(json.dumps(made))
 """
 
 
+def profile_medians(profiles: list[dict[str, float]]) -> dict:
+    """Per phase, the median of the profiled runs' seconds (bench/profile_run.py: `op X` are whole operations on
+    the first web host, `cmd Y` the commands and uploads inside them, the rest before and after them)."""
+    keys = sorted({k for p in profiles for k in p}, key=lambda k: -statistics.median(p.get(k, 0.0) for p in profiles))
+    return {"how": "bench/profile_run.py around pyinfra: seconds per phase, median of the figure's runs; `op` "
+                   "rows sum to the operations' time, `cmd` rows break them down (commands and uploads)",
+            "seconds": {k: round(statistics.median(p.get(k, 0.0) for p in profiles), 3) for k in keys}}
+
+
 def remove_release(hs: HostSet, tag: str, current_tag: str) -> None:
     """Remove a (non-current) release from the web hosts, so the next deploy of it builds it again."""
     rid, cur = hs.release_id(tag), hs.release_id(current_tag)
     script = (
         f"link={SRV}/by-id/{rid}; dir=$(readlink -e \"$link\" || true); "
+        f"systemctl stop 'pinned-warm-{APP}@{rid}.timer' 2>/dev/null || true; "
         f"systemctl disable --quiet --now '{APP}@{rid}.socket' '{APP}@{rid}.service' 2>/dev/null || true; "
         f"schema=$(dirname \"${{dir:-{SRV}/versions/0/{rid}}}\"); "
         f"rm -rf \"$link\" \"$schema/{rid}\"; "
@@ -432,7 +459,7 @@ def remove_release(hs: HostSet, tag: str, current_tag: str) -> None:
 def warm_figures(res: Results, hs: HostSet, n: int, want: set[str]) -> str | None:
     """floor, noop, restart, code_only, rollback, plan_1/plan_100 on warm hosts. Returns a setup error."""
     label = hs.label
-    deployed = {"noop", "code_only", "rollback", "restart", "plan_1", "plan_100"} & want
+    deployed = {"noop", "code_only", "rollback", "rollback_warm", "restart", "plan_1", "plan_100"} & want
     if label == MULTI:
         deployed -= {"restart", "plan_1", "plan_100"}
     try:
@@ -464,18 +491,28 @@ def warm_figures(res: Results, hs: HostSet, n: int, want: set[str]) -> str | Non
                    f"case \"$code\" in 2??) exit 0;; esac; i=$((i+1)); sleep 0.1; done; exit 1")
         res.measure("restart", label, n, lambda i: hs.ssh(host, restart, "restart"))
 
-    if {"code_only", "rollback"} & deployed:
-        code, back, err_code, err_back = [], [], None, None
+    if {"code_only", "rollback", "rollback_warm"} & deployed:
+        code, back, warm, err_code, err_back = [], [], [], None, None
+        profiles: dict[str, list] = {"code_only": [], "rollback": [], "rollback_warm": []}
+        prof = (lambda name: profiles[name]) if label == ONE else (lambda name: None)
+        rid_a = hs.release_id("A")
+        # A's keep_warm window ended: what its timer's service does when it elapses (not timed).
+        end_window = (f"systemctl stop 'pinned-warm-{APP}@{rid_a}.timer'; "
+                      f"systemctl start 'pinned-warm-{APP}@{rid_a}.service'; "
+                      f"! systemctl is-active --quiet '{APP}@{rid_a}.service'")
         for i in range(n):
-            progress(f"code_only/rollback ({label}): run {i + 1}/{n}")
+            progress(f"code_only/rollback/rollback_warm ({label}): run {i + 1}/{n}")
             try:
-                code.append(hs.deploy("B", "code_only"))
+                code.append(hs.deploy("B", "code_only", profile=prof("code_only")))
             except Failed as exc:
                 err_code = str(exc)
                 err_back = f"not measured (code_only failed): {exc}"
                 break
             try:
-                back.append(hs.deploy("A", "rollback"))
+                hs.ssh_all(hs.web, end_window, "end-window-A")
+                back.append(hs.deploy("A", "rollback", profile=prof("rollback")))
+                hs.deploy("B", "forward-B")  # B is warm: A is kept warm in turn (not timed)
+                warm.append(hs.deploy("A", "rollback_warm", profile=prof("rollback_warm")))
             except Failed as exc:
                 err_back = str(exc)
                 break
@@ -488,10 +525,11 @@ def warm_figures(res: Results, hs: HostSet, n: int, want: set[str]) -> str | Non
             except Failed as exc:
                 err_code = err_back = f"cleanup between runs failed: {exc}"
                 break
-        if "code_only" in deployed:
-            res.record("code_only", label, code, err_code)
-        if "rollback" in deployed:
-            res.record("rollback", label, back, err_back)
+        for name, runs, error in (("code_only", code, err_code), ("rollback", back, err_back),
+                                  ("rollback_warm", warm, err_back)):
+            if name in deployed:
+                res.record(name, label, runs, error,
+                           extra={"profile": profile_medians(profiles[name])} if profiles[name] else None)
 
     if {"plan_1", "plan_100"} & deployed:
         host = hs.web[0]
@@ -692,6 +730,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown figure(s): {', '.join(sorted(unknown))}" if unknown else "--runs must be ≥ 1")
     if "rollback" in want:
         want.add("restart")  # its target is 2× floor + restart
+    if {"code_only", "rollback", "rollback_warm"} & want:
+        want |= {"code_only", "rollback", "rollback_warm"}  # measured in one loop
     if want & set(SHALLOW_FIGURES):
         want |= set(SHALLOW_FIGURES)  # measured side by side
     if os.geteuid() != 0:

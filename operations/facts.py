@@ -69,16 +69,19 @@ def observe_host(host, request: str) -> HostObserved:
 def observe_request(app: str, root: str, unit_prefix: str, db_pattern: str, users: list[str], packages: list[str],
                     paths: list[str], files: list[str], secrets: str, history: str, units: list[str] = (),
                     loaded: str = "", certificates: list[str] = (), keys: list[str] = (),
-                    previews: dict | None = None, extra_unit_prefixes: list[str] = ()) -> str:
+                    previews: dict | None = None, extra_unit_prefixes: list[str] = (),
+                    unit_prefixes: list[str] = ()) -> str:
     """`units`: other units whose state the plan needs (e.g. the scheduled backups' timer); `certificates`,
     `keys`: TLS files read with openssl (what they say; of a key only its public half's digest); `previews`:
     what state/previews.py asks about the previews' files, units and databases; `extra_unit_prefixes`: units
-    (and unit files in /etc/systemd/system) named so (processes, schedules)."""
+    (and unit files in /etc/systemd/system) named so (processes, schedules); `unit_prefixes`: more units by
+    name prefix (the warm releases' timers)."""
     return json.dumps({"extra_unit_prefixes": list(extra_unit_prefixes),
                        "app": app, "root": root, "unit_prefix": unit_prefix, "db_pattern": db_pattern,
                        "users": users, "packages": packages, "paths": paths, "files": files,
                        "secrets": secrets, "history": history, "units": list(units), "loaded": loaded,
                        "certificates": list(certificates), "keys": list(keys),
+                       "unit_prefixes": list(unit_prefixes),
                        **({"previews": previews} if previews else {})},
                       sort_keys=True)
 

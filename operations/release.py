@@ -67,10 +67,12 @@ STOP_SCRIPT = script("stop.sh")
 
 @operation()
 def start(socket_unit: str, service_unit: str, socket: str, health_url: str, health_host: str, release_dir: str,
-          release_id: str, loaded: str = "", secrets: str = "", env: str = ""):
+          release_id: str, loaded: str = "", secrets: str = "", env: str = "", warm_timer: str = "",
+          restart: bool = False):
     """Start a release's socket and service and check its health URL on its own socket: 2xx or fail. Then
-    record what it was started with (fingerprints of its env and secrets)."""
-    yield run_sh("start_units.sh", socket_unit, service_unit)
+    record what it was started with (fingerprints of its env and secrets). A warm release (kept running after
+    a switch) is already started: its timer is cancelled and the health check answers at once."""
+    yield run_sh("start_units.sh", socket_unit, service_unit, warm_timer, "restart" if restart else "")
     yield sh(HEALTH_SCRIPT, socket, health_host, health_url, socket_unit, service_unit, release_dir, RELEASE_META,
              release_id)
     if loaded:
@@ -110,6 +112,12 @@ def watch(socket: str, health_host: str, health_url: str, access_log: str, secon
 def stop(socket_unit: str, service_unit: str, release_id: str):
     """Stop and disable a release that is no longer current, once nginx no longer sends it requests."""
     yield sh(STOP_SCRIPT, socket_unit, service_unit)
+
+
+@operation()
+def warm(socket_unit: str, service_unit: str, release_id: str, timer: str):
+    """Keep the release that served until the switch running for keep_warm, then let its timer stop it."""
+    yield run_sh("warm.sh", socket_unit, service_unit, timer)
 
 
 PRUNE_SCRIPT = script("prune.sh")

@@ -27,6 +27,7 @@ OPERATIONS = {
     c.WriteFreeze: freeze.write_freeze,
     c.DatabaseGuard: freeze.database_guard,
     c.Stop: release.stop,
+    c.Warm: release.warm,
     c.Prune: release.prune,
     c.BackupTimer: backups.backup_timer,
     c.ProcessStart: processes.process_start,

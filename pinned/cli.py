@@ -5,7 +5,7 @@
     pinned apply FILE                            run exactly that saved plan, or nothing if anything moved
     pinned deploy [-y]                           run `pyinfra inventory.py deploy.py` for the environment
     pinned pin REF                               pin a commit/tag of the repository in the state file
-    pinned releases [--json]                     releases on each host: schema, status, current, pinned, last;
+    pinned releases [--json]                     releases on each host: schema, status, current, pinned, last, warm;
                                                  the previews with their URLs
     pinned preview add NAME REF [--port N | --host] [--write]
                                                  run REF beside current at its own address (state file's previews:)
@@ -197,9 +197,12 @@ def cmd_releases(args) -> int:
         for rid in sorted(o.releases):
             r = o.releases[rid]
             last = o.schemas.get(r.schema)
+            timer = run.desired.layout.warm_timer(rid)
+            warm = o.unit_active(timer) and o.unit_active(run.desired.layout.unit(rid, "service"))
             rows.append({"id": rid, "schema": r.schema, "status": r.status, "commit": r.commit,
                          "built_at": r.built_at, "current": o.current == rid, "pinned": rid == pinned_id,
-                         "last": bool(last and last.last == rid)})
+                         "last": bool(last and last.last == rid), "warm": warm,
+                         "warm_until": o.timers.get(timer) if warm else None})
         hosts[spec.name] = rows
     previews = preview_rows(run)
     if args.json:
@@ -211,6 +214,8 @@ def cmd_releases(args) -> int:
             print("  (no releases)")
         for r in rows:
             marks = [m for m in ("current", "pinned", "last") if r[m]]
+            if r["warm"]:  # kept running after a switch: a rollback to it starts nothing
+                marks.append(f"warm (until {r['warm_until']})" if r["warm_until"] else "warm")
             print(f"  {r['id']}  schema {r['schema']}  {r['status']:<7} {' '.join(marks)}")
         if pinned_id not in {r["id"] for r in rows}:
             print(f"  {pinned_id}  (pinned, not on this host yet)")

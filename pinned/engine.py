@@ -135,6 +135,7 @@ def request_for(d: Desired) -> str:
         loaded=lay.loaded,
         certificates=[lay.tls_certificate, lay.acme_certificate], keys=[lay.tls_key],
         previews=preview_request(d), extra_unit_prefixes=[lay.extra_unit_prefix],
+        unit_prefixes=[lay.warm_prefix],
     )
 
 

@@ -190,6 +190,8 @@ class Start(Change):
     loaded: str = ""  # once healthy: what it was started with is recorded here (fingerprints, never values)
     secrets: str = ""  # the host's secrets file (whose fingerprints are recorded)
     env: str = ""  # the env's fingerprints (JSON), recorded with them
+    warm_timer: str = ""  # a warm release's timer: cancelled first (its units are already running)
+    restart: bool = False  # running with another env or secrets than now: restarted instead of started
 
 
 @dataclass(frozen=True)
@@ -265,6 +267,17 @@ class Stop(Change):
 
 
 @dataclass(frozen=True)
+class Warm(Change):
+    kind = "warm"
+    about = ("keep the release that served until the switch running for `keep_warm` (a rollback to it needs no "
+             "start): a timer on the host stops it when the window ends")
+    socket_unit: str
+    service_unit: str
+    release_id: str
+    timer: str  # pinned-warm-<app>@<release>.timer (restarted: the window starts now)
+
+
+@dataclass(frozen=True)
 class Prune(Change):
     kind = "prune"
     about = "remove a release beyond `keep_releases` (failed first), a leftover build, or an unused virtualenv"
@@ -279,7 +292,7 @@ class Prune(Change):
 # Every kind, in the order of the README's table.
 KINDS: tuple[type[Change], ...] = (Packages, Service, User, Directory, Secrets, SecretsRead, SecretsCopy, Database,
                                    DbUser, ConfigFile, RemoveFile, Venv, Build, Migrate, SchemaRecord, Start, Restart,
-                                   Link, Switch, WriteFreeze, DatabaseGuard, Stop, Prune)
+                                   Link, Switch, WriteFreeze, DatabaseGuard, Stop, Warm, Prune)
 
 
 @dataclass(frozen=True)

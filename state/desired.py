@@ -192,6 +192,7 @@ def site_files(desired: Desired) -> tuple[ManagedFile, ...]:
                     reload="nginx"),
         ManagedFile(lay.frozen_page, frozen_page(desired), "page of a refused write", reload="nginx"),
         nginx_site(desired),
+        *warm_files(desired),
     )
 
 
@@ -297,3 +298,6 @@ def release_metadata(desired: Desired, schema: int) -> str:
         "id": rel.id, "commit": rel.commit, "schema": schema, "fingerprint": rel.fingerprint,
         "requirements_hash": rel.requirements_hash, "status": "ready",
     }, sort_keys=True)
+
+
+from .warm import warm_files  # noqa: E402 (state/warm.py builds on this module's ManagedFile and render)

@@ -180,6 +180,22 @@ class Layout:
         return "/etc/systemd/system"
 
     @property
+    def warm_prefix(self) -> str:
+        """A warm release's timer and the service it triggers: `pinned-warm-<app>@<release>.{timer,service}`."""
+        return f"pinned-warm-{self.app}@"
+
+    def warm_timer(self, release_id: str) -> str:
+        return f"{self.warm_prefix}{release_id}.timer"
+
+    @property
+    def warm_timer_template(self) -> str:
+        return f"/etc/systemd/system/pinned-warm-{self.app}@.timer"
+
+    @property
+    def warm_service_template(self) -> str:
+        return f"/etc/systemd/system/pinned-warm-{self.app}@.service"
+
+    @property
     def lock(self) -> str:
         """The deploy lock: who holds it (one deploy of the app at a time on a host)."""
         return f"/run/lock/pinned-{self.app}.lock"

@@ -505,6 +505,12 @@ class State(BaseModel):
         description="Releases kept on disk per schema version. Never pruned: current, the pinned one, any "
         "schema's `last`, or one newer than the pinned; failed releases go first.",
     )
+    keep_warm: str = Field(
+        default="10m", pattern=r"^(0|[1-9][0-9]{0,4}[smh])$",
+        description="After a switch, the release that was serving stays warm (its socket and gunicorn keep running) "
+        "this long (`90s`, `10m`, `2h`; `0`: off), then a timer on the host stops it: a rollback to it within the "
+        "window is a link switch and an nginx reload, with no gunicorn start. Never pruned while warm.",
+    )
     schema_change: Literal["copy", "in_place"] = Field(
         default="copy",
         description="How a release with new migrations reaches its database. `copy`: a new schema version, a "
@@ -609,6 +615,12 @@ class State(BaseModel):
         if len(set(names)) != len(names):
             raise ValueError("each schedule name may be listed once")
         return entries
+
+    @property
+    def keep_warm_seconds(self) -> int:
+        """keep_warm in seconds (0: off)."""
+        value = self.keep_warm
+        return 0 if value == "0" else int(value[:-1]) * {"s": 1, "m": 60, "h": 3600}[value[-1]]
 
     @field_validator("repository")
     @classmethod

@@ -72,6 +72,7 @@ class HostObserved:
     tls_keys: dict = field(default_factory=dict)  # path -> {mode, owner, group, public_key (SHA-256)} | None
     # The app's previews here (state/previews.py): {files: {path: FileOnHost}, units, databases, users}
     previews: dict = field(default_factory=dict)
+    timers: dict = field(default_factory=dict)  # active warm timer -> when it elapses (for display)
 
     @property
     def current_release(self) -> ReleaseOnDisk | None:
@@ -229,6 +230,7 @@ def parse(output: str) -> HostObserved:
         certificates=data.get("certificates") or {},
         tls_keys=data.get("keys") or {},
         previews=_previews(data.get("previews") or {}),
+        timers=dict(data.get("timers") or {}),
     )
 
 

@@ -548,12 +548,26 @@ def plan_release(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation,
                           f"schema version {schema}: database {lay.database(schema)}", phase="schema"))
     socket_unit, service_unit = lay.unit(rel.id, "socket"), lay.unit(rel.id, "service")
     env_json = json.dumps(env_fingerprints(d), sort_keys=True)
-    if build or not (o.unit_enabled(socket_unit) and o.unit_active(socket_unit) and o.unit_active(service_unit)):
+    config_same = not restart_reason(o.loaded, env_fingerprints(d), wanted_secrets or {})
+    # Armed: the release is warm (or was stopped or pruned since, and its timer has not elapsed): cancelled at start.
+    warm_timer = lay.warm_timer(rel.id) if o.unit_active(lay.warm_timer(rel.id)) else ""
+    if build or warm_timer or not (o.unit_enabled(socket_unit) and o.unit_active(socket_unit)
+                                   and o.unit_active(service_unit)):
+        running = not build and o.unit_active(socket_unit) and o.unit_active(service_unit)
+        restart = running and o.current != rel.id and not config_same
+        reason = "new release" if build else "release on disk is not running"
+        if running:
+            reason = ("running with other env or secrets than now: restarted" if restart else
+                      "warm: no start needed" if warm_timer else "running: no start needed")
+        # A warm release runs with the env and secrets the current one was started with (state/warm.py):
+        # what the host records of them stays true, so it is not written again.
+        record = "" if running and not restart and config_same and o.current != rel.id else lay.loaded
         steps.append(Step(host.name, ADD, c.Start(
             socket_unit=socket_unit, service_unit=service_unit, socket=lay.socket(rel.id),
             health_url=d.state.site.health_url, health_host=health_host(d, host), release_dir=release_dir,
-            release_id=rel.id, loaded=lay.loaded, secrets=lay.secrets, env=env_json,
-        ), f"{app}@{rel.id}", "new release" if build else "release on disk is not running", phase="start"))
+            release_id=rel.id, loaded=record, secrets=lay.secrets, env=env_json, warm_timer=warm_timer,
+            restart=restart,
+        ), f"{app}@{rel.id}", reason, phase="start"))
     elif o.current == rel.id:
         reason = restart_reason(o.loaded, env_fingerprints(d), wanted_secrets)
         if reason:
@@ -585,18 +599,15 @@ def plan_release(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation,
         steps.append(Step(host.name, REMOVE, c.RemoveFile(NGINX_DEFAULT_SITE), NGINX_DEFAULT_SITE,
                           "Debian's welcome page would answer on the site's port", phase="site"))
     steps += site_steps(d, host, o)  # the site (with HTTPS): after `current` exists, so nginx -t sees it whole
-    running = sorted({lay.release_of_unit(u) for u, st in o.units.items()
-                      if u.startswith(lay.unit_prefix) and (st.get("active") in ("active", "activating")
-                                                           or st.get("enabled"))})
-    for other in running:
-        if other != rel.id:
-            steps.append(Step(host.name, REMOVE, c.Stop(lay.unit(other, "socket"), lay.unit(other, "service"), other),
-                              f"{app}@{other}", "no longer current", phase="cleanup"))
+    # Releases that run but are not the pinned one: stopped, or kept warm for a rollback (state/warm.py).
+    steps += plan_warm_or_stop(d, host, o, rel.id, config_same)
     return steps
 
 
-def plan_retention(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation, building: bool) -> list[Step]:
-    """Prune releases beyond keep_releases per schema version, leftover builds, unused virtualenvs."""
+def plan_retention(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation, building: bool,
+                   warm: frozenset[str] = frozenset()) -> list[Step]:
+    """Prune releases beyond keep_releases per schema version, leftover builds, unused virtualenvs. A warm
+    release (`warm`: running for a rollback) is kept."""
     steps: list[Step] = []
     lay, pinned = d.layout, d.release.id
     releases = dict(o.releases)
@@ -607,7 +618,7 @@ def plan_retention(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocatio
     # names it when it is newly placed there.
     lasts = {n: s.last for n, s in o.schemas.items() if s.last}
     lasts[alloc.schema] = last_after(o, alloc.schema, pinned)
-    protected = {pinned} | set(lasts.values()) | preview_releases(d)  # a preview's release runs too
+    protected = {pinned} | set(lasts.values()) | preview_releases(d) | set(warm)  # previews and warm ones run
     removed: set[str] = set()
     for number in sorted({r.schema for r in releases.values()}):
         in_schema = sorted(rid for rid, r in releases.items() if r.schema == number)
@@ -687,6 +698,7 @@ from .plan_backups import plan_backups  # noqa: E402 (it builds on this module's
 from .plan_rollout import mixed_releases, plan_rollout, rollout_refusal  # noqa: E402 (likewise)
 from .plan_tls import certificate_report, site_steps  # noqa: E402 (the same)
 from .processes import plan_processes  # noqa: E402 (likewise)
+from .warm import plan_warm_or_stop, warm_after  # noqa: E402 (what stays warm after a switch)
 
 
 def plan(d: Desired, observed: dict[str, HostObserved]) -> Plan:
@@ -724,7 +736,9 @@ def plan(d: Desired, observed: dict[str, HostObserved]) -> Plan:
             starting=any(isinstance(s.change, c.Start) for s in mine),
             restart_reason=restart_reason(o.loaded, env_fingerprints(d), wanted_secrets)
             if o.current == d.release.id else "")
-        steps += plan_retention(d, web, o, alloc, needs_build(o, d.release.id, alloc.schema))
+        config_same = not restart_reason(o.loaded, env_fingerprints(d), wanted_secrets)
+        warm = frozenset(warm_after(d, o, d.release.id, config_same))
+        steps += plan_retention(d, web, o, alloc, needs_build(o, d.release.id, alloc.schema), warm)
     steps += plan_backups(d, observed[db.name], alloc.schema)
     preview_steps, preview_warnings = plan_previews(d, observed, alloc.schema, alloc.current_schema, steps,
                                                     config_step, file_diff)

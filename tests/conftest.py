@@ -7,6 +7,7 @@ to them over SSH with `pyinfra inventory.py deploy.py`, exactly as a user does.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -47,8 +48,13 @@ def sandbox_unavailable() -> str | None:
 @pytest.fixture(scope="session")
 def commits() -> dict[str, dict[str, str]]:
     """Tag -> {commit, time} of the example repository (built once, deterministic)."""
-    out = subprocess.run([sys.executable, str(ROOT / "examples" / "build_repo.py"), "--json", str(REPO)],
-                         check=True, capture_output=True, text=True).stdout
+    REPO.parent.mkdir(parents=True, exist_ok=True)
+    # One builder at a time: the xdist workers each ask, and a rebuild (after a release was added) removes the
+    # folder first.
+    with open(REPO.parent / ".agroguia.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        out = subprocess.run([sys.executable, str(ROOT / "examples" / "build_repo.py"), "--json", str(REPO)],
+                             check=True, capture_output=True, text=True).stdout
     return json.loads(out)
 
 
@@ -186,11 +192,12 @@ def make_env(tmp_path):
 # Modules by their measured time (the table `make test` prints at its end), slowest first: the two workers take
 # modules in this order, so the long ones start early and the short ones fill the gaps at the end.
 SLOWEST_FIRST = [
-    "test_fresh_server", "test_faults", "test_own_servers", "test_rollout", "test_stock_projects",
-    "test_writes_under_load",
-    "test_write_freeze", "test_zero_downtime", "test_schema_versions", "test_safety", "test_site_config",
-    "test_backups", "test_environments", "test_installed", "test_django6", "test_shallow_clone",
-    "test_shared_media", "test_rollback", "test_differential", "test_first_deploy",
+    "test_stock_projects", "test_fresh_server", "test_faults", "test_own_servers", "test_rollout",
+    "test_processes", "test_tls", "test_previews_e2e", "test_writes_under_load", "test_keep_warm",
+    "test_write_freeze", "test_zero_downtime", "test_previews_multi", "test_schema_versions", "test_safety",
+    "test_site_config", "test_backups", "test_shared_media", "test_saved_plan", "test_environments",
+    "test_installed", "test_django6", "test_shallow_clone", "test_rollback", "test_differential",
+    "test_first_deploy",
 ]
 
 

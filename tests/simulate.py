@@ -171,6 +171,8 @@ def _loaded(o: HostObserved, env: str) -> dict:
 
 def start(o, ch: c.Start, d, host):
     units = _units(o)
+    if ch.warm_timer:
+        units.pop(ch.warm_timer, None)
     units[ch.socket_unit] = {"active": "active", "enabled": True}
     units[ch.service_unit] = {"active": "active", "enabled": False}
     return replace(o, units=units, loaded=_loaded(o, ch.env) if ch.loaded else o.loaded)
@@ -202,6 +204,12 @@ def stop(o, ch: c.Stop, d, host):
     units = _units(o)
     units.pop(ch.socket_unit, None)
     units.pop(ch.service_unit, None)
+    return replace(o, units=units)
+
+
+def warm(o, ch: c.Warm, d, host):
+    units = _units(o)
+    units[ch.timer] = {"active": "active", "enabled": False}
     return replace(o, units=units)
 
 
@@ -323,6 +331,7 @@ RULES = {
     c.SecretsRead: secrets_read, c.SecretsCopy: secrets_copy, c.Database: database, c.DbUser: db_user,
     c.ConfigFile: config_file, c.RemoveFile: remove_file, c.Venv: venv, c.Build: build, c.Migrate: migrate,
     c.SchemaRecord: schema_record, c.Start: start, c.Restart: restart, c.Link: link, c.Switch: switch, c.Stop: stop,
+    c.Warm: warm,
     c.Prune: prune,
     c.WriteFreeze: write_freeze, c.DatabaseGuard: database_guard,
     c.BackupTimer: backup_timer, c.Watch: watch,

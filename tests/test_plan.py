@@ -73,8 +73,12 @@ def test_rollback_to_a_release_on_disk_is_a_link_switch():
     on_a = converge(a, EMPTY)
     on_b = converge(b, on_a)
     back = plan(a, on_b)
-    assert {s.kind for s in back.steps} == {"app", "switch", "stop"}
+    # A was kept warm after the switch to B: no start, B kept warm in turn (tests/test_warm_plan.py).
+    assert {s.kind for s in back.steps} == {"app", "switch", "warm"}
     assert not BUILD_KINDS & {s.kind for s in back.steps}
+    a0, b0 = desired("A", keep_warm="0"), desired("B", keep_warm="0")
+    back = plan(a0, converge(b0, converge(a0, EMPTY)))
+    assert {s.kind for s in back.steps} == {"app", "switch", "stop"}
 
 
 def test_secrets_are_masked_in_text_and_json():
@@ -191,7 +195,8 @@ def test_retention_never_prunes_what_must_stay(sequence, keep):
         for number in after.schemas:
             kept = [rid for rid, r in after.releases.items() if r.schema == number]
             protected = {after.current} | {s.last for s in after.schemas.values() if s.last} | {
-                rid for rid in kept if rid > d.release.id}
+                rid for rid in kept if rid > d.release.id} | {
+                rid for rid in kept if after.unit_active(f"pinned-warm-agroguia@{rid}.timer")}  # warm
             assert len(kept) <= max(keep, len(protected & set(kept)))
 
 
@@ -209,13 +214,13 @@ def test_schema_change_copies_then_rollback_warns_then_forward_returns():
                "2026-01-02T00:00:00Z switch from=" + a.release.id + " to=" + s1.release.id)
     on_s1 = {"server": replace(on_s1["server"], history=history)}
     back = plan(a, on_s1)
-    assert {s.kind for s in back.steps} == {"app", "switch", "stop"}
+    assert {s.kind for s in back.steps} == {"app", "switch", "warm"}
     assert back.warnings and "agroguia_v1 since it became current (2026-01-02T00:00:00Z)" in back.warnings[0]
     on_a2 = apply_plan(back, on_s1, a)
     on_a2 = {"server": replace(on_a2["server"], history=history + (
         "2026-01-03T00:00:00Z switch from=" + s1.release.id + " to=" + a.release.id,))}
     forward = plan(s1, on_a2)
-    assert {s.kind for s in forward.steps} == {"app", "switch", "stop"}
+    assert {s.kind for s in forward.steps} == {"app", "switch", "warm"}
     assert "returning to agroguia_v1 as it was left" in forward.warnings[0] and "2026-01-03" in forward.warnings[0]
 
 

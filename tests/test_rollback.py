@@ -55,14 +55,14 @@ def test_pin_rollback_and_forward_again(env, sandbox, commits):
     assert links == ["2", "1"]  # manage.py shared with A; the changed template is B's own
     assert env.pinned("plan", "--detailed-exitcode").returncode == 0
 
-    # Back to A: only the link switch and the app's restart.
+    # Back to A: only the link switch; A is still warm (keep_warm), B stays warm in turn.
     before = tree_snapshot(sandbox)
     env.pinned("pin", "A")
     plan_a = json.loads(env.pinned("plan", "--json").stdout)
     kinds = sorted({s["kind"] for s in plan_a["steps"]})
-    assert kinds == ["app", "stop", "switch"], plan_a
+    assert kinds == ["app", "switch", "warm"], plan_a
     assert not any(s["kind"] in BUILD_KINDS for s in plan_a["steps"])
-    assert plan_a["summary"] == {"add": 1, "change": 1, "remove": 1}
+    assert plan_a["summary"] == {"add": 1, "change": 2, "remove": 0}
     deploy_a = env.deploy()
     assert serves(sandbox, "Release: A")
     assert tree_snapshot(sandbox) == before, "rollback created or touched files in the release tree or venvs"
@@ -71,7 +71,7 @@ def test_pin_rollback_and_forward_again(env, sandbox, commits):
     # Forward to B again: likewise.
     env.pinned("pin", "B")
     plan_b2 = json.loads(env.pinned("plan", "--json").stdout)
-    assert sorted({s["kind"] for s in plan_b2["steps"]}) == ["app", "stop", "switch"]
+    assert sorted({s["kind"] for s in plan_b2["steps"]}) == ["app", "switch", "warm"]
     env.deploy()
     assert serves(sandbox, "Release: B")
     assert tree_snapshot(sandbox) == before

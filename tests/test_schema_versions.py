@@ -83,10 +83,10 @@ def test_schema_versions_across_hosts(multi, sandbox, commits):
     assert "rows" in app_sql(sandbox, WEBS[0], "agroguia_v1",
                              "INSERT INTO crops_crop (name, variety) VALUES ('Durum', 'Senatore Cappelli')")
 
-    # Back to A: link switches and restarts only, with the data warning.
+    # Back to A: link switches only (A is still warm: keep_warm), with the data warning.
     env.write(release=commits["A"]["commit"])
     plan_a = json.loads(env.pinned("plan", "--json").stdout)
-    assert sorted({s["kind"] for s in plan_a["steps"]}) == ["app", "stop", "switch"]
+    assert sorted({s["kind"] for s in plan_a["steps"]}) == ["app", "switch", "warm"]
     assert {s["host"] for s in plan_a["steps"]} == set(WEBS)
     assert any("writes made to agroguia_v1 since it became current" in w and "agroguia_v0" in w
                for w in plan_a["warnings"])
@@ -97,7 +97,7 @@ def test_schema_versions_across_hosts(multi, sandbox, commits):
     # Forward to C again: agroguia_v1 as it was left, no copy, no migration.
     env.write(release=commits["C"]["commit"])
     plan_c = json.loads(env.pinned("plan", "--json").stdout)
-    assert sorted({s["kind"] for s in plan_c["steps"]}) == ["app", "stop", "switch"]
+    assert sorted({s["kind"] for s in plan_c["steps"]}) == ["app", "switch", "warm"]
     assert any("returning to agroguia_v1 as it was left" in w for w in plan_c["warnings"])
     env.deploy()
     assert all("Durum" in p.body and "Release: C" in p.body for p in pages(sandbox).values())

@@ -87,25 +87,46 @@ def unit_enabled(name):
     return None
 
 
-def observe_units(unit_prefix, others=(), extra_prefixes=()):
-    """systemd: the app's release units (named `<unit_prefix><release>.<kind>`), those named by the
-    `extra_prefixes` (its processes' and schedules'), the services pinned relies on, and the `others`
-    asked for (the scheduled backups' timer)."""
+def observe_units(unit_prefix, others=(), prefixes=()):
+    """systemd: the app's release units (named `<unit_prefix><release>.<kind>`), the services pinned
+    relies on, the `others` asked for (the scheduled backups' timer), and the units named by the other
+    `prefixes` (its processes' and schedules', the timers of warm releases)."""
     units = {}
     stdout, stderr, status = probe(["systemctl", "list-units", "--all", "--plain", "--no-legend", "--no-pager",
-                                    unit_prefix + "*"] + [p + "*" for p in extra_prefixes], env=C_LOCALE)
+                                    unit_prefix + "*"] + [p + "*" for p in prefixes], env=C_LOCALE)
     if status != 0:
         fail("units", status, stderr, stdout)
         stdout = ""
     names = [line.split()[0] for line in stdout.splitlines() if line.strip()]
     for name in names:
         units[name] = {"active": unit_active(name), "enabled": False}
-    for prefix in (unit_prefix,) + tuple(extra_prefixes):
+    for prefix in (unit_prefix,) + tuple(prefixes):
         for link in glob.glob("/etc/systemd/system/*.wants/" + prefix + "*"):
             units.setdefault(os.path.basename(link), {"active": "inactive"})["enabled"] = True
     for name in ("nginx.service", "mariadb.service") + tuple(others):
         units[name] = {"active": unit_active(name), "enabled": unit_enabled(name)}
     return units
+
+
+def observe_timers(prefixes, units):
+    """When each active timer named by `prefixes` elapses next (`list-timers`' NEXT, e.g. `Thu 2026-11-26
+    18:10:00 UTC`), for `pinned releases`; asked only when there is one."""
+    active = [u for u, st in units.items() if u.endswith(".timer") and st.get("active") == "active"
+              and any(u.startswith(p) for p in prefixes)]
+    if not active:
+        return {}
+    stdout, stderr, status = probe(["systemctl", "list-timers", "--all", "--plain", "--no-legend", "--no-pager"]
+                                   + active, env=dict(C_LOCALE, TZ="UTC"))
+    if status != 0:
+        fail("timers", status, stderr, stdout)
+        return {}
+    timers = {}
+    for line in stdout.splitlines():
+        words = line.split()
+        name = next((w for w in words if w in active), None)
+        if name and len(words) > 4 and re.match(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", words[1]):
+            timers[name] = " ".join(words[1:4])
+    return timers
 
 
 def mysql_query(name, sql, raw=False):
@@ -366,10 +387,12 @@ def main(args):
     out["loaded"] = read_json(args["loaded"]) if args.get("loaded") else None
     out["tree"] = observe_tree(args["root"])
     out["history"] = observe_history(args["history"])
-    extra = args.get("extra_unit_prefixes", ())
-    out["units"] = observe_units(args["unit_prefix"], args.get("units", ()), extra)
+    extra = tuple(args.get("extra_unit_prefixes", ()))
+    warm_prefixes = tuple(args.get("unit_prefixes", ()))
+    out["units"] = observe_units(args["unit_prefix"], args.get("units", ()), extra + warm_prefixes)
     out["unit_files"] = sorted(os.path.basename(p) for prefix in extra
                                for p in glob.glob("/etc/systemd/system/" + prefix + "*") if os.path.isfile(p))
+    out["timers"] = observe_timers(warm_prefixes, out["units"])
     out["mysql"] = observe_mysql(args["db_pattern"], app, out["units"]["mariadb.service"]["active"])
     out["now"] = int(time.time())
     out["certificates"] = observe_certificates(args.get("certificates", ()))
