@@ -161,7 +161,10 @@ def status(view, hosts, as_json: bool) -> int:
             raise DailyError(f"{spec.name}: status failed: {(out.stderr or '').strip()[-300:]}")
         data = json.loads(out.stdout.strip().splitlines()[-1])
         data["current"] = release
-        # Certificate expiry (site.tls) belongs here too: `data["certificate"]`, filled by the HTTPS part.
+        data["warm"] = {rid: o.timers.get(lay.warm_timer(rid)) for rid in sorted(o.releases)
+                        if rid != release and o.unit_active(lay.warm_timer(rid))
+                        and o.unit_active(lay.unit(rid, "service"))}
+        data["certificate"] = certificate_status(view.desired, o)
         return spec.name, data
 
     jobs = [gevent.spawn(one, w) for w in view.desired.web_hosts if w.name in by_name]
@@ -169,6 +172,9 @@ def status(view, hosts, as_json: bool) -> int:
     report["hosts"] = dict(j.value for j in jobs)
     db = view.observed[view.desired.db_host.name]
     report["databases"] = {name: (tuple(db.db_stats.get(name, ())) + (0, 0, 0))[2] for name in sorted(db.databases)}
+    from pinned.cli import preview_rows
+
+    report["previews"] = preview_rows(view)
     if as_json:
         print(json.dumps(report, indent=2, sort_keys=True))
         return 0
@@ -183,12 +189,39 @@ def status(view, hosts, as_json: bool) -> int:
             last = t["last"] or "never"
             result = f"{t['result']} (exit {t['status']})" if t["last"] else "-"
             print(f"  {timer:<52} {t['active']}; last run {last}: {result}; next {t['next'] or '-'}")
+        for rid, until in h["warm"].items():
+            print(f"  warm: {rid} (kept running for an instant rollback" + (f", until {until})" if until else ")"))
+        cert = h["certificate"]
+        if cert:
+            print("  certificate: " + (f"{cert['subject']} ({', '.join(cert['names'])}), issued by {cert['issuer']}, "
+                                       f"expires {cert['not_after']} (in {cert['days_left']} days)"
+                                       if cert.get("subject") else cert["state"]))
         disk = ", ".join(f"{k} {_size(h['disk'][k])}" for k in ("versions", "venvs", "shared")
                          if h["disk"].get(k) is not None)
         print(f"  disk: {disk}")
     print(f"{view.desired.db_host.name}: databases " + (", ".join(f"{n} {_size(b)}" for n, b in
                                                                    report["databases"].items()) or "(none)"))
+    for name, p in report["previews"].items():
+        print(f"preview {name}: release {p['release']}, database {p['database']}")
+        for host, where in p["hosts"].items():
+            print(f"  {host}: {where['url']} ({'running' if where['running'] else 'not running'})")
     return 0
+
+
+def certificate_status(d, o) -> dict | None:
+    """The certificate the host serves (site.tls): subject, names, issuer, expiry and days left by the host's
+    clock; None without HTTPS."""
+    from pinned.state.plan_tls import _days
+
+    tls, lay = d.state.site.tls, d.layout
+    if tls is None:
+        return None
+    info = o.certificates.get(lay.acme_certificate if tls.acme else lay.tls_certificate)
+    if not info or "invalid" in info:
+        return {"state": "none on the host yet (the next deploy " + ("asks the ACME CA for it)" if tls.acme else
+                                                                      "uploads it)")}
+    return {"subject": info.get("subject", ""), "names": list(info.get("names") or ()),
+            "issuer": info.get("issuer", ""), "not_after": info.get("not_after", ""), "days_left": _days(info, o.now)}
 
 
 def _size(n: int) -> str:

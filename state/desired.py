@@ -101,10 +101,12 @@ def env_fingerprint(name: str, value: str) -> str:
 
 
 def pinned_env(desired: Desired) -> dict[str, str]:
-    """pinned's own variables of the env file: the shared folders' paths, and the media's (read by pinned's
-    settings module at run time, so any release built by this version serves the folders declared now)."""
+    """pinned's own variables of the env file: the shared folders' paths, the media's, the server names (read by
+    pinned's settings module at run time, so any release built by this version serves the folders and answers
+    the names declared now: a change restarts the current release, it needs no new one)."""
     s, lay = desired.state, desired.layout
     out = {f"PINNED_SHARED_{name.upper().replace('-', '_')}": lay.shared(name) for name in s.shared_names}
+    out["PINNED_SERVER_NAMES"] = " ".join(s.site.server_names)  # ALLOWED_HOSTS (none: the host's address)
     if "media" in s.shared_names:
         out["PINNED_MEDIA_ROOT"] = lay.shared("media")
         out["PINNED_MEDIA_URL"] = s.site.media_url or "/media/"
@@ -257,6 +259,7 @@ def settings_module(desired: Desired, host: HostSpec, schema: int, release_dir: 
         "settings.py.j2",
         release_id=desired.release.id, schema=schema, settings=s.django.settings,
         secrets_path=lay.secrets, env_path=lay.env_file, allowed_hosts=allowed_hosts(desired, host),
+        host_fallback=[host.address, "localhost"],
         static_url=s.site.static_url, collation=DATABASE_COLLATION,
         database=lay.database(schema), db_user=s.app,
         db_host=MARIADB_SOCKET if db.name == host.name else db.address,

@@ -83,6 +83,8 @@ def test_rollback_within_the_window_starts_nothing(env, sandbox, commits):
     assert {r["id"]: r["warm"] for r in rows} == {a: True, b: False}
     text = env.pinned("releases").stdout
     assert re.search(rf"{a} .*warm \(until \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d UTC\)", text), text
+    shown = env.pinned("status").stdout
+    assert re.search(rf"warm: {a} \(kept running for an instant rollback, until \d{{4}}-", shown), shown
     print(f"\n=== RSS of warm release A's gunicorn (master + 2 workers): {rss_kib(sandbox, a) / 1024:.1f} MiB")
 
     # Back to A inside the window, under load: the plan says warm, nothing starts, nothing fails.

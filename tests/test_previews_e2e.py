@@ -71,6 +71,9 @@ def test_preview_beside_current_read_only_promote_and_remove(env, sandbox, commi
     assert releases["previews"]["try-b"]["hosts"][HOST] == {
         "url": f"http://{sandbox.booted[HOST].address}:8081/", "running": True}
     assert "try-b" in env.pinned("releases").stdout
+    shown = env.pinned("status").stdout
+    assert (f"preview try-b: release {rid(commits, 'B')}" in shown
+            and f"{HOST}: http://{sandbox.booted[HOST].address}:8081/ (running)" in shown), shown
 
     # The preview may read the current database, never write it: through the site and directly.
     notes = "SELECT COUNT(*) FROM crops_note"

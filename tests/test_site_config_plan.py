@@ -270,3 +270,19 @@ def test_several_web_hosts_are_warned_that_shared_folders_are_local():
     p = plan(d, {h.name: HostObserved() for h in hosts})
     assert any("local to each web host" in w and "shared storage" in w for w in p.warnings)
     assert not any("local to each web host" in w for w in plan(desired("A", shared=["media"]), EMPTY).warnings)
+
+
+def test_new_server_names_restart_the_current_release_and_need_no_new_one():
+    d = desired("A")
+    observed = converged(d, EMPTY)
+    named = replace(d, state=d.state.model_copy(update={"site": d.state.site.model_copy(
+        update={"server_names": ["shop.example", "www.shop.example"]})}))
+    p = plan(named, observed)
+    kinds = {s.kind for s in p.steps}
+    assert "restart" in kinds and not kinds & {"release", "venv", "migrate"}, kinds
+    assert "env: PINNED_SERVER_NAMES changed" in next(s for s in p.steps if s.kind == "restart").reason
+    assert 'PINNED_SERVER_NAMES="shop.example www.shop.example"' in env_file(named).content
+    # the release's settings read them at run time; with none, the host's address
+    settings = next(s for s in plan(d, EMPTY).steps if s.kind == "release").change.settings
+    assert 'if "PINNED_SERVER_NAMES" in os.environ:' in settings
+    assert 'os.environ["PINNED_SERVER_NAMES"].split() or ["10.0.0.5", "localhost"]' in settings

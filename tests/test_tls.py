@@ -17,6 +17,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -225,6 +226,10 @@ def test_https_from_acme_then_uploaded_then_off(site, sandbox, tmp_path, commits
     # The plan: converged, and it shows the certificate.
     again = env.pinned("plan").stdout
     assert "No changes." in again and f"Certificates:\n  {HOST}: CN={NAME} ({NAME}), issuer CN=Pebble" in again
+    # ...and `pinned status` shows its expiry, by the host's clock
+    shown = env.pinned("status").stdout
+    assert re.search(rf"certificate: CN={re.escape(NAME)} \({re.escape(NAME)}\), issued by CN=Pebble.*, expires .+ "
+                     r"\(in \d+ days\)", shown), shown
     assert "— served (acme)" in again
     timer = sandbox.ssh(HOST, "systemctl is-enabled certbot.timer; systemctl is-active certbot.timer").stdout
     assert timer.split() == ["enabled", "active"]
