@@ -16,6 +16,7 @@ import sys
 import gevent
 from pyinfra.api import StringCommand
 
+from pinned.backups import size
 from pinned.operations.connection import _client, command_line, run
 from pinned.operations.processes import status_command
 from pinned.state.desired import health_host
@@ -196,10 +197,10 @@ def status(view, hosts, as_json: bool) -> int:
             print("  certificate: " + (f"{cert['subject']} ({', '.join(cert['names'])}), issued by {cert['issuer']}, "
                                        f"expires {cert['not_after']} (in {cert['days_left']} days)"
                                        if cert.get("subject") else cert["state"]))
-        disk = ", ".join(f"{k} {_size(h['disk'][k])}" for k in ("versions", "venvs", "shared")
+        disk = ", ".join(f"{k} {size(h['disk'][k])}" for k in ("versions", "venvs", "shared")
                          if h["disk"].get(k) is not None)
         print(f"  disk: {disk}")
-    print(f"{view.desired.db_host.name}: databases " + (", ".join(f"{n} {_size(b)}" for n, b in
+    print(f"{view.desired.db_host.name}: databases " + (", ".join(f"{n} {size(b)}" for n, b in
                                                                    report["databases"].items()) or "(none)"))
     for name, p in report["previews"].items():
         print(f"preview {name}: release {p['release']}, database {p['database']}")
@@ -222,13 +223,5 @@ def certificate_status(d, o) -> dict | None:
                                                                       "uploads it)")}
     return {"subject": info.get("subject", ""), "names": list(info.get("names") or ()),
             "issuer": info.get("issuer", ""), "not_after": info.get("not_after", ""), "days_left": _days(info, o.now)}
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
