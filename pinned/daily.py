@@ -223,5 +223,3 @@ def certificate_status(d, o) -> dict | None:
                                                                       "uploads it)")}
     return {"subject": info.get("subject", ""), "names": list(info.get("names") or ()),
             "issuer": info.get("issuer", ""), "not_after": info.get("not_after", ""), "days_left": _days(info, o.now)}
-
-
