@@ -94,6 +94,9 @@ class Sandbox:
                                  command], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
 
+_SESSION_BOX: list[Sandbox] = []  # the session's sandbox, once a test has asked for it
+
+
 @pytest.fixture(scope="session")
 def sandbox():
     reason = sandbox_unavailable()
@@ -101,8 +104,25 @@ def sandbox():
         pytest.skip(reason)
     core.down()  # hosts a killed run of this prefix left behind would hold another run's state
     box = Sandbox()
+    _SESSION_BOX.append(box)
     yield box
     core.down()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def hosts_stop_with_their_module():
+    """The hosts a module booted stop after its last test (each module names its own): kept for the whole
+    session, a worker's finished modules held dozens of hosts (MariaDB, gunicorn, warm releases) and starved
+    the ones still testing of memory and CPU."""
+    before = set(_SESSION_BOX[0].booted) if _SESSION_BOX else set()
+    yield
+    if _SESSION_BOX:
+        box = _SESSION_BOX[0]
+        mine = [name for name in box.booted if name not in before]
+        if mine:
+            core.down(mine)
+            for name in mine:
+                del box.booted[name]
 
 
 @dataclass

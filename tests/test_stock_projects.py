@@ -141,6 +141,9 @@ def test_a_stock_crx_site_deploys_switches_and_rolls_back(sandbox, tmp_path):
     state["scratch"] = ["cache"]
     state["shared"] = [{"name": "media", "link": "media"}]
     state["site"]["media_url"] = "/media/"
+    # The old release stops at the switch (not kept warm), so its scratch folder goes with it and the rollback
+    # below starts it afresh; a warm release keeps its folder until it stops.
+    state["keep_warm"] = "0"
     state_file.write_text(yaml.safe_dump(state, sort_keys=False))
 
     plan = pinned(deploy, "plan")
