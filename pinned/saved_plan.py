@@ -22,6 +22,7 @@ import os
 import time
 from pathlib import Path
 
+from pinned.state.model import data_value
 from pinned.state.observed import HostObserved
 
 FORMAT = "pinned-saved-plan"
@@ -163,9 +164,4 @@ def differences(saved: dict, run, plan_json: dict, hosts: list[str]) -> list[str
 
 def saved_plan_path(argv: list[str]) -> str | None:
     """`--data plan=FILE` on pyinfra's command line (`pinned apply FILE` passes it)."""
-    for i, arg in enumerate(argv):
-        value = argv[i + 1] if arg == "--data" and i + 1 < len(argv) else (
-            arg.split("=", 1)[1] if arg.startswith("--data=") else None)
-        if value and value.startswith("plan="):
-            return value.split("=", 1)[1]
-    return None
+    return data_value(argv, "plan")

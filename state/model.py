@@ -810,15 +810,21 @@ def load_state(path: Path) -> State:
     return parse_state(text, str(path))
 
 
-def selected_env(argv: list[str], environ) -> str:
-    """The environment of this run: `--data env=NAME` on pyinfra's command line, else PINNED_ENV, else
-    the demo's. (The inventory reads it too, before pyinfra connects, to validate the state file.)"""
+def data_value(argv: list[str], key: str) -> str | None:
+    """The value of `--data KEY=VALUE` (or `--data=KEY=VALUE`) on pyinfra's command line, if given."""
     for i, arg in enumerate(argv):
         value = None
         if arg == "--data" and i + 1 < len(argv):
             value = argv[i + 1]
         elif arg.startswith("--data="):
             value = arg.split("=", 1)[1]
-        if value and value.startswith("env="):
+        if value and value.startswith(key + "="):
             return value.split("=", 1)[1]
-    return environ.get("PINNED_ENV") or DEFAULT_ENV
+    return None
+
+
+def selected_env(argv: list[str], environ) -> str:
+    """The environment of this run: `--data env=NAME` on pyinfra's command line, else PINNED_ENV, else
+    the demo's. (The inventory reads it too, before pyinfra connects, to validate the state file.)"""
+    given = data_value(argv, "env")
+    return given if given is not None else environ.get("PINNED_ENV") or DEFAULT_ENV
