@@ -349,16 +349,16 @@ def observe_history(path):
         return []
 
 
-def observe_previews(ask, mariadb_active):
+def observe_previews(ask, units):
     """The app's previews on this host (pinned previews): their unit files and nginx servers (globs), their
-    units' states, and on the db host their databases and accounts (names matching `db_regex`) with grants."""
+    units' states (from `units`, the host's listing: its `<app>-` prefix covers the previews' `<app>-pv-`), and
+    on the db host their databases and accounts (names matching `db_regex`) with grants."""
     if not ask:
         return {}
     out = {"files": observe_files(sorted(p for pattern in ask["globs"] for p in glob.glob(pattern))),
-           "units": observe_units(ask["unit_prefix"]), "databases": [], "users": {}}
-    for name in ("nginx.service", "mariadb.service"):
-        out["units"].pop(name, None)
-    if mariadb_active != "active":
+           "units": {u: st for u, st in units.items() if u.startswith(ask["unit_prefix"])},
+           "databases": [], "users": {}}
+    if units["mariadb.service"]["active"] != "active":
         return out
     query = mysql_query("preview-databases",
                         "SELECT schema_name FROM information_schema.schemata WHERE schema_name REGEXP '%s';"
@@ -397,7 +397,7 @@ def main(args):
     out["now"] = int(time.time())
     out["certificates"] = observe_certificates(args.get("certificates", ()))
     out["keys"] = observe_keys(args.get("keys", ()))
-    out["previews"] = observe_previews(args.get("previews"), out["units"]["mariadb.service"]["active"])
+    out["previews"] = observe_previews(args.get("previews"), out["units"])
     return out
 
 
