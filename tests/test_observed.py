@@ -94,17 +94,16 @@ def fake(bin_dir: Path, name: str, body: str) -> None:
     path.chmod(0o755)
 
 
-def systemctl(bin_dir: Path, mariadb: str = "inactive", list_units: str = "exit 0",
-              nginx_active: str = 'echo inactive; exit 3') -> None:
-    """A fake systemctl: units inactive (exit 3, like systemd), not enabled, mariadb in state `mariadb`."""
-    status = 0 if mariadb == "active" else 3
-    fake(bin_dir, "systemctl", f"""case "$1 $2" in
-  "list-units "*) {list_units} ;;
-  "is-active mariadb.service") echo {mariadb}; exit {status} ;;
-  "is-active nginx.service") {nginx_active} ;;
-  "is-active "*) echo inactive; exit 3 ;;
-  "is-enabled nginx.service") echo disabled; exit 1 ;;
-  "is-enabled "*) echo "Failed to get unit file state for $2: No such file or directory" >&2; exit 1 ;;
+def systemctl(bin_dir: Path, mariadb: str = "inactive", list_units: str = "exit 0", show: str = "") -> None:
+    """A fake systemctl: `list-units` runs `list_units`; `show` prints one block per unit (like systemd:
+    inactive and not enabled, mariadb in state `mariadb`) unless `show` replaces it."""
+    fake(bin_dir, "systemctl", f"""case "$1" in
+  list-units) {list_units} ;;
+  show) {show or 'shift 3; first=1; for unit; do [ "$first" ] || echo; first=; '
+                 'if [ "$unit" = mariadb.service ]; then echo ActiveState=' + mariadb + '; '
+                 'else echo ActiveState=inactive; fi; '
+                 'if [ "$unit" = nginx.service ]; then echo UnitFileState=disabled; else echo UnitFileState=; fi; '
+                 'done; exit 0'} ;;
 esac
 echo "fake systemctl: unexpected $*" >&2; exit 64
 """)
@@ -134,7 +133,7 @@ def test_real_dpkg_query_reports_installed_packages_when_one_is_missing(tmp_path
     assert {"bash", "dpkg"} <= set(data["packages"]) and MISSING not in data["packages"]
     assert not [e for e in data.get("errors", ()) if e["probe"] == "packages"]
     # Whatever else failed here must be systemd's (not PID 1 on this machine): the units probes only.
-    assert {e["probe"] for e in data.get("errors", ())} <= {"units", "unit-active", "unit-enabled"}
+    assert {e["probe"] for e in data.get("errors", ())} <= {"units", "unit-state"}
 
 
 @needs_dpkg
@@ -151,7 +150,25 @@ def test_real_observe_with_inactive_units_parses_clean(tmp_path):
 def test_release_units_are_listed_with_their_state(tmp_path):
     systemctl(tmp_path, list_units=f'echo "{APP}@r1.service loaded failed failed pinned release"; exit 0')
     observed = parse(json.dumps(run_observe(tmp_path)))
-    assert observed.units[f"{APP}@r1.service"] == {"active": "inactive", "enabled": False}
+    # list-units' ACTIVE column is the unit's ActiveState (what `systemctl is-active` prints).
+    assert observed.units[f"{APP}@r1.service"] == {"active": "failed", "enabled": False}
+
+
+@needs_dpkg
+def test_a_list_units_line_without_a_state_is_an_error(tmp_path):
+    systemctl(tmp_path, list_units=f'echo "{APP}@r1.service"; exit 0')
+    with pytest.raises(ProbeError) as info:
+        parse(json.dumps(run_observe(tmp_path)))
+    assert info.value.probes == ("units",) and f"{APP}@r1.service" in info.value.errors[0]["detail"]
+
+
+def test_a_show_answer_missing_a_unit_is_an_error_not_inactive(tmp_path):
+    systemctl(tmp_path, show="echo ActiveState=active; echo UnitFileState=enabled; exit 0")  # one block of two
+    data = run_observe(tmp_path, packages=())
+    assert data["units"]["nginx.service"] == {"active": None, "enabled": None}
+    with pytest.raises(ProbeError) as info:
+        parse(json.dumps(data))
+    assert info.value.probes == ("unit-state",)
 
 
 def test_dpkg_query_failing_otherwise_is_a_packages_error(tmp_path):
@@ -165,13 +182,13 @@ def test_dpkg_query_failing_otherwise_is_a_packages_error(tmp_path):
 
 def test_systemctl_failures_are_errors_not_inactive(tmp_path):
     systemctl(tmp_path, list_units='echo "Failed to connect to bus: Host is down" >&2; exit 1',
-              nginx_active='echo "Failed to connect to bus: Host is down" >&2; exit 1')
+              show='echo "Failed to connect to bus: Host is down" >&2; exit 1')
     data = run_observe(tmp_path, packages=())
     assert data["units"]["nginx.service"]["active"] is None
     with pytest.raises(ProbeError) as info:
         parse(json.dumps(data))
-    assert info.value.probes == ("units", "unit-active")
-    assert "nginx.service: Failed to connect to bus" in describe_probe_error("web1", info.value)
+    assert info.value.probes == ("units", "unit-state")
+    assert "nginx.service, mariadb.service: Failed to connect to bus" in describe_probe_error("web1", info.value)
 
 
 def test_failing_mysql_while_mariadb_is_active_is_an_error(tmp_path):
@@ -191,8 +208,7 @@ def test_failing_grants_query_is_an_error_and_the_rest_is_read(tmp_path):
     systemctl(tmp_path, mariadb="active")
     fake(tmp_path, "mysql", f"""case "$*" in
   *"SHOW GRANTS"*) echo "ERROR 1045 (28000): Access denied" >&2; exit 1 ;;
-  *information_schema.tables*) exit 0 ;;
-  *) printf '{APP}_v1\\n{APP}@localhost\\n'; exit 0 ;;
+  *) printf 'db\\t{APP}_v1\\nuser\\t{APP}@localhost\\n'; exit 0 ;;
 esac
 """)
     data = run_observe(tmp_path, packages=())
@@ -205,15 +221,52 @@ esac
 def test_working_mysql_is_read(tmp_path):
     systemctl(tmp_path, mariadb="active")
     fake(tmp_path, "mysql", f"""case "$*" in
-  *"SHOW GRANTS"*) printf "GRANT USAGE ON *.* TO x\\nGRANT ALL PRIVILEGES ON \\`{APP}\\\\_v%%\\`.* TO x\\n" ;;
-  *information_schema.tables*) printf '{APP}_v1\\t3\\t10\\t4096\\n' ;;
-  *) printf '{APP}_v1\\n{APP}@localhost\\n' ;;
+  *"SHOW GRANTS"*) printf "@@0\\nGRANT USAGE ON *.* TO x\\nGRANT ALL PRIVILEGES ON \\`{APP}\\\\_v%%\\`.* TO x\\n" ;;
+  *) printf 'db\\t{APP}_v1\\nuser\\t{APP}@localhost\\nstats\\t{APP}_v1\\t3\\t10\\t4096\\n' ;;
 esac
 """)
     observed = parse(json.dumps(run_observe(tmp_path, packages=())))
     assert observed.mysql_running and observed.databases == {f"{APP}_v1"}
     assert list(observed.db_users) == [f"{APP}@localhost"] and len(observed.db_users[f"{APP}@localhost"]) == 1
     assert observed.db_stats == {f"{APP}_v1": (3, 10, 4096)}
+
+
+def test_every_accounts_grants_come_from_one_mysql_call_split_by_their_markers(tmp_path):
+    # The app's account and a preview's: one SHOW GRANTS each, in one mysql command; a marker row before
+    # each says whose grants follow.
+    systemctl(tmp_path, mariadb="active")
+    log = tmp_path / "mysql.log"
+    fake(tmp_path, "mysql", f"""echo "$*" >> {log}
+case "$*" in
+  *"SHOW GRANTS"*) printf "@@0\\nGRANT SELECT ON app TO a\\n@@1\\nGRANT USAGE ON *.* TO p\\nGRANT ALL ON pv TO p\\n" ;;
+  *) printf 'db\\t{APP}_v1\\nuser\\t{APP}@localhost\\npv-db\\t{APP}_pv_b\\npv-user\\t{APP}_pv_b@localhost\\n' ;;
+esac
+""")
+    request = json.loads(observe_request(
+        app=APP, root=LAYOUT.root, unit_prefix=LAYOUT.unit_prefix, db_pattern=LAYOUT.database_regex, users=[],
+        packages=[], paths=[], files=[], secrets="/nonexistent/secrets", history="/nonexistent/history",
+        previews={"db_regex": f"^{APP}_pv_[a-z0-9_]+$", "globs": [], "unit_prefix": f"{APP}-pv-"}))
+    env = dict(os.environ, PATH=f"{tmp_path}{os.pathsep}{os.environ.get('PATH', '')}")
+    proc = subprocess.run([sys.executable, str(OBSERVE), json.dumps(request)], capture_output=True, text=True,
+                          env=env)
+    data = json.loads(proc.stdout)
+    assert "errors" not in data
+    assert data["mysql"]["users"] == {f"{APP}@localhost": ["GRANT SELECT ON app TO a"]}
+    assert data["previews"]["users"] == {f"{APP}_pv_b@localhost": ["GRANT ALL ON pv TO p"]}
+    assert data["previews"]["databases"] == [f"{APP}_pv_b"] and data["mysql"]["databases"] == [f"{APP}_v1"]
+    assert len(log.read_text().splitlines()) == 2  # names and sizes, then every grant
+
+
+def test_grants_missing_an_accounts_marker_are_an_error(tmp_path):
+    systemctl(tmp_path, mariadb="active")
+    fake(tmp_path, "mysql", f"""case "$*" in
+  *"SHOW GRANTS"*) printf "GRANT SELECT ON app TO a\\n" ;;
+  *) printf 'db\\t{APP}_v1\\nuser\\t{APP}@localhost\\n' ;;
+esac
+""")
+    with pytest.raises(ProbeError) as info:
+        parse(json.dumps(run_observe(tmp_path, packages=())))
+    assert info.value.probes == ("mysql-grants",)
 
 
 def test_a_crash_in_the_script_is_reported_as_the_observe_probe(tmp_path):

@@ -61,50 +61,48 @@ def observe_packages(names):
     return sorted(line.split()[0] for line in stdout.splitlines() if line.endswith(" installed"))
 
 
-def unit_active(name):
-    """`systemctl is-active`: the state word on stdout, exit 0 (active, reloading) or non-zero (inactive,
-    failed, activating, unknown...): either way that word is the state. No word (systemd unreachable,
-    for one) is an error, and the unit's state is None."""
-    stdout, stderr, status = probe(["systemctl", "is-active", name], env=C_LOCALE)
-    word = stdout.strip()
-    if STATE_WORD.match(word):
-        return word
-    fail("unit-active", status, stderr, stdout, context=name)
-    return None
-
-
-def unit_enabled(name):
-    """`systemctl is-enabled`: a state word on stdout whatever the exit status (enabled, disabled, masked,
-    static, not-found...); a unit file that does not exist (systemd before 253 says so on stderr with no
-    word) is not enabled. Anything else is an error, and the result is None."""
-    stdout, stderr, status = probe(["systemctl", "is-enabled", name], env=C_LOCALE)
-    word = stdout.strip()
-    if STATE_WORD.match(word):
-        return word == "enabled"
-    if status != 0 and not word and "No such file or directory" in stderr:
-        return False
-    fail("unit-enabled", status, stderr, stdout, context=name)
-    return None
+def unit_states(names):
+    """`systemctl show` of the units in `names`, in one call: {name: {"active": ActiveState, "enabled":
+    UnitFileState == "enabled"}}, one block per unit in the order asked (a unit that does not exist is
+    inactive, with an empty UnitFileState: not enabled). systemd unreachable, or an answer that does not hold
+    one block per unit, is an error, and every state is None."""
+    stdout, stderr, status = probe(["systemctl", "show", "--property=ActiveState,UnitFileState", "--"]
+                                   + list(names), env=C_LOCALE)
+    blocks = [dict(line.partition("=")[::2] for line in block.splitlines() if "=" in line)
+              for block in stdout.strip().split("\n\n")] if stdout.strip() else []
+    if status != 0 or len(blocks) != len(names) or not all(STATE_WORD.match(b.get("ActiveState", ""))
+                                                           for b in blocks):
+        fail("unit-state", status, stderr, stdout, context=", ".join(names))
+        return {name: {"active": None, "enabled": None} for name in names}
+    return {name: {"active": b["ActiveState"], "enabled": b.get("UnitFileState") == "enabled"}
+            for name, b in zip(names, blocks)}
 
 
 def observe_units(unit_prefix, others=(), prefixes=()):
     """systemd: the app's release units (named `<unit_prefix><release>.<kind>`), the services pinned
     relies on, the `others` asked for (the scheduled backups' timer), and the units named by the other
-    `prefixes` (its processes' and schedules', the timers of warm releases)."""
+    `prefixes` (its processes' and schedules', the timers of warm releases). Two commands whatever the number
+    of units: `list-units` (its ACTIVE column is the unit's ActiveState, what `is-active` prints) and one
+    `systemctl show` for the named ones."""
     units = {}
     stdout, stderr, status = probe(["systemctl", "list-units", "--all", "--plain", "--no-legend", "--no-pager",
                                     unit_prefix + "*"] + [p + "*" for p in prefixes], env=C_LOCALE)
     if status != 0:
         fail("units", status, stderr, stdout)
         stdout = ""
-    names = [line.split()[0] for line in stdout.splitlines() if line.strip()]
-    for name in names:
-        units[name] = {"active": unit_active(name), "enabled": False}
+    for line in stdout.splitlines():
+        words = line.split()  # UNIT LOAD ACTIVE SUB DESCRIPTION...
+        if not words:
+            continue
+        if len(words) < 3 or not STATE_WORD.match(words[2]):
+            fail("units", status, "", line, context="a line of systemctl list-units")
+            units[words[0]] = {"active": None, "enabled": False}
+            continue
+        units[words[0]] = {"active": words[2], "enabled": False}
     for prefix in (unit_prefix,) + tuple(prefixes):
         for link in glob.glob("/etc/systemd/system/*.wants/" + prefix + "*"):
             units.setdefault(os.path.basename(link), {"active": "inactive"})["enabled"] = True
-    for name in ("nginx.service", "mariadb.service") + tuple(others):
-        units[name] = {"active": unit_active(name), "enabled": unit_enabled(name)}
+    units.update(unit_states(("nginx.service", "mariadb.service") + tuple(others)))
     return units
 
 
@@ -139,38 +137,63 @@ def mysql_query(name, sql, raw=False):
     return stdout
 
 
-def observe_mysql(db_pattern, db_user, mariadb_active):
-    """MariaDB: the app's databases (names matching the REGEXP `db_pattern`), its account `db_user`@… and
-    their grants."""
+def observe_mysql(db_pattern, db_user, mariadb_active, preview_regex=None):
+    """MariaDB: the app's databases (names matching the REGEXP `db_pattern`) with their sizes, its account
+    `db_user`@… and their grants; with `preview_regex`, the previews' databases and accounts (names matching
+    it) too, as "previews": {databases, users}. Two mysql commands whatever the number of databases and
+    accounts: one for names and sizes (each row tagged with what it is), one for every account's grants
+    (each SHOW GRANTS after a marker row naming the account)."""
     mysql = {"running": False, "databases": [], "users": {}}
+    previews = {"databases": [], "users": {}}
     if mariadb_active != "active":
-        return mysql
-    query = mysql_query("mysql-databases",
-                        "SELECT schema_name FROM information_schema.schemata WHERE schema_name REGEXP '%s';"
-                        "SELECT CONCAT(user, '@', host) FROM mysql.user WHERE user = '%s'"
-                        % (db_pattern, db_user))
-    if query is None:
-        return mysql
-    mysql["running"] = True
-    stats = mysql_query("mysql-stats",
-                        "SELECT table_schema, COUNT(*), COALESCE(SUM(table_rows), 0), "
+        return mysql, previews
+    tagged = ["SELECT 'db', schema_name FROM information_schema.schemata WHERE schema_name REGEXP '%s'"
+              % db_pattern,
+              "SELECT 'user', CONCAT(user, '@', host) FROM mysql.user WHERE user = '%s'" % db_user]
+    if preview_regex:
+        tagged += ["SELECT 'pv-db', schema_name FROM information_schema.schemata WHERE schema_name REGEXP '%s'"
+                   % preview_regex,
+                   "SELECT 'pv-user', CONCAT(user, '@', host) FROM mysql.user WHERE user REGEXP '%s'"
+                   % preview_regex]
+    query = mysql_query("mysql-databases", " UNION ALL ".join(tagged) + ";"
+                        "SELECT 'stats', table_schema, COUNT(*), COALESCE(SUM(table_rows), 0), "
                         "COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables "
                         "WHERE table_schema REGEXP '%s' AND table_type = 'BASE TABLE' GROUP BY table_schema"
-                        % db_pattern) or ""
-    for line in stats.splitlines():
-        name, tables, rows, size = line.split("\t")
-        mysql.setdefault("stats", {})[name] = [int(tables), int(rows), int(size)]
+                        % db_pattern)
+    if query is None:
+        return mysql, previews
+    mysql["running"] = True
+    accounts = []  # (the dict its grants go into, user, host)
     for line in query.splitlines():
-        if "@" in line:
-            user, _, host = line.partition("@")
-            grants = mysql_query("mysql-grants", "SHOW GRANTS FOR '%s'@'%s'" % (user, host), raw=True)
-            if grants is None:
-                continue
-            mysql["users"][line] = sorted(re.sub(r" IDENTIFIED BY .*", "", g) for g in grants.splitlines()
-                                          if not g.startswith("GRANT USAGE"))
-        elif line:
-            mysql["databases"].append(line)
-    return mysql
+        tag, _, rest = line.partition("\t")
+        if tag == "stats":
+            name, tables, rows, size = rest.split("\t")
+            mysql.setdefault("stats", {})[name] = [int(tables), int(rows), int(size)]
+        elif tag in ("db", "pv-db"):
+            (mysql if tag == "db" else previews)["databases"].append(rest)
+        elif tag in ("user", "pv-user"):
+            user, _, host = rest.partition("@")
+            accounts.append(((mysql if tag == "user" else previews)["users"], user, host))
+    if not accounts:
+        return mysql, previews
+    grants = mysql_query("mysql-grants", "".join("SELECT '@@%d';SHOW GRANTS FOR '%s'@'%s';" % (i, user, host)
+                                                 for i, (_, user, host) in enumerate(accounts)), raw=True)
+    if grants is None:
+        return mysql, previews
+    lines = {}
+    number = None
+    for line in grants.splitlines():
+        if re.match(r"^@@[0-9]+$", line):
+            number = int(line[2:])
+            lines[number] = []
+        elif number is not None and not line.startswith("GRANT USAGE"):
+            lines[number].append(re.sub(r" IDENTIFIED BY .*", "", line))
+    for i, (into, user, host) in enumerate(accounts):
+        if i not in lines:
+            fail("mysql-grants", 0, "", "no grants printed for '%s'@'%s'" % (user, host))
+            continue
+        into[user + "@" + host] = sorted(lines[i])
+    return mysql, previews
 
 
 def describe(path):
@@ -349,31 +372,15 @@ def observe_history(path):
         return []
 
 
-def observe_previews(ask, units):
+def observe_previews(ask, units, mysql):
     """The app's previews on this host (pinned previews): their unit files and nginx servers (globs), their
     units' states (from `units`, the host's listing: its `<app>-` prefix covers the previews' `<app>-pv-`), and
-    on the db host their databases and accounts (names matching `db_regex`) with grants."""
+    on the db host their databases and accounts with grants (`mysql`: read with the app's, observe_mysql)."""
     if not ask:
         return {}
-    out = {"files": observe_files(sorted(p for pattern in ask["globs"] for p in glob.glob(pattern))),
-           "units": {u: st for u, st in units.items() if u.startswith(ask["unit_prefix"])},
-           "databases": [], "users": {}}
-    if units["mariadb.service"]["active"] != "active":
-        return out
-    query = mysql_query("preview-databases",
-                        "SELECT schema_name FROM information_schema.schemata WHERE schema_name REGEXP '%s';"
-                        "SELECT CONCAT('@', user, '@', host) FROM mysql.user WHERE user REGEXP '%s'"
-                        % (ask["db_regex"], ask["db_regex"])) or ""
-    for line in query.splitlines():
-        if line.startswith("@"):
-            user, _, host = line[1:].partition("@")
-            grants = mysql_query("preview-grants", "SHOW GRANTS FOR '%s'@'%s'" % (user, host), raw=True)
-            out["users"][user + "@" + host] = sorted(re.sub(r" IDENTIFIED BY .*", "", g)
-                                                     for g in (grants or "").splitlines()
-                                                     if not g.startswith("GRANT USAGE"))
-        elif line:
-            out["databases"].append(line)
-    return out
+    return {"files": observe_files(sorted(p for pattern in ask["globs"] for p in glob.glob(pattern))),
+            "units": {u: st for u, st in units.items() if u.startswith(ask["unit_prefix"])},
+            "databases": mysql["databases"], "users": mysql["users"]}
 
 
 def main(args):
@@ -393,11 +400,13 @@ def main(args):
     out["unit_files"] = sorted(os.path.basename(p) for prefix in extra
                                for p in glob.glob("/etc/systemd/system/" + prefix + "*") if os.path.isfile(p))
     out["timers"] = observe_timers(warm_prefixes, out["units"])
-    out["mysql"] = observe_mysql(args["db_pattern"], app, out["units"]["mariadb.service"]["active"])
+    previews = args.get("previews")
+    out["mysql"], preview_mysql = observe_mysql(args["db_pattern"], app, out["units"]["mariadb.service"]["active"],
+                                                previews["db_regex"] if previews else None)
     out["now"] = int(time.time())
     out["certificates"] = observe_certificates(args.get("certificates", ()))
     out["keys"] = observe_keys(args.get("keys", ()))
-    out["previews"] = observe_previews(args.get("previews"), out["units"])
+    out["previews"] = observe_previews(previews, out["units"], preview_mysql)
     return out
 
 
