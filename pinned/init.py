@@ -10,6 +10,7 @@ for the user, with an example, in the file.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -41,6 +42,7 @@ class Guess:
     release: str
     requirements: str = "requirements.txt"
     static_url: str = "/static/"
+    health_url: str = "/"
     notes: list[str] = field(default_factory=list)
 
 
@@ -103,6 +105,45 @@ def static_url(settings_file: Path) -> str | None:
     return "/" + url.strip("/") + "/"
 
 
+def root_urlconf(settings_file: Path) -> str | None:
+    """ROOT_URLCONF as the settings module says it, or a module beside it (a settings package's base.py)."""
+    for candidate in [settings_file, *sorted(settings_file.parent.glob("*.py"))]:
+        m = re.search(r"""^ROOT_URLCONF\s*=\s*["']([A-Za-z_][A-Za-z0-9_.]*)["']""", candidate.read_text(), re.M)
+        if m:
+            return m.group(1)
+    return None
+
+
+def _routes(urls_file: Path) -> list[tuple[str, str, ast.expr]]:
+    """The project's root URLconf's `path(...)`/`re_path(...)` calls with a string route: (function, route,
+    view). Read as code (ast), so the examples in a stock urls.py's docstring are not routes."""
+    try:
+        tree = ast.parse(urls_file.read_text())
+    except (SyntaxError, ValueError):
+        return []
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and len(node.args) >= 2 and isinstance(node.args[0], ast.Constant) \
+                and isinstance(node.args[0].value, str):
+            name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
+            if name in ("path", "re_path"):
+                found.append((name, node.args[0].value, node.args[1]))
+    return found
+
+
+def health_url(urls_file: Path) -> str | None:
+    """A page of the project that answers 200 to a GET without a login: `/` when the root URLconf routes it,
+    else the admin's login page (a stock startproject routes only `admin/`: `/` answers 404 once DEBUG is
+    off). None when the URLconf says neither."""
+    routes = _routes(urls_file)
+    if any(route == "" if name == "path" else route in ("^$", "^") for name, route, _ in routes):
+        return "/"
+    for name, route, view in routes:
+        if name == "path" and ast.unparse(view) == "admin.site.urls":
+            return "/" + (route.strip("/") + "/" if route.strip("/") else "") + "login/"
+    return None
+
+
 def guess(folder: Path) -> Guess:
     """What the project in `folder`'s git repository says (InitError when there is no Django project)."""
     try:
@@ -147,6 +188,15 @@ def guess(folder: Path) -> Guess:
         url = static_url(settings_file)
         if url:
             g.static_url = url
+        urlconf = root_urlconf(settings_file)
+        urls_file = project / (urlconf.replace(".", "/") + ".py") if urlconf else None
+        found = health_url(urls_file) if urls_file and urls_file.is_file() else None
+        if found:
+            g.health_url = found
+        if found != "/":
+            notes.append(f"health_url: {g.health_url} ({'the admin login page: ' if found else ''}"
+                         "a release goes online only once it answers 2xx there; set site.health_url to a page "
+                         "of yours that does, e.g. a /health/ view)")
     return g
 
 
@@ -197,7 +247,7 @@ def render(env: str, g: Guess, hosts: dict | None, ssh: dict | None, schema_file
         "site:",
         "  server_names: []  # the site's domain names (empty: any name, on the host's address)",
         f"  static_url: {g.static_url}  # the project's STATIC_URL, served by nginx",
-        "  health_url: /  # must answer 2xx before a release goes online",
+        f"  health_url: {g.health_url}  # must answer 2xx before a release goes online",
         "",
     ]
     return "\n".join(lines)

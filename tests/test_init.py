@@ -7,9 +7,10 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
-from pinned.init import app_name, guess, schema_text
+from pinned.init import app_name, guess, health_url, schema_text
 from pinned.state.model import State, load_state
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +49,8 @@ def test_init_finds_a_stock_project_and_writes_a_valid_commented_state_file(tmp_
     assert state.django.wsgi_app == "pinned_runtime:application" and state.site.static_url == "/static/"
     assert state.hosts.web == ["www1.example.com"] and state.hosts.db == "db1.example.com"
     assert state.ssh.user == "deploy"
+    # A stock startproject routes only admin/: `/` answers 404 once DEBUG is off, the admin's login page 200.
+    assert state.site.health_url == "/admin/login/" and "health_url: /admin/login/" in proc.stdout
     text = path.read_text()
     assert text.startswith("# yaml-language-server: $schema=pinned.schema.json\n") and text.count("\n# ") >= 5
     assert json.loads((repo / "deploy" / "pinned.schema.json").read_text()) == State.model_json_schema()
@@ -55,6 +58,32 @@ def test_init_finds_a_stock_project_and_writes_a_valid_commented_state_file(tmp_
         assert found in proc.stdout
     again = subprocess.run([PINNED, "init"], cwd=repo / "deploy", capture_output=True, text=True)
     assert again.returncode == 1 and "exists" in again.stderr and path.read_text() == text
+
+
+def test_init_proposes_the_root_page_as_health_url_when_the_project_routes_it(tmp_path):
+    repo = stock_project(tmp_path)
+    urls = repo / "mysite" / "mysite" / "urls.py"
+    urls.write_text(urls.read_text().replace("path('admin/', admin.site.urls),",
+                                             "path('admin/', admin.site.urls),\n    path('', admin.site.urls),"))
+    assert "path('', admin.site.urls)" in urls.read_text()
+    git(repo, "commit", "-qam", "a home page")
+    proc = subprocess.run([PINNED, "init"], cwd=repo / "deploy", capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert load_state(repo / "deploy" / "production.yaml").site.health_url == "/"
+    assert "health_url" not in proc.stdout
+
+
+@pytest.mark.parametrize("route, expected", [
+    ('path("admin/", admin.site.urls)', "/admin/login/"),
+    ("path('backoffice/', admin.site.urls)", "/backoffice/login/"),
+    ('path("", include(wagtail_urls))', "/"),
+    ("re_path(r'^$', views.home)", "/"),
+    ('path("shop/", include("shop.urls"))', None),
+])
+def test_health_url_guess_reads_the_root_urlconf(tmp_path, route, expected):
+    urls = tmp_path / "urls.py"
+    urls.write_text(f"urlpatterns = [\n    {route},\n]\n")
+    assert health_url(urls) == expected
 
 
 def test_init_leaves_the_servers_to_the_user_when_not_given(tmp_path):
