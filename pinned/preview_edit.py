@@ -25,6 +25,8 @@ def entry_text(name: str, entry: dict) -> str:
         parts.append("host: true")
     if entry.get("database", "read") != "read":
         parts.append(f"database: {entry['database']}")
+    if entry.get("promote", "fresh-copy") != "fresh-copy":
+        parts.append(f"promote: {entry['promote']}")
     return f"{name}: {{{', '.join(parts)}}}"
 
 

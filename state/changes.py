@@ -91,6 +91,7 @@ class Database(Change):
     database: str
     copy_from: str = ""  # empty: a new, empty database
     recreate: bool = False  # a leftover of a deploy that did not finish: dropped first
+    adopt_from: str = ""  # a promoted preview's own database: its tables are renamed into it (no copy)
 
 
 @dataclass(frozen=True)
