@@ -329,5 +329,9 @@ def test_keep_data_where_it_makes_no_sense_is_refused_naming_the_field():
                     "promote: keep-data}}\n", "prod.yaml")
     with pytest.raises(StateFileError, match="promote"):
         parse_state(BASE + "previews: {mig: {release: abcdef2, port: 8081, promote: keep}}\n", "prod.yaml")
-    assert preview_edit.entry_text("mig", {"release": "abcdef2", "port": 8081, "promote": "keep-data"}) == (
-        'mig: {release: "abcdef2", port: 8081, promote: keep-data}')
+    # `pinned preview add` passes every field, defaults included: only the others are written.
+    for promote in ("fresh-copy", "keep-data"):
+        entry = {"release": "abcdef2", "port": 8081, "host": False, "database": "read", "promote": promote}
+        text = preview_edit.add(COMMENTED, "mig", entry)
+        assert parse_state(text).previews["mig"].promote == promote
+        assert ("promote: keep-data" in text) == (promote == "keep-data")

@@ -1,10 +1,12 @@
 """End to end: previews on one host (web + db). B runs beside A at its own port, `current` untouched; its
 database account can only read; promoting B rebuilds nothing; removing the preview removes its units, nginx
-server, account and password. C (a schema change) as a preview gets its own copied database, dropped with it."""
+server, account and password. C (a schema change) as a preview gets its own copied database, dropped with it;
+with `promote: keep-data`, pinning C goes live on that database (its data kept, not migrated again)."""
 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -141,6 +143,51 @@ def test_preview_beside_current_read_only_promote_and_remove(env, sandbox, commi
     assert not sandbox.ssh(HOST, f"ls /etc/systemd/system/{APP}-pv-* /etc/nginx/conf.d/pinned-{APP}.pv-* "
                                  "2>/dev/null", check=False).stdout
     assert "Release: B" in page(sandbox).body
+    assert env.pinned("plan", "--detailed-exitcode").returncode == 0
+
+
+def test_promote_with_keep_data_goes_live_on_the_previews_own_database(env, sandbox, commits):
+    """C (new migrations) as a preview with `promote: keep-data`: a note written through the preview is in the
+    site's database after C is pinned; nothing rebuilt, not migrated again; the preview's database is gone."""
+    c = rid(commits, "C")
+    env.pinned("preview", "add", "keep", "C", "--port", "8083", "--keep-data")
+    assert "port: 8083, promote: keep-data}" in env.path.read_text()
+    env.deploy()
+    assert "Release: C" in page(sandbox, 8083).body
+    assert http_get_post(sandbox, 8083, "written through the preview") == 201  # its own copy: writable
+    assert http_get_post(sandbox, 80, "written to production after the copy") == 201
+    source = sandbox.ssh(HOST, f"readlink /srv/{APP}/current").stdout.strip()
+    current_db = f"{APP}_v" + re.search(r"versions/(\d+)/", source).group(1)
+    tree = f"find /srv/{APP}/versions/*/{c} /srv/{APP}/venvs -printf '%p %i %T@\\n' | sort"
+    snapshot = sandbox.ssh(HOST, tree).stdout
+    assert f"/{c} " in snapshot
+
+    env.pinned("pin", "C")
+    shown = env.pinned("plan").stdout
+    made = re.search(rf"\+ database ({APP}_v\d+)\s+\(adopted from preview keep: the tables of {APP}_pv_keep", shown)
+    assert made, shown
+    adopted = made.group(1)
+    assert f"writes made to {current_db} since the preview's copy was made are NOT in {adopted}" in shown
+    kinds = {s["kind"] for s in json.loads(env.pinned("plan", "--json").stdout)["steps"]}
+    assert not {"migrate", "preview-migrate", "write-freeze", "db-freeze", "release", "venv"} & kinds, kinds
+    env.deploy()
+
+    assert "Release: C" in page(sandbox).body  # through nginx, the promoted release
+    notes = sandbox.ssh(HOST, f"mysql -N -B {adopted} -e 'SELECT text FROM crops_note'").stdout.splitlines()
+    assert "written through the preview" in notes and "written to production after the copy" not in notes
+    dbs = sandbox.ssh(HOST, "mysql -N -B -e 'SHOW DATABASES'").stdout.split()
+    assert f"{APP}_pv_keep" not in dbs and current_db in dbs and adopted in dbs
+    assert sandbox.ssh(HOST, tree).stdout == snapshot  # not rebuilt: same files, inodes and times
+    assert http_get_post(sandbox, 80, "the site writes to it") == 201  # the app's account reaches it
+    assert "the site writes to it" in sandbox.ssh(HOST, f"mysql -N -B {adopted} -e 'SELECT text FROM crops_note'"
+                                                  ).stdout
+    assert env.pinned("plan", "--detailed-exitcode").returncode == 0
+
+    env.pinned("preview", "remove", "keep")
+    env.deploy()
+    assert not sandbox.ssh(HOST, f"ls /etc/systemd/system/{APP}-pv-* 2>/dev/null", check=False).stdout
+    assert "agroguia_pv" not in sandbox.ssh(HOST, "mysql -N -B -e 'SELECT user FROM mysql.user'").stdout
+    assert "Release: C" in page(sandbox).body
     assert env.pinned("plan", "--detailed-exitcode").returncode == 0
 
 
