@@ -247,6 +247,7 @@ def cmd_preview(args) -> int:
                  "promote": "keep-data" if args.keep_data else "fresh-copy"}
         edit = lambda: preview_edit.add(text, args.name, entry)  # noqa: E731
         said = f"preview {args.name}: release {rel.id} ({args.ref} = {commit})"
+        releases = {**checked.previews, args.name: rel}
     else:
         if args.name not in checked.state.previews:
             names = ", ".join(checked.state.previews) or "none"
@@ -258,9 +259,14 @@ def cmd_preview(args) -> int:
     except preview_edit.EditError as exc:
         raise CliError(f"{path}: {exc}; it is unchanged") from None
     try:
-        parse_state(new, str(path))
+        state = parse_state(new, str(path))
     except StateFileError as exc:
         raise CliError(f"{exc}; {path} is unchanged") from None
+    if args.action == "add":
+        from pinned.state.previews import keep_data_refusal
+        refused = keep_data_refusal(state, checked.release, releases)
+        if refused:
+            raise CliError(f"{path}: {refused}; it is unchanged")
     tmp = path.with_name(f".{path.name}.pinned-tmp")
     tmp.write_text(new)
     tmp.replace(path)

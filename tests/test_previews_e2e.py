@@ -9,8 +9,9 @@ import json
 import re
 
 import pytest
+import yaml
 
-from conftest import Env, http_get
+from conftest import Env, failure_summary, http_get
 
 pytestmark = pytest.mark.sandbox
 HOST = "prv"
@@ -150,6 +151,21 @@ def test_promote_with_keep_data_goes_live_on_the_previews_own_database(env, sand
     """C (new migrations) as a preview with `promote: keep-data`: a note written through the preview is in the
     site's database after C is pinned; nothing rebuilt, not migrated again; the preview's database is gone."""
     c = rid(commits, "C")
+    # Refused, one line naming the field, nothing changed: a preview with the pinned release's migrations (no
+    # database of its own to keep), by `pinned preview add` and, written by hand, by `pinned plan` before any host.
+    text = env.path.read_text()
+    data = yaml.safe_load(text)
+    same = "A" if data["release"] == commits["B"]["commit"] else "B"  # the pinned one's schema, not it
+    refused = env.pinned("preview", "add", "same", same, "--port", "8084", "--keep-data", check=False)
+    assert refused.returncode == 1 and env.path.read_text() == text
+    assert refused.stderr.count("\n") == 1 and "field 'previews.same.promote': keep-data, but release" in refused.stderr
+    data["previews"] = {**(data.get("previews") or {}),
+                        "same": {"release": commits[same]["commit"], "port": 8084, "promote": "keep-data"}}
+    env.path.write_text(yaml.safe_dump(data, sort_keys=False))
+    planned = env.pinned("plan", check=False)
+    assert planned.returncode == 1 and "field 'previews.same.promote'" in planned.stderr, planned.stderr
+    assert planned.stderr.count("\n") == 1 and "Connecting" not in planned.stdout + planned.stderr
+    env.path.write_text(text)
     env.pinned("preview", "add", "keep", "C", "--port", "8083", "--keep-data")
     assert "port: 8083, promote: keep-data}" in env.path.read_text()
     env.deploy()
@@ -170,6 +186,20 @@ def test_promote_with_keep_data_goes_live_on_the_previews_own_database(env, sand
     assert f"writes made to {current_db} since the preview's copy was made are NOT in {adopted}" in shown
     kinds = {s["kind"] for s in json.loads(env.pinned("plan", "--json").stdout)["steps"]}
     assert not {"migrate", "preview-migrate", "write-freeze", "db-freeze", "release", "venv"} & kinds, kinds
+    # A view cannot be renamed into another database: the adoption refuses before it moves anything, the run
+    # stops before the switch, and nothing of the preview's data is lost.
+    sandbox.ssh(HOST, f"mysql -e 'CREATE VIEW {APP}_pv_keep.pinned_test_view AS SELECT 1 AS one'")
+    failed = env.deploy(check=False)
+    assert failed.returncode != 0, failure_summary(failed)
+    assert f"{APP}_pv_keep has 1 views, which RENAME TABLE cannot move" in failed.stdout + failed.stderr, \
+        failure_summary(failed)
+    dbs = sandbox.ssh(HOST, "mysql -N -B -e 'SHOW DATABASES'").stdout.split()
+    assert adopted not in dbs and f"{APP}_pv_keep" in dbs
+    assert "written through the preview" in sandbox.ssh(
+        HOST, f"mysql -N -B {APP}_pv_keep -e 'SELECT text FROM crops_note'").stdout
+    assert sandbox.ssh(HOST, f"readlink /srv/{APP}/current").stdout.strip() == source
+    assert "Release: C" not in page(sandbox).body
+    sandbox.ssh(HOST, f"mysql -e 'DROP VIEW {APP}_pv_keep.pinned_test_view'")
     env.deploy()
 
     assert "Release: C" in page(sandbox).body  # through nginx, the promoted release
