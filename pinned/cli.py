@@ -286,7 +286,8 @@ def preview_rows(run) -> dict:
         own = rel.fingerprint != d.release.fingerprint
         out[name] = {
             "release": rel.id, "commit": rel.commit,
-            "database": pv.db_name(app, name) + " (its own copy)" if own else f"current ({p.database})",
+            "database": f"{pv.db_name(app, name)} (its own copy; promote: {p.promote})" if own
+            else f"current ({p.database})",
             "hosts": {w.name: {"url": pv.address(d, name, w), "running": run.observed[w.name].previews.get(
                 "units", {}).get(pv.unit(app, name, "service"), {}).get("active") == "active"}
                       for w in d.web_hosts}}
