@@ -87,7 +87,8 @@ class SecretsCopy(Change):
 @dataclass(frozen=True)
 class Database(Change):
     kind = "database"
-    about = "create a schema version's database: empty (the first) or a verified copy of the current one"
+    about = ("create a schema version's database: empty (the first), a verified copy of the current one, or a "
+             "promoted preview's own database adopted (its tables renamed into it: `promote: keep-data`)")
     database: str
     copy_from: str = ""  # empty: a new, empty database
     recreate: bool = False  # a leftover of a deploy that did not finish: dropped first
