@@ -19,9 +19,14 @@ COPY_SCRIPT = script("copy_database.sh")
 
 
 @operation()
-def database(database: str, copy_from: str = "", recreate: bool = False):
+def database(database: str, copy_from: str = "", recreate: bool = False, adopt_from: str = ""):
     """Create a schema version's database (utf8mb4): empty, or a verified copy of another one.
-    A failed copy drops the new database again; the source is only read."""
+    A failed copy drops the new database again; the source is only read. With `adopt_from` (a promoted
+    preview's own database, `promote: keep-data`): its tables are renamed into the new one, checked, and the
+    emptied preview database is dropped (remote/adopt_database.py)."""
+    if adopt_from:
+        yield run_py("adopt_database.py", adopt_from, database, "1" if recreate else "0")
+        return
     yield sh(COPY_SCRIPT, database, copy_from, "1" if recreate else "0", VERIFY_SCRIPT)
 
 

@@ -7,7 +7,7 @@
     pinned pin REF                               pin a commit/tag of the repository in the state file
     pinned releases [--json]                     releases on each host: schema, status, current, pinned, last, warm;
                                                  the previews with their URLs
-    pinned preview add NAME REF [--port N | --host] [--write]
+    pinned preview add NAME REF [--port N | --host] [--write] [--keep-data]
                                                  run REF beside current at its own address (state file's previews:)
     pinned preview remove NAME                   take a preview out of the state file (the deploy removes it)
     pinned history                               switches of `current` recorded on the hosts
@@ -243,9 +243,11 @@ def cmd_preview(args) -> int:
             rel = release(checked.repo, commit, checked.state)
         except SourceError as exc:
             raise CliError(f"{args.ref!r}: {exc}; {path} is unchanged") from None
-        entry = {"release": commit, "port": args.port, "host": args.host, "database": "write" if args.write else "read"}
+        entry = {"release": commit, "port": args.port, "host": args.host, "database": "write" if args.write else "read",
+                 "promote": "keep-data" if args.keep_data else "fresh-copy"}
         edit = lambda: preview_edit.add(text, args.name, entry)  # noqa: E731
         said = f"preview {args.name}: release {rel.id} ({args.ref} = {commit})"
+        releases = {**checked.previews, args.name: rel}
     else:
         if args.name not in checked.state.previews:
             names = ", ".join(checked.state.previews) or "none"
@@ -257,9 +259,14 @@ def cmd_preview(args) -> int:
     except preview_edit.EditError as exc:
         raise CliError(f"{path}: {exc}; it is unchanged") from None
     try:
-        parse_state(new, str(path))
+        state = parse_state(new, str(path))
     except StateFileError as exc:
         raise CliError(f"{exc}; {path} is unchanged") from None
+    if args.action == "add":
+        from pinned.state.previews import keep_data_refusal
+        refused = keep_data_refusal(state, checked.release, releases)
+        if refused:
+            raise CliError(f"{path}: {refused}; it is unchanged")
     tmp = path.with_name(f".{path.name}.pinned-tmp")
     tmp.write_text(new)
     tmp.replace(path)
@@ -279,7 +286,8 @@ def preview_rows(run) -> dict:
         own = rel.fingerprint != d.release.fingerprint
         out[name] = {
             "release": rel.id, "commit": rel.commit,
-            "database": pv.db_name(app, name) + " (its own copy)" if own else f"current ({p.database})",
+            "database": f"{pv.db_name(app, name)} (its own copy; promote: {p.promote})" if own
+            else f"current ({p.database})",
             "hosts": {w.name: {"url": pv.address(d, name, w), "running": run.observed[w.name].previews.get(
                 "units", {}).get(pv.unit(app, name, "service"), {}).get("active") == "active"}
                       for w in d.web_hosts}}
@@ -701,6 +709,8 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--port", type=int, help="the port nginx serves it on")
     q.add_argument("--host", action="store_true", help="serve it at <name>.<first server name>")
     q.add_argument("--write", action="store_true", help="with the current schema: may write the current database")
+    q.add_argument("--keep-data", action="store_true", help="with other migrations: pinning its release later "
+                   "adopts its own database as it is (promote: keep-data) instead of a fresh copy")
     q = preview.add_parser("remove", help="take a preview out of the state file")
     q.add_argument("name")
     sub.add_parser("history", help="switches of `current` recorded on the hosts")

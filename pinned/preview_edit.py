@@ -25,6 +25,8 @@ def entry_text(name: str, entry: dict) -> str:
         parts.append("host: true")
     if entry.get("database", "read") != "read":
         parts.append(f"database: {entry['database']}")
+    if entry.get("promote", "fresh-copy") != "fresh-copy":
+        parts.append(f"promote: {entry['promote']}")
     return f"{name}: {{{', '.join(parts)}}}"
 
 
@@ -68,7 +70,7 @@ def _check(old: str, new: str, name: str, entry: dict | None) -> str:
         previews.pop(name, None)
     else:
         previews[name] = {k: v for k, v in entry.items() if v is not None and v is not False
-                          and not (k == "database" and v == "read")}
+                          and (k, v) not in (("database", "read"), ("promote", "fresh-copy"))}  # defaults
     expect["previews"] = previews
     got = dict(after)
     got["previews"] = got.get("previews") or {}

@@ -87,10 +87,12 @@ class SecretsCopy(Change):
 @dataclass(frozen=True)
 class Database(Change):
     kind = "database"
-    about = "create a schema version's database: empty (the first) or a verified copy of the current one"
+    about = ("create a schema version's database: empty (the first), a verified copy of the current one, or a "
+             "promoted preview's own database adopted (its tables renamed into it: `promote: keep-data`)")
     database: str
     copy_from: str = ""  # empty: a new, empty database
     recreate: bool = False  # a leftover of a deploy that did not finish: dropped first
+    adopt_from: str = ""  # a promoted preview's own database: its tables are renamed into it (no copy)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .hosts import HostsError, inventory_groups, jump_config
 from .model import State, StateFileError, environments, load_state, selected_env, state_path
+from .previews import keep_data_refusal
 from .source import Release, SourceError, release, repository_path
 from .tls import LocalAcme, LocalTls, check_local
 
@@ -62,6 +63,9 @@ def check_env(env: str, base: Path | None = None) -> Checked:
                 previews[name] = release(repo, preview.release, state)
             except SourceError as exc:
                 raise StateFileError(f"{path}: field 'previews.{name}.release': {exc}") from None
+        refused = keep_data_refusal(state, rel, previews)
+        if refused:
+            raise StateFileError(f"{path}: {refused}")
         _checked[key] = Checked(env, path, state, repo, rel, tls, acme, previews)
     return _checked[key]
 

@@ -45,6 +45,11 @@ def field_rows(model: type[BaseModel], prefix: str = "") -> list[str]:
             rows.append(f"| `{path}` | list of mappings | optional | {(origin_args[0].__doc__ or '').strip()} |")
             rows += field_rows(origin_args[0], path + "[].")
             continue
+        value = origin_args[-1] if str(annotation).startswith("dict") and origin_args else None
+        if isinstance(value, type) and issubclass(value, BaseModel):  # `NAME: {...}` entries (previews)
+            rows.append(f"| `{path}` | mapping of mappings | `{{}}` | {(info.description or '').strip()} |")
+            rows += field_rows(value, path + ".<name>.")
+            continue
         if info.is_required():
             default = "required"
         elif info.default_factory is not None:

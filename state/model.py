@@ -465,6 +465,15 @@ class Preview(BaseModel):
         "with SELECT only (`read`) or ALL (`write`). With other migrations it gets its own copy of the current "
         "database, `<app>_pv_<name>`, migrated, dropped with the preview (this field does not apply).",
     )
+    promote: Literal["fresh-copy", "keep-data"] = Field(
+        default="fresh-copy",
+        description="What pinning its release does with a preview that has its own database (other migrations): "
+        "`fresh-copy` makes the schema version's database `<app>_v<N>` a fresh copy of the current one, migrated "
+        "again (the preview's data is dropped); `keep-data` adopts the preview's database as it is (its tables "
+        "are renamed into `<app>_v<N>`: no copy, no second migration, no write freeze) — writes made to the "
+        "current database since the preview's copy are then not in it (the plan warns). Keep the preview in the "
+        "state file for the run that pins it. Only for a preview with other migrations than the pinned release.",
+    )
 
     @model_validator(mode="after")
     def _address(self):
@@ -574,6 +583,9 @@ class State(BaseModel):
         site = info.data.get("site") or Site()
         seen: dict[int, str] = {}
         for name, preview in previews.items():
+            if preview.promote == "keep-data" and info.data.get("schema_change") == "in_place":
+                raise ValueError(f"previews.{name}.promote keep-data needs schema_change: copy (in_place migrates "
+                                 "the live database: there is no new database to adopt the preview's into)")
             if preview.port is not None:
                 if preview.port in (site.port, 443):
                     raise ValueError(f"previews.{name}.port {preview.port} is the site's port or 443: choose another")

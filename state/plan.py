@@ -45,7 +45,7 @@ from .desired import (
 from .layout import NGINX_DEFAULT_SITE
 from .observed import HostObserved, ReleaseOnDisk
 from .previews import SECRET_PREFIX as PREVIEW_SECRET_PREFIX
-from .previews import plan_previews, preview_releases, preview_secret_names, preview_venvs
+from .previews import plan_previews, preview_releases, preview_secret_names, preview_venvs, promote_allocation
 from .python_need import python_too_old
 
 ADD, CHANGE, REMOVE = "add", "change", "remove"
@@ -189,6 +189,8 @@ class Allocation:
     warnings: tuple[str, ...] = ()
     blocked: bool = False  # its warnings say why the hosts cannot converge: nothing may change
     in_place: bool = False  # migrate the current schema's live database (schema_change: in_place)
+    adopt_from: str = ""  # a promoted preview's own database, adopted as it is (promote: keep-data; previews.py)
+    database_note: str = ""  # the plan's reason for the new database, when previews.py says it
 
 
 def history_events(observed: HostObserved, schema_of: dict[str, int]):
@@ -435,9 +437,11 @@ def plan_database(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation
             reason = f"copy of {source}: {tables} tables, ~{rows} rows; then migrate"
         else:
             source, reason = "", f"schema version {alloc.schema}"
+        reason = alloc.database_note or reason
         if recreate:
-            reason = "left over from a deploy that did not finish: dropped and made again as a " + reason
-        steps.append(Step(host.name, CHANGE if recreate else ADD, c.Database(database, source, recreate), database,
+            reason = "left over from a deploy that did not finish: dropped and made again: " + reason
+        steps.append(Step(host.name, CHANGE if recreate else ADD, c.Database(database, source, recreate,
+                                                                              alloc.adopt_from), database,
                           reason, phase="database"))
     # The app's accounts get ALL on each of its schema databases by name (`_` escaped: never a pattern another
     # app's names could match), and nothing else; before the write freeze (phase accounts), so the freeze's
@@ -704,9 +708,9 @@ from .warm import plan_warm_or_stop, warm_after  # noqa: E402 (what stays warm a
 def plan(d: Desired, observed: dict[str, HostObserved]) -> Plan:
     """Diff the desired environment against every host's observed state."""
     hosts = tuple(h.name for h in d.hosts)
-    alloc = allocate_schema(d, observed)
-    blocked = (plan_python(d, observed) + (alloc.warnings if alloc.blocked else ()) + missing_secrets(d, observed)
-               + rollout_refusal(d, observed, alloc))
+    alloc, refused = promote_allocation(d, observed, allocate_schema(d, observed))  # a preview's data kept?
+    blocked = (refused + plan_python(d, observed) + (alloc.warnings if alloc.blocked else ())
+               + missing_secrets(d, observed) + rollout_refusal(d, observed, alloc))
     if blocked:
         return Plan(d.env, (), (), hosts, blocked=blocked)
     wanted_secrets = wanted_secret_fingerprints(d, observed)

@@ -151,6 +151,71 @@ def preview_secret_names(d: Desired) -> tuple[str, ...]:
     return tuple(password_key(n) for n in sorted(d.state.previews))
 
 
+# ------------------------------------------------------------------ promote: keep the preview's data or not
+
+
+def keep_data_refusal(state, pinned: Release, releases: dict[str, Release]) -> str | None:
+    """`promote: keep-data` where it makes no sense, as one line naming the field (before any host): on a
+    preview with the pinned release's migrations (it has no database of its own), or on two previews of one
+    release (only one database can become the schema version's)."""
+    keeping: dict[str, str] = {}
+    for name in sorted(state.previews):
+        if state.previews[name].promote != "keep-data":
+            continue
+        rel = releases[name]
+        if rel.id != pinned.id and rel.fingerprint == pinned.fingerprint:
+            return (f"field 'previews.{name}.promote': keep-data, but release {rel.id} has the pinned release's "
+                    "migrations: the preview uses the pinned schema's database and has none of its own to keep; "
+                    "remove `promote` (or the preview)")
+        if rel.id in keeping:
+            return (f"field 'previews.{name}.promote': keep-data on previews {keeping[rel.id]} and {name} of one "
+                    f"release ({rel.id}): only one database can be kept; set it on one of them")
+        keeping[rel.id] = name
+    return None
+
+
+def promote_allocation(d: Desired, observed: dict[str, HostObserved], alloc):
+    """Pinning a preview's release that needs a new schema database (a copy): with `promote: keep-data` and the
+    preview's own database on the db host, that database is adopted (its tables renamed into `<app>_v<N>`; no
+    copy, no migration, no write freeze); else the copy is said to be a fresh one. Returns (allocation, lines
+    that block the plan)."""
+    names = [n for n in sorted(d.previews) if d.previews[n].id == d.release.id]
+    if not names or not alloc.new_database or alloc.copy_from is None or alloc.in_place:
+        return alloc, ()
+    lay, app, db = d.layout, d.state.app, d.db_host
+    odb = observed[db.name]
+    own = odb.previews.get("databases", frozenset())
+    database, current = lay.database(alloc.schema), lay.database(alloc.copy_from)
+    keep = next((n for n in names if d.state.previews[n].promote == "keep-data"), None)
+    if keep is None:
+        mine = [n for n in names if db_name(app, n) in own]
+        if not mine:
+            return alloc, ()
+        tables, rows = odb.db_stats.get(current, (0, 0))[:2]
+        note = (f"fresh copy of {current}: {tables} tables, ~{rows} rows; then migrate again (preview {mine[0]}'s "
+                f"own database {db_name(app, mine[0])} is not kept: `promote: keep-data` on it keeps its data)")
+        return replace(alloc, database_note=note), ()
+    source = db_name(app, keep)
+    if source in own:
+        note = (f"adopted from preview {keep}: the tables of {source} renamed into it, its data kept; no copy, "
+                "no migration")
+        warning = (f"promoting preview {keep} keeps its data: {database} is its database {source} as it is now "
+                   f"(no copy of {current}, no second migration, no write freeze); writes made to {current} since "
+                   f"the preview's copy was made are NOT in {database}. {current} stays as it is. "
+                   f"(`promote: fresh-copy` on the preview makes a fresh copy of {current} instead.)")
+        return replace(alloc, copy_from=None, migrate=False, adopt_from=source, database_note=note,
+                       warnings=(warning,)), ()  # (not "copied again": a stale copy is dropped, not used)
+    recorded = [o.schemas.get(alloc.schema) for o in (observed[w.name] for w in d.web_hosts)]
+    if database in odb.databases and any(r and r.migrated and r.copied_from is None for r in recorded):
+        # Adopted by a run that stopped before the switch: the preview's tables are in it; used as it is.
+        return type(alloc)(alloc.schema, alloc.current_schema, warnings=(
+            f"{database} was adopted from preview {keep}'s database by a run that did not finish: it goes live as "
+            f"it is (the preview's data; writes made to {current} since its copy are not in it).",)), ()
+    return alloc, (f"field 'previews.{keep}.promote': keep-data, but the preview has no database of its own "
+                   f"({source}) on {db.name} to keep: deploy the preview first, or remove `promote` for a fresh "
+                   f"copy of {current}.",)
+
+
 # ------------------------------------------------------------------ files
 
 
@@ -260,6 +325,7 @@ def plan_previews(d: Desired, observed: dict[str, HostObserved], schema: int, cu
     wanted_dbs: set[str] = set()
     users = odb.previews.get("users", {})
     dbs = odb.previews.get("databases", frozenset())
+    adopted: set[str] = set()  # a promoted preview's own database whose tables become the schema's (keep-data)
     for name, (number, own) in place.items():
         rel, p = d.previews[name], d.state.previews[name]
         user = db_name(app, name)
@@ -296,13 +362,18 @@ def plan_previews(d: Desired, observed: dict[str, HostObserved], schema: int, cu
                 steps.append(Step(first_web, CHANGE, c.PreviewMigrate(app, lay.release_dir(number, rel.id), database,
                                                                       user, password_key(name)),
                                   database, f"preview {name}: migrate with release {rel.id}", phase="migrate"))
-        if rel.id == d.release.id and any(s.host == db.name and s.kind == "database" and s.change.database ==
-                                          lay.database(schema) for s in planned):
+        made = next((s.change for s in planned if s.host == db.name and s.kind == "database"
+                     and s.change.database == lay.database(schema)), None)
+        if rel.id == d.release.id and made is not None and made.adopt_from:
+            adopted.add(made.adopt_from)
+            warnings.append(f"release {rel.id} is preview {name}'s, already built: it is not rebuilt.")
+        elif rel.id == d.release.id and made is not None:
             warnings.append(f"release {rel.id} is preview {name}'s, already built: it is not rebuilt; it goes live "
                             f"on a fresh copy of {current_db} migrated again ({lay.database(schema)})"
-                            + (f"; the preview's own database {user} is not kept" if user in dbs else "") + ".")
+                            + (f"; the preview's own database {user} is not kept (`promote: keep-data` keeps it)"
+                               if user in dbs else "") + ".")
     gone_accounts = sorted(a for a in users if a not in wanted_accounts)
-    gone_dbs = sorted(x for x in dbs if x not in wanted_dbs)
+    gone_dbs = sorted(x for x in dbs if x not in wanted_dbs and x not in adopted)  # adopting drops it
     for user in sorted({a.rsplit("@", 1)[0] for a in gone_accounts} | set(gone_dbs)):
         accounts = tuple(a for a in gone_accounts if a.rsplit("@", 1)[0] == user)
         database = user if user in gone_dbs else ""
@@ -325,5 +396,6 @@ def preview_venvs(d: Desired) -> set[str]:
     return {r.requirements_hash for r in d.previews.values()}
 
 
-__all__ = ["Release", "plan_previews", "preview_request", "preview_archives", "preview_secret_names",
+__all__ = ["Release", "plan_previews", "keep_data_refusal", "promote_allocation", "preview_request",
+           "preview_archives", "preview_secret_names",
            "preview_releases", "preview_venvs", "address", "placements"]

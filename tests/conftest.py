@@ -214,7 +214,7 @@ def make_env(tmp_path):
 SLOWEST_FIRST = [
     "test_stock_projects", "test_fresh_server", "test_faults", "test_own_servers", "test_rollout",
     "test_processes", "test_tls", "test_previews_e2e", "test_writes_under_load", "test_keep_warm",
-    "test_write_freeze", "test_zero_downtime", "test_previews_multi", "test_schema_versions", "test_safety",
+    "test_write_freeze", "test_zero_downtime", "test_schema_versions", "test_safety",
     "test_site_config", "test_backups", "test_shared_media", "test_saved_plan", "test_environments",
     "test_installed", "test_django6", "test_shallow_clone", "test_rollback", "test_differential",
     "test_first_deploy",

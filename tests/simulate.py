@@ -85,6 +85,10 @@ def database(o, ch: c.Database, d, host):
         pv = _previews(o)
         pv["databases"] = pv["databases"] | {ch.database}
         return replace(o, previews=pv)
+    if ch.adopt_from:  # a promoted preview's database: its tables renamed into the new one, it is dropped
+        pv = _previews(o)
+        pv["databases"] = pv["databases"] - {ch.adopt_from}
+        return replace(o, databases=o.databases | {ch.database}, previews=pv)
     return replace(o, databases=o.databases | {ch.database},
                    db_stats={**o.db_stats, ch.database: o.db_stats.get(ch.copy_from, (0, 0))})
 

@@ -242,3 +242,96 @@ def test_a_release_with_other_migrations_than_a_previews_never_lands_in_the_prev
         assert f"/versions/{s1}/" not in build.change.final and f"/versions/{s1 + 1}/" in build.change.final
     finally:
         del RELEASES["X"]
+
+
+# ------------------------------------------------------------------ promote: keep the preview's data or not
+
+
+def test_promoting_a_preview_with_its_own_database_says_fresh_copy_by_default():
+    a = converge(desired("A"), EMPTY)
+    on = converge(with_previews(desired("A"), {"mig": ("S1", {"port": 8081})}), a)
+    p = plan(with_previews(desired("S1"), {"mig": ("S1", {"port": 8081})}), on)
+    made = steps_of(p, "database")
+    assert [(s.change.database, s.change.copy_from, s.change.adopt_from) for s in made] == [
+        ("agroguia_v1", "agroguia_v0", "")]
+    assert made[0].reason.startswith("fresh copy of agroguia_v0") and "keep-data" in made[0].reason
+    assert steps_of(p, "migrate") and steps_of(p, "write-freeze")  # migrated again, under the write freeze
+    assert [s.change.database for s in steps_of(p, "preview-drop")] == ["agroguia_pv_mig"]
+    assert not any("NOT in" in w for w in p.warnings)
+
+
+def test_promoting_with_keep_data_adopts_the_previews_database_without_copy_migration_or_freeze():
+    spec = {"mig": ("S1", {"port": 8081, "promote": "keep-data"})}
+    a = converge(desired("A"), EMPTY)
+    on = converge(with_previews(desired("A"), spec), a)  # keep-data changes nothing while it is a preview
+    assert on == converge(with_previews(desired("A"), {"mig": ("S1", {"port": 8081})}), a)
+    promoted = with_previews(desired("S1"), spec)
+    p = plan(promoted, on)
+    made = steps_of(p, "database")
+    assert [(s.change.database, s.change.copy_from, s.change.adopt_from) for s in made] == [
+        ("agroguia_v1", "", "agroguia_pv_mig")]
+    assert "adopted from preview mig" in made[0].reason and "data kept" in made[0].reason
+    kinds = {s.kind for s in p.steps}
+    assert not {"migrate", "preview-migrate", "write-freeze", "db-freeze", "release", "venv"} & kinds, kinds
+    assert not steps_of(p, "preview-drop")  # its database becomes agroguia_v1: not dropped
+    warning = next(w for w in p.warnings if "keeps its data" in w)
+    assert "writes made to agroguia_v0 since the preview's copy was made are NOT in agroguia_v1" in warning
+    assert not any("goes live on a fresh copy" in w or w.startswith("write freeze") for w in p.warnings), p.warnings
+    # The app's accounts get agroguia_v1 (by name), the preview's account now reads it; then it converges.
+    assert any("agroguia\\_v1" in g for s in steps_of(p, "db-user") for g in s.change.grant)
+    assert [s.change.database for s in steps_of(p, "preview-account")] == ["agroguia\\_v1"]
+    assert steps_of(p, "switch")
+    after = apply_plan(p, on, promoted)
+    assert "agroguia_pv_mig" not in after["server"].previews["databases"] and "agroguia_v1" in after["server"].databases
+    assert plan(promoted, after).empty
+
+
+def test_keep_data_after_a_run_that_stopped_before_the_switch_goes_live_on_the_adopted_database():
+    spec = {"mig": ("S1", {"port": 8081, "promote": "keep-data"})}
+    on = converge(with_previews(desired("A"), spec), converge(desired("A"), EMPTY))
+    promoted = with_previews(desired("S1"), spec)
+    p = plan(promoted, on)
+    early = {"accounts", "secrets", "share", "system", "prepare", "database", "migrate", "schema"}
+    stopped = apply_plan(replace(p, steps=tuple(s for s in p.steps if s.phase in early)), on, promoted)
+    again = plan(promoted, stopped)
+    assert not again.blocked and not steps_of(again, "database") and not steps_of(again, "migrate")
+    assert any("adopted from preview mig's database by a run that did not finish" in w for w in again.warnings)
+    assert steps_of(again, "switch")
+
+
+def test_keep_data_on_a_preview_that_has_no_database_of_its_own_blocks_the_plan():
+    # Pinned together with the preview's first deploy: it never had a database to keep.
+    p = plan(with_previews(desired("S1"), {"mig": ("S1", {"port": 8081, "promote": "keep-data"})}),
+             converge(desired("A"), EMPTY))
+    assert not p.steps and len(p.blocked) == 1
+    assert p.blocked[0].startswith("field 'previews.mig.promote': keep-data, but the preview has no database of "
+                                   "its own (agroguia_pv_mig)")
+
+
+def test_keep_data_where_it_makes_no_sense_is_refused_naming_the_field():
+    a, b, s1 = RELEASES["A"], RELEASES["B"], RELEASES["S1"]
+
+    def state(previews):
+        text = BASE + "previews:\n" + "".join(f"  {n}: {{release: abcdef{i}, port: {8081 + i}, promote: keep-data}}\n"
+                                              for i, n in enumerate(previews))
+        return parse_state(text, "prod.yaml")
+
+    # B has A's migrations: its preview uses the pinned schema's database, it has none of its own.
+    refused = pv.keep_data_refusal(state(["try-b"]), a, {"try-b": b})
+    assert refused.startswith("field 'previews.try-b.promote': keep-data, but release ")
+    assert "remove `promote`" in refused
+    refused = pv.keep_data_refusal(state(["one", "two"]), a, {"one": s1, "two": s1})
+    assert refused.startswith("field 'previews.two.promote'") and "only one database" in refused
+    assert pv.keep_data_refusal(state(["mig"]), a, {"mig": s1}) is None
+    assert pv.keep_data_refusal(state(["mig"]), s1, {"mig": s1}) is None  # promoted: its release is the pinned one
+    with pytest.raises(StateFileError, match=r"prod.yaml: .*previews.mig.promote keep-data needs schema_change: copy"):
+        parse_state(BASE + "schema_change: in_place\npreviews: {mig: {release: abcdef2, port: 8081, "
+                    "promote: keep-data}}\n", "prod.yaml")
+    with pytest.raises(StateFileError, match="promote"):
+        parse_state(BASE + "previews: {mig: {release: abcdef2, port: 8081, promote: keep}}\n", "prod.yaml")
+    # `pinned preview add` passes every field, defaults included: only the others are written.
+    for promote in ("fresh-copy", "keep-data"):
+        entry = {"release": "abcdef2", "port": 8081, "host": False, "database": "read", "promote": promote}
+        text = preview_edit.add(COMMENTED, "mig", entry)
+        assert parse_state(text).previews["mig"].promote == promote
+        assert ("promote: keep-data" in text) == (promote == "keep-data")

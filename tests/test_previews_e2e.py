@@ -1,14 +1,17 @@
 """End to end: previews on one host (web + db). B runs beside A at its own port, `current` untouched; its
 database account can only read; promoting B rebuilds nothing; removing the preview removes its units, nginx
-server, account and password. C (a schema change) as a preview gets its own copied database, dropped with it."""
+server, account and password. C (a schema change) as a preview gets its own copied database, dropped with it;
+with `promote: keep-data`, pinning C goes live on that database (its data kept, not migrated again)."""
 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
+import yaml
 
-from conftest import Env, http_get
+from conftest import Env, failure_summary, http_get
 
 pytestmark = pytest.mark.sandbox
 HOST = "prv"
@@ -141,6 +144,80 @@ def test_preview_beside_current_read_only_promote_and_remove(env, sandbox, commi
     assert not sandbox.ssh(HOST, f"ls /etc/systemd/system/{APP}-pv-* /etc/nginx/conf.d/pinned-{APP}.pv-* "
                                  "2>/dev/null", check=False).stdout
     assert "Release: B" in page(sandbox).body
+    assert env.pinned("plan", "--detailed-exitcode").returncode == 0
+
+
+def test_promote_with_keep_data_goes_live_on_the_previews_own_database(env, sandbox, commits):
+    """C (new migrations) as a preview with `promote: keep-data`: a note written through the preview is in the
+    site's database after C is pinned; nothing rebuilt, not migrated again; the preview's database is gone."""
+    c = rid(commits, "C")
+    # Refused, one line naming the field, nothing changed: a preview with the pinned release's migrations (no
+    # database of its own to keep), by `pinned preview add` and, written by hand, by `pinned plan` before any host.
+    text = env.path.read_text()
+    data = yaml.safe_load(text)
+    same = "A" if data["release"] == commits["B"]["commit"] else "B"  # the pinned one's schema, not it
+    refused = env.pinned("preview", "add", "same", same, "--port", "8084", "--keep-data", check=False)
+    assert refused.returncode == 1 and env.path.read_text() == text
+    assert refused.stderr.count("\n") == 1 and "field 'previews.same.promote': keep-data, but release" in refused.stderr
+    data["previews"] = {**(data.get("previews") or {}),
+                        "same": {"release": commits[same]["commit"], "port": 8084, "promote": "keep-data"}}
+    env.path.write_text(yaml.safe_dump(data, sort_keys=False))
+    planned = env.pinned("plan", check=False)
+    assert planned.returncode == 1 and "field 'previews.same.promote'" in planned.stderr, planned.stderr
+    assert planned.stderr.count("\n") == 1 and "Connecting" not in planned.stdout + planned.stderr
+    env.path.write_text(text)
+    env.pinned("preview", "add", "keep", "C", "--port", "8083", "--keep-data")
+    assert "port: 8083, promote: keep-data}" in env.path.read_text()
+    env.deploy()
+    assert "Release: C" in page(sandbox, 8083).body
+    assert http_get_post(sandbox, 8083, "written through the preview") == 201  # its own copy: writable
+    assert http_get_post(sandbox, 80, "written to production after the copy") == 201
+    source = sandbox.ssh(HOST, f"readlink /srv/{APP}/current").stdout.strip()
+    current_db = f"{APP}_v" + re.search(r"versions/(\d+)/", source).group(1)
+    tree = f"find /srv/{APP}/versions/*/{c} /srv/{APP}/venvs -printf '%p %i %T@\\n' | sort"
+    snapshot = sandbox.ssh(HOST, tree).stdout
+    assert f"/{c} " in snapshot
+
+    env.pinned("pin", "C")
+    shown = env.pinned("plan").stdout
+    made = re.search(rf"\+ database ({APP}_v\d+)\s+\(adopted from preview keep: the tables of {APP}_pv_keep", shown)
+    assert made, shown
+    adopted = made.group(1)
+    assert f"writes made to {current_db} since the preview's copy was made are NOT in {adopted}" in shown
+    kinds = {s["kind"] for s in json.loads(env.pinned("plan", "--json").stdout)["steps"]}
+    assert not {"migrate", "preview-migrate", "write-freeze", "db-freeze", "release", "venv"} & kinds, kinds
+    # A view cannot be renamed into another database: the adoption refuses before it moves anything, the run
+    # stops before the switch, and nothing of the preview's data is lost.
+    sandbox.ssh(HOST, f"mysql -e 'CREATE VIEW {APP}_pv_keep.pinned_test_view AS SELECT 1 AS one'")
+    failed = env.deploy(check=False)
+    assert failed.returncode != 0, failure_summary(failed)
+    assert f"{APP}_pv_keep has 1 views, which RENAME TABLE cannot move" in failed.stdout + failed.stderr, \
+        failure_summary(failed)
+    dbs = sandbox.ssh(HOST, "mysql -N -B -e 'SHOW DATABASES'").stdout.split()
+    assert adopted not in dbs and f"{APP}_pv_keep" in dbs
+    assert "written through the preview" in sandbox.ssh(
+        HOST, f"mysql -N -B {APP}_pv_keep -e 'SELECT text FROM crops_note'").stdout
+    assert sandbox.ssh(HOST, f"readlink /srv/{APP}/current").stdout.strip() == source
+    assert "Release: C" not in page(sandbox).body
+    sandbox.ssh(HOST, f"mysql -e 'DROP VIEW {APP}_pv_keep.pinned_test_view'")
+    env.deploy()
+
+    assert "Release: C" in page(sandbox).body  # through nginx, the promoted release
+    notes = sandbox.ssh(HOST, f"mysql -N -B {adopted} -e 'SELECT text FROM crops_note'").stdout.splitlines()
+    assert "written through the preview" in notes and "written to production after the copy" not in notes
+    dbs = sandbox.ssh(HOST, "mysql -N -B -e 'SHOW DATABASES'").stdout.split()
+    assert f"{APP}_pv_keep" not in dbs and current_db in dbs and adopted in dbs
+    assert sandbox.ssh(HOST, tree).stdout == snapshot  # not rebuilt: same files, inodes and times
+    assert http_get_post(sandbox, 80, "the site writes to it") == 201  # the app's account reaches it
+    assert "the site writes to it" in sandbox.ssh(HOST, f"mysql -N -B {adopted} -e 'SELECT text FROM crops_note'"
+                                                  ).stdout
+    assert env.pinned("plan", "--detailed-exitcode").returncode == 0
+
+    env.pinned("preview", "remove", "keep")
+    env.deploy()
+    assert not sandbox.ssh(HOST, f"ls /etc/systemd/system/{APP}-pv-* 2>/dev/null", check=False).stdout
+    assert "agroguia_pv" not in sandbox.ssh(HOST, "mysql -N -B -e 'SELECT user FROM mysql.user'").stdout
+    assert "Release: C" in page(sandbox).body
     assert env.pinned("plan", "--detailed-exitcode").returncode == 0
 
 
