@@ -4,11 +4,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import replace
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from test_plan import EMPTY, desired
 
@@ -54,14 +55,13 @@ def test_bad_names_stop_in_one_line_naming_the_field(extra, field, says):
 
 @settings(max_examples=200, deadline=None)
 @given(st.text(min_size=1, max_size=20))
+@example("':0")  # once written as `["":0"]`: YAML read it as a mapping (now JSON-quoted: one string)
 def test_any_name_is_either_a_variable_name_of_the_apps_or_refused(name):
-    text = BASE + f"secrets: [{name!r}]\n".replace("'", '"') if '"' not in name and "\\" not in name else None
-    if text is None:
-        return
+    text = BASE + f"secrets: [{json.dumps(name)}]\n"  # a JSON string is a YAML double-quoted scalar
     try:
         state = parse_state(text)
     except StateFileError as exc:
-        assert "field 'secrets'" in str(exc) or "not valid YAML" in str(exc)
+        assert re.search(r"field 'secrets(\.0)?'", str(exc)) or "not valid YAML" in str(exc), str(exc)
         return
     (got,) = state.secrets
     assert re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", got) and got not in PINNED_ENV_NAMES
