@@ -22,23 +22,29 @@ def venv(path: str, requirements: str, extra: tuple[str, ...]):
 
 
 # A new release starts as hard links of the base release's code (never of what differs per release:
-# assets/, the settings module, the venv link, the metadata); then the links of deleted and changed files
-# are removed and the changed files extracted anew: the base release's files are never written to.
+# the settings module, the venv link, the metadata; assets/ only when the plan found them unchanged); then the
+# links of deleted and changed files are removed and the changed files extracted anew: the base release's files
+# are never written to.
 HARDLINK_SCRIPT = script("build_hardlink.sh")
+# Django's collectstatic, run as manage.py runs it, recording what its output was made from (state/static.py).
+COLLECTSTATIC = script("collectstatic.py")
 
 
 @operation()
 def build(app: str, release_id: str, building: str, final: str, tarball: str, archive: str, venv: str,
           settings: str, runtime: str, metadata: str, by_id: str, by_id_target: str, base_dir: str = "",
-          replaced: tuple[str, ...] = (), links: tuple[tuple[str, str], ...] = ()):
+          replaced: tuple[str, ...] = (), links: tuple[tuple[str, str], ...] = (), static_key: str = "",
+          static_linked: bool = False):
     """Upload a release and build it in `building` (versions/<N>/.<id>.building); only a finished build is
     renamed to `final` (so no half-built release is ever used), linked from `by-id/` just before. With a base
-    release on the host, only the changed files are sent (`archive` holds just those)."""
+    release on the host, only the changed files are sent (`archive` holds just those); when the plan found that
+    nothing collectstatic reads changed since the base (`static_linked`), the base's assets/ are hard-linked too
+    and collectstatic does not run."""
     if not archive:
         raise ValueError(f"release {release_id}: no archive to upload (the engine makes it before running)")
     yield run_sh("build_prepare.sh", building)
     if base_dir:
-        yield sh(HARDLINK_SCRIPT, building, base_dir, *replaced)
+        yield sh(HARDLINK_SCRIPT, building, base_dir, "linked" if static_linked else "", *replaced)
     yield FileUploadCommand(archive, tarball)
     yield run_sh("build_extract.sh", building, tarball)
     yield StringCommand("ln", "-sfn", QuoteString(venv), QuoteString(f"{building}/.venv"))
@@ -47,7 +53,8 @@ def build(app: str, release_id: str, building: str, final: str, tarball: str, ar
     yield FileUploadCommand(StringIO(settings), f"{building}/pinned_settings.py")
     yield FileUploadCommand(StringIO(runtime), f"{building}/pinned_runtime.py")
     # collectstatic runs as the app user into the release's own assets/, which is then made root's.
-    yield run_sh("build_collectstatic.sh", app, building)
+    if not (base_dir and static_linked):
+        yield run_sh("build_collectstatic.sh", app, building, COLLECTSTATIC, static_key)
     yield FileUploadCommand(StringIO(metadata), f"{building}/.pinned/release.json")
     # Its files' manifest (.pinned/files.json, what a later release is sent as a delta from) and its digest.
     yield run_sh("build_stamp.sh", building, RELEASE_META, RELEASE_FILES)

@@ -130,7 +130,7 @@ def test_hardlink_copy_links_the_base_and_never_writes_it(tmp_path):
     before = tree(base)
     building = tmp_path / "versions/0/.new.building"
     assert run(run_sh("build_prepare.sh", building)).returncode == 0
-    result = run(run_sh("build_hardlink.sh", building, base, "app/views.py", "deleted.txt", "not/there.py"))
+    result = run(run_sh("build_hardlink.sh", building, base, "", "app/views.py", "deleted.txt", "not/there.py"))
     assert result.returncode == 0, result.stderr
     for rel in ("manage.py", "app/models.py", "sub/deep/file.txt"):
         assert (building / rel).stat().st_ino == (base / rel).stat().st_ino, rel
