@@ -34,7 +34,7 @@ COLLECTSTATIC = script("collectstatic.py")
 def build(app: str, release_id: str, building: str, final: str, tarball: str, archive: str, venv: str,
           settings: str, runtime: str, metadata: str, by_id: str, by_id_target: str, base_dir: str = "",
           replaced: tuple[str, ...] = (), links: tuple[tuple[str, str], ...] = (), static_key: str = "",
-          static_linked: bool = False):
+          static_linked: bool = False, secrets: str = ""):
     """Upload a release and build it in `building` (versions/<N>/.<id>.building); only a finished build is
     renamed to `final` (so no half-built release is ever used), linked from `by-id/` just before. With a base
     release on the host, only the changed files are sent (`archive` holds just those); when the plan found that
@@ -54,7 +54,7 @@ def build(app: str, release_id: str, building: str, final: str, tarball: str, ar
     yield FileUploadCommand(StringIO(runtime), f"{building}/pinned_runtime.py")
     # collectstatic runs as the app user into the release's own assets/, which is then made root's.
     if not (base_dir and static_linked):
-        yield run_sh("build_collectstatic.sh", app, building, COLLECTSTATIC, static_key)
+        yield run_sh("build_collectstatic.sh", app, building, COLLECTSTATIC, static_key, secrets)
     yield FileUploadCommand(StringIO(metadata), f"{building}/.pinned/release.json")
     # Its files' manifest (.pinned/files.json, what a later release is sent as a delta from) and its digest.
     yield run_sh("build_stamp.sh", building, RELEASE_META, RELEASE_FILES)

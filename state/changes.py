@@ -157,6 +157,7 @@ class Build(Change):
     links: tuple[tuple[str, str], ...] = ()  # (path inside the project, target): `shared:` links, `scratch:`
     static_key: str = ""  # what collectstatic's output depends on beyond the files (state/static.py), recorded
     static_linked: bool = False  # nothing collectstatic reads changed: assets/ are hard links of base_dir's
+    secrets: str = ""  # the host's secrets file, whose fingerprints collectstatic records
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ links the base's assets/ only when asked and only if the base still has them and
 from __future__ import annotations
 
 import json
+import runpy
 import subprocess
 import sys
 from dataclasses import replace
@@ -18,17 +19,20 @@ from test_plan import EMPTY, HOST, converge, desired
 
 from pinned.operations.release import COLLECTSTATIC
 from pinned.operations.scripts import run_sh
+from pinned.state.observed import parse
 from pinned.state.plan import plan
 from pinned.state.render import plan_json
 from pinned.state.source import compare
 from pinned.state.static import overlaps, reuse_assets, static_key
 
 KEY = "k" * 32
-RECORD = {"format": 1, "key": KEY, "outside": "",
+SECRETS = {"DB_PASSWORD": "0123456789ab", "SECRET_KEY": "ba9876543210"}
+RECORD = {"format": 1, "key": KEY, "outside": "", "secrets": SECRETS,
           "locations": ["crops/static", "extra/static"],
           "files": ["agroguia/__init__.py", "agroguia/settings.py", "crops/__init__.py", "crops/admin.py",
                     "crops/apps.py", "crops/models.py", "manage.py", "pinned_settings.py", "settings.json"]}
 SETTINGS = "agroguia.settings"
+OBSERVE = Path(__file__).resolve().parent.parent / "operations" / "remote" / "observe.py"
 
 
 def run(command, **kwargs) -> subprocess.CompletedProcess:
@@ -39,8 +43,8 @@ def run(command, **kwargs) -> subprocess.CompletedProcess:
 # --- the decision ------------------------------------------------------------------------------------------------
 
 def test_a_code_only_change_reuses_the_assets():
-    ok, why = reuse_assets(RECORD, KEY, ("crops/release.py", "crops/templates/crops/index.html", "crops/views.py"),
-                           (), SETTINGS)
+    changed = ("crops/release.py", "crops/templates/crops/index.html", "crops/views.py")
+    ok, why = reuse_assets(RECORD, KEY, SECRETS, changed, (), SETTINGS)
     assert ok and why == "static files unchanged"
 
 
@@ -48,8 +52,11 @@ def test_a_code_only_change_reuses_the_assets():
     (None, KEY, (), (), "has no record"),
     ({**RECORD, "format": 2}, KEY, (), (), "has no record"),
     ({**RECORD, "outside": "/srv/x/shared/css"}, KEY, (), (), "from outside the release: /srv/x/shared/css"),
-    (RECORD, "other", (), (), "virtualenv, settings, env or secrets differ"),
-    (RECORD, "", (), (), "virtualenv, settings, env or secrets differ"),
+    (RECORD, "other", (), (), "virtualenv, settings or env differ"),
+    (RECORD, "", (), (), "virtualenv, settings or env differ"),
+    ({**RECORD, "secrets": None}, KEY, (), (), "the secrets differ"),  # the secrets file was not readable
+    ({**RECORD, "secrets": {**SECRETS, "API_TOKEN": "aaaaaaaaaaaa"}}, KEY, (), (), "the secrets differ"),
+    ({**RECORD, "secrets": {**SECRETS, "SECRET_KEY": "aaaaaaaaaaaa"}}, KEY, (), (), "the secrets differ"),
     (RECORD, KEY, ("crops/static/crops/style.css",), (), "static files changed: crops/static/crops/style.css"),
     (RECORD, KEY, ("crops/static/new.css",), ("crops/static/new.css",), "static files changed"),
     (RECORD, KEY, ("crops",), (), "static files changed: crops"),  # a file or link where the folder was
@@ -63,7 +70,7 @@ def test_a_code_only_change_reuses_the_assets():
     (RECORD, KEY, ("crops/local.py",), ("crops/local.py",), "new Python file: crops/local.py"),  # a failed import
 ])
 def test_collectstatic_runs_when_anything_it_reads_may_have_changed(record, key, replaced, added, says):
-    ok, why = reuse_assets(record, key, replaced, added, SETTINGS)
+    ok, why = reuse_assets(record, key, SECRETS, replaced, added, SETTINGS)
     assert not ok and why.startswith("collectstatic (") and says in why, why
 
 
@@ -77,7 +84,7 @@ PATH = st.lists(SEGMENT, min_size=1, max_size=4).map("/".join)
 def test_any_changed_path_under_a_recorded_location_forces_collectstatic(locations, pick, inside, others):
     record = {**RECORD, "locations": locations, "files": []}
     changed = "/".join([locations[pick % len(locations)], *inside])
-    ok, why = reuse_assets(record, KEY, tuple(others) + (changed,), (), SETTINGS)
+    ok, why = reuse_assets(record, KEY, SECRETS, tuple(others) + (changed,), (), SETTINGS)
     assert not ok and why.startswith("collectstatic (")
 
 
@@ -87,7 +94,7 @@ def test_changes_that_touch_no_source_reuse_the_assets(locations, files, changed
     """Paths under another top folder than every source, the settings module and assets/: nothing collectstatic
     read changed, the assets are the base's."""
     record = {**RECORD, "locations": [f"src/{p}" for p in locations], "files": [f"src/{p}" for p in files]}
-    ok, why = reuse_assets(record, KEY, tuple(f"other/{p}" for p in changed), (), SETTINGS)
+    ok, why = reuse_assets(record, KEY, SECRETS, tuple(f"other/{p}" for p in changed), (), SETTINGS)
     assert ok, why
 
 
@@ -105,15 +112,19 @@ def test_the_delta_tells_added_files_from_changed_ones():
 def test_the_key_is_the_same_for_any_release_of_these_inputs_and_changes_with_them():
     env = {"DEBUG_TOOLBAR": "fp1"}
     a, b = desired("A"), desired("B")
-    assert static_key(a, HOST, env, {"SECRET_KEY": "s1"}) == static_key(b, HOST, env, {"SECRET_KEY": "s1"})
-    base = static_key(b, HOST, env, {"SECRET_KEY": "s1"})
-    for other in (static_key(desired("B2"), HOST, env, {"SECRET_KEY": "s1"}),  # another virtualenv
-                  static_key(b, HOST, {"DEBUG_TOOLBAR": "fp2"}, {"SECRET_KEY": "s1"}),  # env
-                  static_key(b, HOST, env, {"SECRET_KEY": "s2"}),  # secrets
+    assert static_key(a, HOST, env) == static_key(b, HOST, env)
+    base = static_key(b, HOST, env)
+    for other in (static_key(desired("B2"), HOST, env),  # another virtualenv
+                  static_key(b, HOST, {"DEBUG_TOOLBAR": "fp2"}),  # env
                   static_key(replace(b, state=b.state.model_copy(update={
-                      "site": b.state.site.model_copy(update={"static_url": "/s/"})})), HOST, env,
-                      {"SECRET_KEY": "s1"})):  # the settings module pinned writes
+                      "site": b.state.site.model_copy(update={"static_url": "/s/"})})), HOST, env)):  # settings
         assert other != base
+
+
+def test_the_previews_passwords_are_not_the_apps_secrets():
+    record = {**RECORD, "secrets": {**SECRETS, "PINNED_PREVIEW_DB_PASSWORD_X": "aaaaaaaaaaaa"}}
+    assert reuse_assets(record, KEY, SECRETS, (), (), SETTINGS)[0]
+    assert reuse_assets(RECORD, KEY, {**SECRETS, "PINNED_PREVIEW_DB_PASSWORD_Y": "b" * 12}, (), (), SETTINGS)[0]
 
 
 # --- the plan -----------------------------------------------------------------------------------------------------
@@ -142,7 +153,8 @@ def test_the_plan_links_the_assets_and_says_so_when_no_static_input_changed():
     _, first = build_step(b, on_a)  # A has no record (built before pinned kept one): collectstatic runs
     assert not first.change.static_linked and first.change.static_key
     assert "collectstatic (the base release has no record of its static files' sources)" in first.reason
-    record = {**RECORD, "key": first.change.static_key}
+    assert first.change.secrets == "/etc/pinned/agroguia/secrets.env"  # collectstatic records its fingerprints
+    record = {**RECORD, "key": first.change.static_key, "secrets": on_a["server"].secret_fingerprints}
     on_a = {"server": replace(on_a["server"], current_static=record)}
     p, step = build_step(b, on_a)
     assert step.change.static_linked and step.change.base_dir.endswith(served.id)
@@ -162,7 +174,12 @@ def test_the_plan_links_the_assets_and_says_so_when_no_static_input_changed():
     # Another env: another key.
     b_env = replace(desired("B", env={"FEATURE": "on"}), transfers=b.transfers)
     _, step = build_step(b_env, on_a)
-    assert not step.change.static_linked and "env or secrets differ" in step.reason
+    assert not step.change.static_linked and "virtualenv, settings or env differ" in step.reason
+    # Secrets other than those the base's collectstatic read: collectstatic.
+    other = {"server": replace(on_a["server"], current_static={**record, "secrets": {"SECRET_KEY": "0" * 12}})}
+    _, step = build_step(b, other)
+    assert not step.change.static_linked
+    assert step.reason.endswith("; collectstatic (the secrets differ from the base's)")
 
 
 # --- the host scripts, on real files --------------------------------------------------------------------------------
@@ -203,7 +220,9 @@ def release(root: Path, files: dict[str, str] = PROJECT) -> Path:
 
 
 def collectstatic(root: Path, key: str = KEY) -> subprocess.CompletedProcess:
-    return run(run_sh("build_collectstatic.sh", "root", root, COLLECTSTATIC, key))
+    secrets = root.parent / "secrets.env"
+    secrets.write_text('DB_PASSWORD="pw1"\nSECRET_KEY="k-1"\nAPI_TOKEN="t\\"x"\n')
+    return run(run_sh("build_collectstatic.sh", "root", root, COLLECTSTATIC, key, secrets))
 
 
 def test_collectstatic_records_the_folders_and_files_it_read(tmp_path):
@@ -213,6 +232,11 @@ def test_collectstatic_records_the_folders_and_files_it_read(tmp_path):
     assert (root / "assets/app1/a.css").read_text() == "a { color: red }\n" and (root / "assets/x.css").exists()
     record = json.loads((root / ".pinned/static_sources.json").read_text())
     assert record["format"] == 1 and record["key"] == KEY and record["outside"] == ""
+    # The secrets' fingerprints as the observe fact makes them (the plan compares the two), never a value.
+    observe = runpy.run_path(str(OBSERVE))
+    assert record["secrets"] == observe["observe_secrets"](str(tmp_path / "secrets.env"))["fingerprints"]
+    assert set(record["secrets"]) == {"DB_PASSWORD", "SECRET_KEY", "API_TOKEN"}
+    assert not any(v in (root / ".pinned/static_sources.json").read_text() for v in ("pw1", "k-1", 't\\"x'))
     # app2 has no static/ yet: recorded all the same (a file added there later is collected); staticfiles' own
     # folder is in the virtualenv (its requirements hash is the key's): not recorded
     assert record["locations"] == ["app1/static", "app2/static", "extra"]
@@ -223,11 +247,12 @@ def test_collectstatic_records_the_folders_and_files_it_read(tmp_path):
     assert not any(f.startswith(("assets/", ".venv/", "/", "app1/static/", "extra/")) or "__pycache__" in f
                    for f in files), files  # the static files are their locations': not listed one by one
     # What the record says decides as it should: a view and a template change keep the assets; the others not.
-    assert reuse_assets(record, KEY, ("app1/views.py", "app1/templates/t.html"), (), "proj.settings")[0]
+    secrets = record["secrets"]
+    assert reuse_assets(record, KEY, secrets, ("app1/views.py", "app1/templates/t.html"), (), "proj.settings")[0]
     for path in ("app1/static/app1/a.css", "extra/y.css", "app2/static/app2/new.css", "proj/flavour.txt",
                  "proj/settings.py", "manage.py"):
-        assert not reuse_assets(record, KEY, (path,), (), "proj.settings")[0], path
-    assert not reuse_assets(record, KEY, ("proj/local.py",), ("proj/local.py",), "proj.settings")[0]
+        assert not reuse_assets(record, KEY, secrets, (path,), (), "proj.settings")[0], path
+    assert not reuse_assets(record, KEY, secrets, ("proj/local.py",), ("proj/local.py",), "proj.settings")[0]
 
 
 def test_a_static_folder_outside_the_release_and_its_virtualenv_is_never_reused(tmp_path):
@@ -242,7 +267,7 @@ def test_a_static_folder_outside_the_release_and_its_virtualenv_is_never_reused(
     assert (root / "assets/s.css").exists()
     record = json.loads((root / ".pinned/static_sources.json").read_text())
     assert record["outside"] == str(root / "css")
-    assert not reuse_assets(record, KEY, ("app1/views.py",), (), "proj.settings")[0]
+    assert not reuse_assets(record, KEY, record["secrets"], ("app1/views.py",), (), "proj.settings")[0]
 
 
 def test_a_failed_collectstatic_leaves_no_record(tmp_path):
@@ -281,11 +306,7 @@ def test_hardlink_takes_the_base_assets_only_when_linked_and_still_there(tmp_pat
 
 
 def test_observe_reads_the_current_release_record_and_parse_keeps_it(tmp_path):
-    import runpy
-
-    from pinned.state.observed import parse
-
-    observe = runpy.run_path(str(Path(__file__).resolve().parent.parent / "operations/remote/observe.py"))
+    observe = runpy.run_path(str(OBSERVE))
     root = tmp_path / "srv/app"
     rid_a, rid_b = "20261120T100000-aaaaaaaaaaaa", "20261121T100000-bbbbbbbbbbbb"
     for rid, record in ((rid_a, RECORD), (rid_b, None)):

@@ -4,17 +4,21 @@
 # the app user cannot write in .pinned/). pinned's plan reads it back (state/static.py) to tell whether a later
 # release built as hard links of this one may take its assets/ as they are.
 #
-#   python -c "$COLLECTSTATIC" KEY 3>.pinned/static_sources.json
+#   python -c "$COLLECTSTATIC" KEY SECRETS_FILE 3>.pinned/static_sources.json
 #
 # The record, paths relative to the release:
 #   format     1
-#   key        KEY: the plan's digest of what else the output depends on (virtualenv, settings, env, secrets)
+#   key        KEY: the plan's digest of what else the output depends on (virtualenv, settings, env)
+#   secrets    each secret's fingerprint as the observe fact makes it (an HMAC keyed with SECRET_KEY: which values
+#              changed, never what), from SECRETS_FILE as the settings read it; null if it could not be read
 #   locations  every folder a staticfiles finder reads (FileSystemFinder's STATICFILES_DIRS, each app's static/
 #              folder whether it exists yet or not, a storage finder's location) that lies in the release
 #   files      every file of the release Python imported or anything opened (or tried to open) while it ran
 #   outside    "" or the first location (or file reached through a link of the release) outside both the
 #              release and its virtualenv: its content can change with no release changing, so the assets are
 #              never taken from this release
+import hashlib
+import hmac
 import json
 import os
 import runpy
@@ -48,6 +52,18 @@ def classify(path, top, venv):
     return "outside", None  # the host's own files (the stdlib, /etc, the env and secrets files): not the release's
 
 
+def secret_fingerprints(path):
+    """{name: fingerprint} of the secrets file, computed as observe.py's observe_secrets does; None if unreadable."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError:
+        return None
+    pairs = [line.split(b"=", 1) for line in data.splitlines() if b"=" in line and not line.startswith(b"#")]
+    key = dict(pairs).get(b"SECRET_KEY", b"")
+    return {name.decode(): hmac.new(key, name + b"=" + value, hashlib.sha256).hexdigest()[:12] for name, value in pairs}
+
+
 def finder_locations(finders, app_configs):
     """Every folder the finders read, and the first finder whose folders are unknown (or "")."""
     from django.contrib.staticfiles.finders import AppDirectoriesFinder
@@ -71,9 +87,9 @@ def finder_locations(finders, app_configs):
     return found, unknown
 
 
-def record(key, top, locations, files, unknown=""):
+def record(key, top, locations, files, unknown="", secrets=None):
     venv = os.path.realpath(os.path.join(top, ".venv"))
-    out = {"format": 1, "key": key, "locations": set(), "files": set(), "outside": unknown}
+    out = {"format": 1, "key": key, "locations": set(), "files": set(), "outside": unknown, "secrets": secrets}
     for path in locations:
         where, names = classify(path, top, venv)
         if where == "release":
@@ -93,7 +109,8 @@ def record(key, top, locations, files, unknown=""):
     return out
 
 
-def main(key):
+def main(key, secrets_file):
+    secrets = secret_fingerprints(secrets_file) if secrets_file else None
     sys.addaudithook(_audit)
     top = os.getcwd()
     sys.argv = ["manage.py", "collectstatic", "--noinput", "--verbosity", "0"]
@@ -107,10 +124,10 @@ def main(key):
 
     locations, unknown = finder_locations(list(get_finders()), apps.get_app_configs())
     modules = [m.__file__ for m in list(sys.modules.values()) if isinstance(getattr(m, "__file__", None), str)]
-    text = json.dumps(record(key, top, locations, [*modules, *OPENED], unknown), sort_keys=True)
+    text = json.dumps(record(key, top, locations, [*modules, *OPENED], unknown, secrets), sort_keys=True)
     with os.fdopen(3, "w") as out:
         out.write(text + "\n")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2])
