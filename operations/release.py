@@ -7,7 +7,7 @@ from io import StringIO
 from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 
 from .files import RELEASE_FILES, RELEASE_META, sh
-from .scripts import run_py, run_sh, script
+from .scripts import chain, run_py, run_sh, script
 
 
 @operation()
@@ -39,26 +39,26 @@ def build(app: str, release_id: str, building: str, final: str, tarball: str, ar
     renamed to `final` (so no half-built release is ever used), linked from `by-id/` just before. With a base
     release on the host, only the changed files are sent (`archive` holds just those); when the plan found that
     nothing collectstatic reads changed since the base (`static_linked`), the base's assets/ are hard-linked too
-    and collectstatic does not run."""
+    and collectstatic does not run. Three round trips: the build folder, the upload, and the rest as one command
+    (each SSH command costs a round trip and a shell; the settings, runtime and metadata go as arguments)."""
     if not archive:
         raise ValueError(f"release {release_id}: no archive to upload (the engine makes it before running)")
-    yield run_sh("build_prepare.sh", building)
-    if base_dir:
+    if base_dir:  # the build folder made anew, as hard links of the base
         yield sh(HARDLINK_SCRIPT, building, base_dir, "linked" if static_linked else "", *replaced)
+    else:
+        yield run_sh("build_prepare.sh", building)
     yield FileUploadCommand(archive, tarball)
-    yield run_sh("build_extract.sh", building, tarball)
-    yield StringCommand("ln", "-sfn", QuoteString(venv), QuoteString(f"{building}/.venv"))
+    steps = [run_sh("build_extract.sh", building, tarball, venv, settings, runtime)]
     if links:  # `shared:` folders with a link, `scratch:` folders: links inside the project
-        yield run_sh("build_links.sh", building, *(part for pair in links for part in pair))
-    yield FileUploadCommand(StringIO(settings), f"{building}/pinned_settings.py")
-    yield FileUploadCommand(StringIO(runtime), f"{building}/pinned_runtime.py")
+        steps.append(run_sh("build_links.sh", building, *(part for pair in links for part in pair)))
     # collectstatic runs as the app user into the release's own assets/, which is then made root's.
     if not (base_dir and static_linked):
-        yield run_sh("build_collectstatic.sh", app, building, COLLECTSTATIC, static_key, secrets)
-    yield FileUploadCommand(StringIO(metadata), f"{building}/.pinned/release.json")
-    # Its files' manifest (.pinned/files.json, what a later release is sent as a delta from) and its digest.
-    yield run_sh("build_stamp.sh", building, RELEASE_META, RELEASE_FILES)
-    yield run_sh("build_finish.sh", building, final, by_id, by_id_target)
+        steps.append(run_sh("build_collectstatic.sh", app, building, COLLECTSTATIC, static_key, secrets))
+    # The metadata, its files' manifest (.pinned/files.json, what a later release is sent as a delta from) and
+    # its digest; then the by-id link and the rename.
+    steps.append(run_sh("build_stamp.sh", building, RELEASE_META, RELEASE_FILES, metadata))
+    steps.append(run_sh("build_finish.sh", building, final, by_id, by_id_target))
+    yield chain(*steps)
 
 
 # A release that fails its health check is marked failed, its instance stopped; `current` is untouched.

@@ -6,17 +6,22 @@ links the base's assets/ only when asked and only if the base still has them and
 from __future__ import annotations
 
 import json
+import os
 import runpy
+import shutil
 import subprocess
 import sys
+import tarfile
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pyinfra.api import FileUploadCommand
 from test_plan import EMPTY, HOST, converge, desired
 
+from pinned.operations import release as release_op
 from pinned.operations.release import COLLECTSTATIC
 from pinned.operations.scripts import run_sh
 from pinned.state.observed import parse
@@ -322,3 +327,65 @@ def test_observe_reads_the_current_release_record_and_parse_keeps_it(tmp_path):
     doc = {"python": "3.13", "tree": observe["observe_tree"](str(root))}
     observed = parse(json.dumps(doc))
     assert observed.current == rid_b and observed.current_static is None
+
+
+def run_operation(commands, tmp_path) -> None:
+    """The build operation's commands run here as the host runs them: an upload is a copy."""
+    for command in commands:
+        if isinstance(command, FileUploadCommand):
+            shutil.copyfile(command.src, command.dest)
+            continue
+        raw = command.get_raw_value()
+        assert len(raw) < 128 * 1024  # one argument of `sh -c` (Linux: MAX_ARG_STRLEN)
+        result = subprocess.run(["sh", "-c", raw], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+
+
+def test_the_build_operation_runs_whole_then_as_hard_links_with_the_assets_linked(tmp_path):
+    """release.build's commands (three round trips: the folder, the upload, the rest chained), run on real files:
+    a release sent whole is collected; one built from it with static_linked has its assets as hard links."""
+    code = {k: v for k, v in PROJECT.items() if k != "pinned_settings.py"}
+    src = tmp_path / "src"
+    for rel, text in code.items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_text(text)
+    archive, delta = tmp_path / "a.tar.gz", tmp_path / "delta.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(src, arcname=".")
+    with tarfile.open(delta, "w:gz") as tar:  # what B is sent: the changed file only
+        tar.add(src / "app1/views.py", arcname="app1/views.py")
+    (tmp_path / "secrets.env").write_text('SECRET_KEY="k"\n')
+    venvs = tmp_path / "venvs"
+    venvs.mkdir()
+    (venvs / "h1").symlink_to(sys.prefix)
+    (tmp_path / "by-id").mkdir()
+    root = tmp_path / "versions/0"
+
+    def build(rid, sent=archive, **more):
+        args = dict(app="root", release_id=rid, building=str(root / f".{rid}.building"), final=str(root / rid),
+                    tarball=str(root / f".{rid}.tar.gz"), archive=str(sent), venv=str(venvs / "h1"),
+                    settings=PROJECT["pinned_settings.py"], runtime="# runtime\n",
+                    metadata=json.dumps({"id": rid, "status": "ready"}), by_id=str(tmp_path / "by-id" / rid),
+                    by_id_target=f"../versions/0/{rid}", static_key=KEY, secrets=str(tmp_path / "secrets.env"),
+                    **more)
+        commands = list(release_op.build._inner(**args))
+        assert len(commands) == 3
+        run_operation(commands, tmp_path)
+        return root / rid
+
+    a = build("ra")
+    assert (a / "pinned_settings.py").read_text() == PROJECT["pinned_settings.py"]
+    assert oct((a / "pinned_settings.py").stat().st_mode & 0o777) == "0o644" and os.readlink(a / ".venv") == \
+        str(venvs / "h1")
+    assert (a / "assets/app1/a.css").exists() and json.loads((a / ".pinned/release.json").read_text())["files"]
+    assert json.loads((a / ".pinned/static_sources.json").read_text())["key"] == KEY
+    assert os.readlink(tmp_path / "by-id/ra") == "../versions/0/ra" and not (root / ".ra.building").exists()
+
+    b = build("rb", delta, base_dir=str(a), replaced=("app1/views.py",), static_linked=True)
+    assert (b / "assets/app1/a.css").stat().st_ino == (a / "assets/app1/a.css").stat().st_ino
+    assert (b / ".pinned/static_sources.json").read_text() == (a / ".pinned/static_sources.json").read_text()
+    assert (b / "manage.py").stat().st_ino == (a / "manage.py").stat().st_ino
+    assert (b / "app1/views.py").stat().st_ino != (a / "app1/views.py").stat().st_ino  # sent anew
+    c = build("rc", delta, base_dir=str(a), replaced=("app1/views.py",))
+    assert (c / "assets/app1/a.css").stat().st_ino != (a / "assets/app1/a.css").stat().st_ino
+    assert (c / "assets/app1/a.css").read_text() == "a { color: red }\n"

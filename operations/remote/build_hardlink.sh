@@ -5,6 +5,7 @@
 # Its assets/ (collectstatic's output) are the base's too, as hard links, only when $3 is "linked": the plan found
 # that nothing collectstatic reads changed (state/static.py), so the base's record of its sources comes along;
 # otherwise the new release's collectstatic makes them.
+# The build folder is made anew first (what build_prepare.sh does when there is no base).
 # $1 the build folder, $2 the base release's folder, $3 "linked" or "", $4… the changed and deleted paths (relative).
 building=$1 base=$2 static=$3
 shift 3
@@ -12,7 +13,7 @@ if [ "$static" = linked ] && ! { [ -d "$base/assets" ] && [ -f "$base/.pinned/st
     echo "pinned: $base has no assets/ or no record of its static files' sources any more: run again (the plan will run collectstatic)" >&2
     exit 1
 fi
-cp -al "$base/." "$building/" || exit 1
+rm -rf "$building" && mkdir -p "$building" && cp -al "$base/." "$building/" || exit 1
 # The base's links (build_links.sh) are not code: the new release gets its own.
 if [ -f "$base/.pinned/links" ]; then
     while IFS= read -r link; do
