@@ -78,12 +78,12 @@ def start(socket_unit: str, service_unit: str, socket: str, health_url: str, hea
           restart: bool = False):
     """Start a release's socket and service and check its health URL on its own socket: 2xx or fail. Then
     record what it was started with (fingerprints of its env and secrets). A warm release (kept running after
-    a switch) is already started: its timer is cancelled and the health check answers at once."""
-    yield run_sh("start_units.sh", socket_unit, service_unit, warm_timer, "restart" if restart else "")
-    yield sh(HEALTH_SCRIPT, socket, health_host, health_url, socket_unit, service_unit, release_dir, RELEASE_META,
-             release_id)
-    if loaded:
-        yield run_py("record_loaded.py", loaded, secrets, env)
+    a switch) is already started: its timer is cancelled and the health check answers at once. One command
+    (one round trip): each part runs only if the one before succeeded."""
+    yield chain(run_sh("start_units.sh", socket_unit, service_unit, warm_timer, "restart" if restart else ""),
+                sh(HEALTH_SCRIPT, socket, health_host, health_url, socket_unit, service_unit, release_dir,
+                   RELEASE_META, release_id),
+                *([run_py("record_loaded.py", loaded, secrets, env)] if loaded else []))
 
 
 @operation()
