@@ -40,9 +40,11 @@ MARKERS = _markers()
 
 
 def label_of(command: str) -> str:
-    for name, marker in MARKERS:
-        if marker in command:
-            return name
+    """The remote script a command runs, or the scripts of a chained command (operations.scripts.chain) joined by
+    `+` in the order they run, e.g. `build_extract+build_stamp+build_finish`."""
+    found = sorted((command.find(marker), name) for name, marker in MARKERS if marker in command)
+    if found:
+        return "+".join(name for _, name in found)
     words = command.split()
     return " ".join(words[:2])[:40] if words else "?"
 

@@ -7,7 +7,7 @@ from io import StringIO
 from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 
 from .files import RELEASE_FILES, RELEASE_META, sh
-from .scripts import run_py, run_sh, script
+from .scripts import chain, run_py, run_sh, script
 
 
 @operation()
@@ -22,36 +22,43 @@ def venv(path: str, requirements: str, extra: tuple[str, ...]):
 
 
 # A new release starts as hard links of the base release's code (never of what differs per release:
-# assets/, the settings module, the venv link, the metadata); then the links of deleted and changed files
-# are removed and the changed files extracted anew: the base release's files are never written to.
+# the settings module, the venv link, the metadata; assets/ only when the plan found them unchanged); then the
+# links of deleted and changed files are removed and the changed files extracted anew: the base release's files
+# are never written to.
 HARDLINK_SCRIPT = script("build_hardlink.sh")
+# Django's collectstatic, run as manage.py runs it, recording what its output was made from (state/static.py).
+COLLECTSTATIC = script("collectstatic.py")
 
 
 @operation()
 def build(app: str, release_id: str, building: str, final: str, tarball: str, archive: str, venv: str,
           settings: str, runtime: str, metadata: str, by_id: str, by_id_target: str, base_dir: str = "",
-          replaced: tuple[str, ...] = (), links: tuple[tuple[str, str], ...] = ()):
+          replaced: tuple[str, ...] = (), links: tuple[tuple[str, str], ...] = (), static_key: str = "",
+          static_linked: bool = False, secrets: str = ""):
     """Upload a release and build it in `building` (versions/<N>/.<id>.building); only a finished build is
     renamed to `final` (so no half-built release is ever used), linked from `by-id/` just before. With a base
-    release on the host, only the changed files are sent (`archive` holds just those)."""
+    release on the host, only the changed files are sent (`archive` holds just those); when the plan found that
+    nothing collectstatic reads changed since the base (`static_linked`), the base's assets/ are hard-linked too
+    and collectstatic does not run. Three round trips: the build folder, the upload, and the rest as one command
+    (each SSH command costs a round trip and a shell; the settings, runtime and metadata go as arguments)."""
     if not archive:
         raise ValueError(f"release {release_id}: no archive to upload (the engine makes it before running)")
-    yield run_sh("build_prepare.sh", building)
-    if base_dir:
-        yield sh(HARDLINK_SCRIPT, building, base_dir, *replaced)
+    if base_dir:  # the build folder made anew, as hard links of the base
+        yield sh(HARDLINK_SCRIPT, building, base_dir, "linked" if static_linked else "", *replaced)
+    else:
+        yield run_sh("build_prepare.sh", building)
     yield FileUploadCommand(archive, tarball)
-    yield run_sh("build_extract.sh", building, tarball)
-    yield StringCommand("ln", "-sfn", QuoteString(venv), QuoteString(f"{building}/.venv"))
+    steps = [run_sh("build_extract.sh", building, tarball, venv, settings, runtime)]
     if links:  # `shared:` folders with a link, `scratch:` folders: links inside the project
-        yield run_sh("build_links.sh", building, *(part for pair in links for part in pair))
-    yield FileUploadCommand(StringIO(settings), f"{building}/pinned_settings.py")
-    yield FileUploadCommand(StringIO(runtime), f"{building}/pinned_runtime.py")
+        steps.append(run_sh("build_links.sh", building, *(part for pair in links for part in pair)))
     # collectstatic runs as the app user into the release's own assets/, which is then made root's.
-    yield run_sh("build_collectstatic.sh", app, building)
-    yield FileUploadCommand(StringIO(metadata), f"{building}/.pinned/release.json")
-    # Its files' manifest (.pinned/files.json, what a later release is sent as a delta from) and its digest.
-    yield run_sh("build_stamp.sh", building, RELEASE_META, RELEASE_FILES)
-    yield run_sh("build_finish.sh", building, final, by_id, by_id_target)
+    if not (base_dir and static_linked):
+        steps.append(run_sh("build_collectstatic.sh", app, building, COLLECTSTATIC, static_key, secrets))
+    # The metadata, its files' manifest (.pinned/files.json, what a later release is sent as a delta from) and
+    # its digest; then the by-id link and the rename.
+    steps.append(run_sh("build_stamp.sh", building, RELEASE_META, RELEASE_FILES, metadata))
+    steps.append(run_sh("build_finish.sh", building, final, by_id, by_id_target))
+    yield chain(*steps)
 
 
 # A release that fails its health check is marked failed, its instance stopped; `current` is untouched.
@@ -71,12 +78,12 @@ def start(socket_unit: str, service_unit: str, socket: str, health_url: str, hea
           restart: bool = False):
     """Start a release's socket and service and check its health URL on its own socket: 2xx or fail. Then
     record what it was started with (fingerprints of its env and secrets). A warm release (kept running after
-    a switch) is already started: its timer is cancelled and the health check answers at once."""
-    yield run_sh("start_units.sh", socket_unit, service_unit, warm_timer, "restart" if restart else "")
-    yield sh(HEALTH_SCRIPT, socket, health_host, health_url, socket_unit, service_unit, release_dir, RELEASE_META,
-             release_id)
-    if loaded:
-        yield run_py("record_loaded.py", loaded, secrets, env)
+    a switch) is already started: its timer is cancelled and the health check answers at once. One command
+    (one round trip): each part runs only if the one before succeeded."""
+    yield chain(run_sh("start_units.sh", socket_unit, service_unit, warm_timer, "restart" if restart else ""),
+                sh(HEALTH_SCRIPT, socket, health_host, health_url, socket_unit, service_unit, release_dir,
+                   RELEASE_META, release_id),
+                *([run_py("record_loaded.py", loaded, secrets, env)] if loaded else []))
 
 
 @operation()

@@ -57,3 +57,12 @@ def run_sh(name: str, *args: str) -> StringCommand:
 def run_py(name: str, *args: str) -> StringCommand:
     """Run the Python script remote/<name> with the host's python3 (`python3 -c TEXT ARGS…`: sys.argv[1:])."""
     return StringCommand("python3", "-c", QuoteString(script(name)), *(QuoteString(str(a)) for a in args))
+
+
+def chain(*commands: StringCommand) -> StringCommand:
+    """Commands run one after the other as one command (one round trip), each only if the one before succeeded
+    (`A && B && …`): it fails with the first that fails, whose output says which."""
+    bits: list = []
+    for command in commands:
+        bits += [*(["&&"] if bits else []), command]
+    return StringCommand(*bits)

@@ -140,7 +140,8 @@ class Venv(Change):
 class Build(Change):
     kind = "release"
     about = ("build a release into versions/<N>/<id>: hard links of the served release + the changed files "
-             "(or all of it), settings module, collectstatic")
+             "(or all of it), settings module, collectstatic (or the served release's assets as hard links when "
+             "nothing collectstatic reads changed)")
     app: str
     release_id: str
     building: str  # versions/<N>/.<id>.building: renamed to `final` only when complete
@@ -156,6 +157,9 @@ class Build(Change):
     base_dir: str = ""  # a release on the host to start from as hard links ("" = send it whole)
     replaced: tuple[str, ...] = ()  # files of the base that differ in the release (changed or deleted)
     links: tuple[tuple[str, str], ...] = ()  # (path inside the project, target): `shared:` links, `scratch:`
+    static_key: str = ""  # what collectstatic's output depends on beyond the files (state/static.py), recorded
+    static_linked: bool = False  # nothing collectstatic reads changed: assets/ are hard links of base_dir's
+    secrets: str = ""  # the host's secrets file, whose fingerprints collectstatic records
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,7 @@ class HostObserved:
     db_users: dict = field(default_factory=dict)  # "user@host" -> [grant lines]
     history: tuple[str, ...] = ()
     db_stats: dict = field(default_factory=dict)  # database -> (tables, estimated rows, bytes)
+    current_static: dict | None = None  # the current release's .pinned/static_sources.json (state/static.py)
     loaded: dict | None = None  # what the running release was (re)started with: {env, secrets} fingerprints
     now: int = 0  # the host's clock (seconds since the epoch) when observed
     certificates: dict = field(default_factory=dict)  # path -> {subject, issuer, names, not_after, expires,
@@ -213,6 +214,7 @@ def parse(output: str) -> HostObserved:
         secrets=data.get("secrets"),
         current=_release_from_target(tree.get("current")),
         current_target=tree.get("current"),
+        current_static=tree.get("current_static") if isinstance(tree.get("current_static"), dict) else None,
         schemas=schemas,
         releases=releases,
         by_id=tree.get("by_id") or {},

@@ -47,6 +47,7 @@ from .observed import HostObserved, ReleaseOnDisk
 from .previews import SECRET_PREFIX as PREVIEW_SECRET_PREFIX
 from .previews import plan_previews, preview_releases, preview_secret_names, preview_venvs, promote_allocation
 from .python_need import python_too_old
+from .static import reuse_assets, static_key
 
 ADD, CHANGE, REMOVE = "add", "change", "remove"
 SYMBOL = {ADD: "+", CHANGE: "~", REMOVE: "-"}
@@ -512,6 +513,7 @@ def plan_release(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation,
             if step:
                 steps.append(step)
     if build:
+        static = static_key(d, host, env_fingerprints(d))
         reason = "not on disk" if on_disk is None else f"on disk but {on_disk.status}"
         base = o.current_release
         transfer = d.transfers.get(host.name) if base and base.status == "ready" else None
@@ -519,11 +521,15 @@ def plan_release(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation,
             reason += (f": build from {rel.commit[:12]} as hard links of {base.id} + {transfer['changed']} changed "
                        f"file(s), {len(transfer['deleted'])} deleted, {transfer['bytes']} bytes to send")
             base_dir, replaced = lay.release_dir(base.schema, base.id), tuple(transfer["replaced"])
+            static_linked, why = reuse_assets(o.current_static, static, wanted_secrets or {}, replaced,
+                                              tuple(transfer.get("added", ())), d.state.django.settings)
+            reason += f"; {why}" + (f": assets linked from {base.id}" if static_linked else "")
         else:
             transfer = d.transfers.get("", {})
             whole = transfer.get("bytes")
             reason += f": build from {rel.commit[:12]}" + (f", {whole} bytes to send" if whole else "")
             base_dir, replaced = "", ()  # sent whole
+            static_linked = False
         links = release_links(d)
         if links:
             reason += "; links " + ", ".join(f"{path} → {target}" for path, target in links)
@@ -533,7 +539,8 @@ def plan_release(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation,
             settings=settings_module(d, host, schema, release_dir), runtime=runtime_module(),
             metadata=release_metadata(d, schema),
             by_id=lay.by_id_link(rel.id), by_id_target=lay.by_id_target(schema, rel.id),
-            base_dir=base_dir, replaced=replaced, links=links,
+            base_dir=base_dir, replaced=replaced, links=links, static_key=static, static_linked=static_linked,
+            secrets=lay.secrets,
         ), release_dir, reason, phase="prepare"))
     elif o.by_id.get(rel.id) != lay.by_id_target(schema, rel.id):  # on disk, but its units would not find it
         steps.append(Step(host.name, CHANGE, c.Link(lay.by_id_link(rel.id), lay.by_id_target(schema, rel.id)),

@@ -223,6 +223,7 @@ class Delta:
 
     changed: tuple[str, ...]  # added or modified (content, mode or type), relative to the project folder
     deleted: tuple[str, ...]  # in the base, not in the release
+    added: tuple[str, ...] = ()  # of `changed`, those the base does not have
 
     @property
     def replaced(self) -> tuple[str, ...]:
@@ -235,7 +236,7 @@ def compare(base: dict[str, str], new: dict[str, str]) -> Delta:
     paths as `git diff --no-renames --name-status BASE NEW` when both manifests come from git."""
     changed = sorted(p for p, entry in new.items() if base.get(p) != entry)
     deleted = sorted(p for p in base if p not in new)
-    return Delta(tuple(changed), tuple(deleted))
+    return Delta(tuple(changed), tuple(deleted), tuple(p for p in changed if p not in base))
 
 
 def archive(repo: Path, rel: Release, state: State, dest_dir: Path, paths: tuple[str, ...] | None = None) -> Path:
@@ -283,5 +284,6 @@ def transfer_sizes(repo: Path, rel: Release, state: State, bases: dict[str, tupl
         d = compare(files, new)
         since = archive(repo, rel, state, cache, d.changed)
         sizes[host] = {"base": base_id, "bytes": since.stat().st_size, "changed": len(d.changed),
-                       "deleted": d.deleted, "replaced": d.replaced, "archive": str(since)}
+                       "deleted": d.deleted, "replaced": d.replaced, "added": d.added,
+                       "archive": str(since)}
     return sizes

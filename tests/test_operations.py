@@ -4,7 +4,8 @@ name followed by its arguments, so the cases read as what runs on the host; an u
 ["upload", remote path], a download as ["download", remote path]; bytes sent from the deploying process's
 memory to a command's stdin, or read from its stdout into it, as ["memory-to", key, command…] and
 ["memory-from", key, command…] (operations/memory.py); a local key file sent to a command's stdin as
-["key-to", local path, command…] (operations/tls.py)."""
+["key-to", local path, command…] (operations/tls.py); commands chained into one (operations/scripts.py chain) as
+["&&", command, command…]."""
 
 from __future__ import annotations
 
@@ -41,6 +42,9 @@ def readable(command) -> list | str:
         return ["key-to", source, *readable(inner)]
     if isinstance(command, StringCommand):
         bits = list(command.bits)
+        if "&&" in bits:  # operations.scripts.chain: one command of several, as ["&&", each…]
+            assert all(isinstance(b, StringCommand) for b in bits[::2]) and set(bits[1::2]) == {"&&"}, bits
+            return ["&&", *(readable(b) for b in bits[::2])]
         if len(bits) > 2 and value(bits[1]) == "-c" and value(bits[2]) in SCRIPTS:
             args = bits[4:] if value(bits[0]) in ("sh", "bash") else bits[3:]
             return [SCRIPTS[value(bits[2])], *(SCRIPTS.get(value(b), value(b)) for b in args)]

@@ -138,7 +138,7 @@ def test_a_release_built_from_another_does_not_inherit_its_links(tmp_path):
     assert run(run_sh("build_links.sh", str(base), "cache", "/var/cache/pinned-x/OLD/cache")).returncode == 0
     building = tmp_path / "new"
     building.mkdir()
-    result = run(run_sh("build_hardlink.sh", str(building), str(base)))
+    result = run(run_sh("build_hardlink.sh", str(building), str(base), ""))
     assert result.returncode == 0, result.stderr
     assert not (building / "cache").is_symlink() and (building / "app/views.py").exists()
     assert os.readlink(base / "cache") == "/var/cache/pinned-x/OLD/cache"  # the base is never written to

@@ -130,7 +130,7 @@ def test_hardlink_copy_links_the_base_and_never_writes_it(tmp_path):
     before = tree(base)
     building = tmp_path / "versions/0/.new.building"
     assert run(run_sh("build_prepare.sh", building)).returncode == 0
-    result = run(run_sh("build_hardlink.sh", building, base, "app/views.py", "deleted.txt", "not/there.py"))
+    result = run(run_sh("build_hardlink.sh", building, base, "", "app/views.py", "deleted.txt", "not/there.py"))
     assert result.returncode == 0, result.stderr
     for rel in ("manage.py", "app/models.py", "sub/deep/file.txt"):
         assert (building / rel).stat().st_ino == (base / rel).stat().st_ino, rel
@@ -231,8 +231,10 @@ def test_release_meta_updates_fields_keeps_the_others_and_writes_atomically(tmp_
     assert meta.stat().st_ino != inode  # a new file renamed over the old one, not rewritten in place
     from pinned.operations.files import RELEASE_FILES, RELEASE_META
     (tmp_path / "manage.py").write_text("m")
-    assert run(run_sh("build_stamp.sh", tmp_path, RELEASE_META, RELEASE_FILES)).returncode == 0
+    result = run(run_sh("build_stamp.sh", tmp_path, RELEASE_META, RELEASE_FILES, json.dumps({"id": "r2"})))
+    assert result.returncode == 0, result.stderr
     stamped = json.loads(meta.read_text())
+    assert stamped["id"] == "r2" and "status" not in stamped  # the metadata given, then stamped
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", stamped["built_at"])
     # The manifest of its files (not pinned's own .pinned/) and its digest, recorded in the metadata.
     manifest = json.loads((tmp_path / ".pinned/files.json").read_text())

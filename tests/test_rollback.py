@@ -1,26 +1,51 @@
 """End to end: pin and roll back. A release still on disk comes back by a link switch: nothing is built,
-uploaded, installed or migrated. Every switch is in the history; the plan is honest and shows no secret."""
+uploaded, installed or migrated. Every switch is in the history; the plan is honest and shows no secret.
+A code-only release takes the served release's assets/ as hard links (no collectstatic); one that changes a
+static file runs collectstatic and nginx serves the new file."""
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
 
 import pytest
 
-from conftest import Env, http_get
+from conftest import REPO, Env, http_get
 
 pytestmark = pytest.mark.sandbox
 HOST = "roll"
 BUILD_KINDS = ("venv", "release", "migrate", "packages", "database")
 
 
+NEW_CSS = "/* release S */\nh1 { color: #1565c0; }\n"
+
+
 @pytest.fixture(scope="module")
-def env(sandbox, commits, tmp_path_factory):
+def repo(commits, tmp_path_factory):
+    """The example's repository, plus S: B with a changed static file (crops/static/crops/style.css), tagged S."""
+    clone = tmp_path_factory.mktemp("repo") / "agroguia"
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false", "-C", str(clone)]
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    subprocess.run([*git, "checkout", "-q", "B"], check=True)
+    (clone / "crops/static/crops/style.css").write_text(NEW_CSS)
+    subprocess.run([*git, "commit", "-qam", "S: a static file changes"], check=True)
+    subprocess.run([*git, "tag", "S"], check=True)
+    return clone
+
+
+@pytest.fixture(scope="module")
+def env(sandbox, commits, repo, tmp_path_factory):
     sandbox.host(HOST)
-    env = Env("roll", tmp_path_factory.mktemp("state"), [HOST], release=commits["A"]["commit"])
+    env = Env("roll", tmp_path_factory.mktemp("state"), [HOST], release=commits["A"]["commit"], repository=str(repo))
     env.deploy()
     return env
+
+
+def assets(sandbox, rid):
+    """A release's assets/: each file's path and inode."""
+    out = sandbox.ssh(HOST, f"cd /srv/agroguia/versions/0/{rid}/assets && find . -type f -printf '%P %i\\n'").stdout
+    return dict(line.rsplit(" ", 1) for line in out.splitlines())
 
 
 def serves(sandbox, text):
@@ -47,12 +72,21 @@ def test_pin_rollback_and_forward_again(env, sandbox, commits):
     # Only what changed crosses the wire; the rest are hard links of the release being served.
     sent = re.search(r"as hard links of \S+ \+ 2 changed file\(s\), 0 deleted, (\d+) bytes to send", plan_b.stdout)
     assert sent and int(sent.group(1)) < 2000, plan_b.stdout
+    # Its template and crops/release.py changed, nothing collectstatic reads: A's assets are B's.
+    rid_a = f"{commits['A']['time']}-{commits['A']['commit'][:12]}"
+    assert f"; static files unchanged: assets linked from {rid_a})\n" in plan_b.stdout, plan_b.stdout
     env.deploy()
     assert serves(sandbox, "Release: B")
     rid_b = f"{commits['B']['time']}-{commits['B']['commit'][:12]}"
     links = sandbox.ssh(HOST, f"stat -c %h /srv/agroguia/versions/0/{rid_b}/manage.py "
                               f"/srv/agroguia/versions/0/{rid_b}/crops/templates/crops/index.html").stdout.split()
     assert links == ["2", "1"]  # manage.py shared with A; the changed template is B's own
+    assets_a, assets_b = assets(sandbox, rid_a), assets(sandbox, rid_b)
+    assert "crops/style.css" in assets_a and "admin/css/base.css" in assets_a
+    assert assets_b == assets_a  # the same files, the same inodes: hard links, collectstatic did not run
+    records = sandbox.ssh(HOST, f"cat /srv/agroguia/versions/0/{rid_a}/.pinned/static_sources.json "
+                                f"/srv/agroguia/versions/0/{rid_b}/.pinned/static_sources.json").stdout.splitlines()
+    assert len(records) == 2 and records[0] == records[1] and "crops/static" in json.loads(records[0])["locations"]
     assert env.pinned("plan", "--detailed-exitcode").returncode == 0
 
     # Back to A: only the link switch; A is still warm (keep_warm), B stays warm in turn.
@@ -141,4 +175,27 @@ def test_current_moved_by_hand_and_stopped_service_are_corrected(env, sandbox, c
     assert f"+ app agroguia@{pinned_id}  (release on disk is not running)" in plan
     env.deploy()
     assert serves(sandbox, "Release: B")
+    assert env.pinned("plan", "--detailed-exitcode").returncode == 0
+
+
+def test_a_changed_static_file_is_collected_and_served(env, sandbox, commits, repo):
+    """S changes crops/static/crops/style.css over B: collectstatic runs, and nginx serves the new file."""
+    host = sandbox.booted[HOST]
+    rid_b = f"{commits['B']['time']}-{commits['B']['commit'][:12]}"
+    old_css = http_get(f"http://{host.address}/static/crops/style.css")
+    assert old_css.status == 200 and "release S" not in old_css.body and "font-family" in old_css.body
+    env.pinned("pin", "S")
+    plan_s = env.pinned("plan").stdout
+    assert "; collectstatic (static files changed: crops/static/crops/style.css))\n" in plan_s, plan_s
+    env.deploy()
+    assert serves(sandbox, "Release: B")  # S is B's code with another style sheet
+    css = http_get(f"http://{host.address}/static/crops/style.css")
+    assert css.status == 200 and css.body == NEW_CSS
+    sha = subprocess.run(["git", "-C", str(repo), "rev-parse", "S"], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    rid_s = env.pinned("releases", "--json").stdout
+    rid_s = next(r["id"] for r in json.loads(rid_s)["hosts"][HOST] if r["id"].endswith(sha[:12]))
+    assets_b, assets_s = assets(sandbox, rid_b), assets(sandbox, rid_s)
+    assert set(assets_s) == set(assets_b)
+    assert not set(assets_s.items()) & set(assets_b.items())  # collected anew: no file shared with B
     assert env.pinned("plan", "--detailed-exitcode").returncode == 0

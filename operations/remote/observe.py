@@ -339,6 +339,8 @@ def observe_tree(root):
     current = describe(root + "/current")
     if current and current["type"] == "link":
         tree["current"] = current["target"]
+        # what its assets/ were made from (collectstatic.py): a release built from it may take them as they are
+        tree["current_static"] = read_json(root + "/current/.pinned/static_sources.json")
     for schema_dir in sorted(glob.glob(root + "/versions/*")):
         number = os.path.basename(schema_dir)
         if not number.isdigit() or not os.path.isdir(schema_dir):
