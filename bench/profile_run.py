@@ -40,9 +40,11 @@ MARKERS = _markers()
 
 
 def label_of(command: str) -> str:
-    for name, marker in MARKERS:
-        if marker in command:
-            return name
+    """The script a command runs: the marker found first in it (a script may carry another's text as an
+    argument, e.g. venv_start.sh the background build's)."""
+    found = [(command.index(marker), name) for name, marker in MARKERS if marker in command]
+    if found:
+        return min(found)[1]
     words = command.split()
     return " ".join(words[:2])[:40] if words else "?"
 
