@@ -46,7 +46,8 @@ SRV = f"/srv/{APP}"
 
 FIGURES = ("floor", "noop", "code_only", "rollback", "rollback_warm", "restart", "schema_change", "plan_1", "plan_100",
            "setup_from_zero", "apt_pip_alone", "freeze_100k", "copy_migrate_alone", "backup", "restore",
-           "mysqldump_alone", "code_only_warm", "code_only_shallow")
+           "mysqldump_alone", "code_only_warm", "code_only_shallow", "first_deploy", "venv_pip_alone")
+FIRST_FIGURES = ("first_deploy", "venv_pip_alone")
 SHALLOW_FIGURES = ("code_only_warm", "code_only_shallow")
 DATA_FIGURES = ("freeze_100k", "copy_migrate_alone", "backup", "restore", "mysqldump_alone")
 ONE, MULTI = "1", "4+1"
@@ -78,6 +79,10 @@ WHAT = {
     "mysqldump_alone": "on the host: mysqldump --single-transaction of the same database | gzip, nothing else",
     "code_only_warm": "deploy B over A from the full repository, release cache warm",
     "code_only_shallow": "deploy B over A from a fresh `git clone --depth 1` of B, empty release cache",
+    "first_deploy": "deploy A to a fresh warm host that never saw the app (users, secrets, database, venv + pip, "
+                    "upload, migrate, collectstatic, start, nginx)",
+    "venv_pip_alone": "ssh, on the same fresh warm host: python3 -m venv + pip install of A's requirements and "
+                      "pinned's extras, nothing else",
 }
 CI_HOST = [("ci", ["web", "db"])]
 # What the plan says a release built from the served one is sent as (the bytes of the archive uploaded).
@@ -353,6 +358,9 @@ def evaluate(res: Results) -> None:
             checks.append({"target": "bytes sent = code_only_warm's", "value": fig.get("bytes_sent"),
                            "limit": warm_bytes, "met": same,
                            "shown": None if same is None else f"{fig['bytes_sent'][0]} vs {warm_bytes[0]} bytes"})
+        elif name == "first_deploy" and hosts == ONE:
+            bare = res.median("venv_pip_alone", ONE)
+            check("≤ 1.2× venv_pip_alone", median / bare if median and bare else None, 1.2)
         elif name == "plan_100":
             p1 = res.median("plan_1", hosts)
             check("≤ 1.1× plan_1", median / p1 if median and p1 else None, 1.1)
@@ -573,8 +581,8 @@ def fresh_figure(res: Results, name: str, label: str, n: int, specs, image: str,
     res.measure(name, label, n, once)
 
 
-def setup_from_zero(hs: HostSet) -> float:
-    return hs.deploy("A", "setup_from_zero")
+def setup_from_zero(hs: HostSet, profile: list | None = None) -> float:
+    return hs.deploy("A", "setup_from_zero", profile=profile)
 
 
 def apt_pip_alone(hs: HostSet) -> float:
@@ -689,6 +697,58 @@ def shallow_figures(res: Results, n: int, state_dir: Path, commits: dict) -> Non
                    "release cache warmed by a plan first")
 
 
+FIRST_HOST = [("first", ["web", "db"])]
+# The bare baseline of a first deploy: what pinned's venv step installs (operations/release.py `venv`: the
+# release's requirements file and pinned's extras), with pip's own command line, into a new folder.
+VENV_PIP = ("set -e; d=$(mktemp -d /tmp/bench-venv.XXXXXX); printf '%s\\n' {requirements} > \"$d.txt\"; "
+            "python3 -m venv \"$d\"; \"$d/bin/pip\" install -q --disable-pip-version-check -r \"$d.txt\"")
+# pip's cache (downloads and built wheels) is emptied before each of the two: neither finds the other's.
+NO_PIP_CACHE = "rm -rf /root/.cache/pip"
+
+
+def venv_pip_command(commits: dict) -> str:
+    """VENV_PIP for release A: its requirements.txt (read from the repository at A's commit) and the extras
+    pinned installs with every release (state.model.RUNTIME_REQUIREMENTS)."""
+    from pinned.state.model import RUNTIME_REQUIREMENTS
+    text = subprocess.run(["git", "-C", str(REPO), "show", f"{commits['A']['commit']}:requirements.txt"],
+                          capture_output=True, text=True, check=True).stdout
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    return VENV_PIP.format(requirements=" ".join(shlex.quote(r) for r in (*lines, *RUNTIME_REQUIREMENTS)))
+
+
+def first_figures(res: Results, n: int, state_dir: Path, commits: dict) -> None:
+    """A first deploy on a provisioned host (the warm image: nginx, MariaDB, python3-venv installed) next to
+    the bare `python3 -m venv` + `pip install` of the same requirements, on the same fresh host each run
+    (booting not timed). pip's cache is emptied before each; the order alternates run by run. The deploy is
+    profiled (bench/profile_run.py)."""
+    runs: dict[str, list[float]] = {name: [] for name in FIRST_FIGURES}
+    profiles: list[dict[str, float]] = []
+    bare = venv_pip_command(commits)
+    error = None
+    for i in range(n):
+        hs = HostSet(ONE, FIRST_HOST, "warm", "benchfirst", state_dir, commits)
+        try:
+            hs.boot()
+            host = hs.names[0]
+            order = FIRST_FIGURES if i % 2 == 0 else tuple(reversed(FIRST_FIGURES))
+            for name in order:
+                progress(f"{name}: run {i + 1}/{n}")
+                hs.ssh(host, NO_PIP_CACHE, "no-pip-cache")
+                if name == "first_deploy":
+                    runs[name].append(hs.deploy("A", "first_deploy", profile=profiles))
+                else:
+                    runs[name].append(hs.ssh(host, bare, "venv_pip_alone"))
+        except Failed as exc:
+            error = str(exc)
+            break
+        finally:
+            hs.down()
+    for name in FIRST_FIGURES:
+        res.record(name, ONE, runs[name], error, note="the same fresh warm host for both, pip's cache emptied "
+                   "before each, order alternating",
+                   extra={"profile": profile_medians(profiles)} if name == "first_deploy" and profiles else None)
+
+
 def phase(res: Results, label: str, n: int, want: set[str], state_dir: Path, commits: dict) -> None:
     warm_specs, fresh_specs = (SINGLE_HOSTS, FRESH_SINGLE) if label == ONE else (MULTI_HOSTS, FRESH_MULTI)
     env = "bench1" if label == ONE else "bench5"
@@ -704,8 +764,11 @@ def phase(res: Results, label: str, n: int, want: set[str], state_dir: Path, com
         res.fail(fresh, label, setup_error)
         return
     if "setup_from_zero" in want:
+        profiles: list[dict[str, float]] = []
         fresh_figure(res, "setup_from_zero", label, n, fresh_specs, "base", env, state_dir, commits,
-                     setup_from_zero)
+                     lambda hs: setup_from_zero(hs, profiles if label == ONE else None))
+        if profiles:
+            res.figures[res.key("setup_from_zero", label)]["profile"] = profile_medians(profiles)
     if label == ONE and "apt_pip_alone" in want:
         fresh_figure(res, "apt_pip_alone", label, n, APT_HOST, "base", env, state_dir, commits, apt_pip_alone)
     if "schema_change" in want:
@@ -714,6 +777,8 @@ def phase(res: Results, label: str, n: int, want: set[str], state_dir: Path, com
         data_figures(res, n, want, state_dir, commits)
     if label == ONE and want & set(SHALLOW_FIGURES):
         shallow_figures(res, n, state_dir, commits)
+    if label == ONE and want & set(FIRST_FIGURES):
+        first_figures(res, n, state_dir, commits)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -734,6 +799,8 @@ def main(argv: list[str] | None = None) -> int:
         want |= {"code_only", "rollback", "rollback_warm"}  # measured in one loop
     if want & set(SHALLOW_FIGURES):
         want |= set(SHALLOW_FIGURES)  # measured side by side
+    if want & set(FIRST_FIGURES):
+        want |= set(FIRST_FIGURES)  # measured side by side
     if os.geteuid() != 0:
         print("bench: needs root (the sandbox: network namespaces, mounts, systemd-nspawn)", file=sys.stderr)
         return 1
@@ -758,8 +825,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.skip_multi:
                 progress("skipping the 4+1 figures (--skip-multi)")
             else:
-                phase(res, MULTI, args.runs, want - {"apt_pip_alone", "restart", "plan_1", "plan_100",
-                                                     *DATA_FIGURES, *SHALLOW_FIGURES}, Path(tmp), commits)
+                one_host_only = {"apt_pip_alone", "restart", "plan_1", "plan_100", *DATA_FIGURES, *SHALLOW_FIGURES,
+                                 *FIRST_FIGURES}
+                phase(res, MULTI, args.runs, want - one_host_only, Path(tmp), commits)
     except KeyboardInterrupt:
         interrupted = True
         progress("interrupted: stopping the hosts")

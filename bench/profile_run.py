@@ -43,8 +43,11 @@ def label_of(command: str) -> str:
     """The remote script a command runs, or the scripts of a chained command (operations.scripts.chain) joined by
     `+` in the order they run, e.g. `build_extract+build_stamp+build_finish`."""
     found = sorted((command.find(marker), name) for name, marker in MARKERS if marker in command)
-    if found:
-        return "+".join(name for _, name in found)
+    names = [name for _, name in found]
+    if "venv_start" in names:  # it carries the background build's script (venv_build.sh) as an argument
+        names.remove("venv_build")
+    if names:
+        return "+".join(names)
     words = command.split()
     return " ".join(words[:2])[:40] if words else "?"
 

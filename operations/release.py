@@ -10,15 +10,30 @@ from .files import RELEASE_FILES, RELEASE_META, sh
 from .scripts import chain, run_py, run_sh, script
 
 
+def venv_start_command(path: str, requirements: str, extra: tuple[str, ...], undo: str) -> StringCommand:
+    """Start building a virtualenv in the background (remote/venv_start.sh), with the deploy lock's undo hook
+    that stops the build if the run ends before waiting for it."""
+    hook = run_sh("venv_stop.sh", path).get_raw_value()
+    return run_sh("venv_start.sh", path, requirements, undo, hook, script("venv_build.sh"), *extra)
+
+
 @operation()
-def venv(path: str, requirements: str, extra: tuple[str, ...]):
-    """Build a virtualenv for one requirements hash (shared by every release with those requirements).
-    It is built in place (venv scripts name their own path) and usable only once `.pinned-ready` exists."""
-    yield StringCommand("rm", "-rf", QuoteString(path))
-    yield StringCommand("python3", "-m", "venv", QuoteString(path))
-    yield FileUploadCommand(StringIO(requirements), f"{path}/requirements.txt")
-    yield run_sh("venv_install.sh", path, *extra)
-    yield StringCommand("touch", QuoteString(f"{path}/.pinned-ready"))
+def venv_start(path: str, requirements: str, extra: tuple[str, ...], undo: str):
+    """Start building a virtualenv (python3 -m venv + pip install) in the background, early in the run, so
+    what does not need it (users, folders, secrets, the database's account) runs meanwhile. The `venv` step
+    waits for it; nothing here marks it ready."""
+    yield venv_start_command(path, requirements, extra, undo)
+
+
+@operation()
+def venv(path: str, requirements: str, extra: tuple[str, ...], undo: str, started: bool = False):
+    """A virtualenv for one requirements hash (shared by every release with those requirements): built in place
+    (venv scripts name their own path) by a background build (`venv_start`, started earlier in the run, or
+    here), waited for, and usable only once `.pinned-ready` exists — written only when the build succeeded;
+    otherwise the step fails with pip's output."""
+    if not started:
+        yield venv_start_command(path, requirements, extra, undo)
+    yield run_sh("venv_wait.sh", path, undo)
 
 
 # A new release starts as hard links of the base release's code (never of what differs per release:

@@ -16,6 +16,7 @@ OPERATIONS = {
     c.DbUser: database.account,
     c.ConfigFile: files.config_file,
     c.RemoveFile: files.remove_file,
+    c.VenvStart: release.venv_start,
     c.Venv: release.venv,
     c.Build: release.build,
     c.Migrate: database.migrate,

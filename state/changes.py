@@ -128,12 +128,26 @@ class RemoveFile(Change):
 
 
 @dataclass(frozen=True)
-class Venv(Change):
-    kind = "venv"
-    about = "build a shared virtualenv for a requirements hash"
+class VenvStart(Change):
+    kind = "venv-start"
+    about = ("start building a shared virtualenv in the background, first thing on the host (python3 -m venv + pip "
+             "install), while the steps that do not need it run; its `venv` step waits for it")
     path: str
     requirements: str
     extra: tuple[str, ...]
+    undo: str  # the deploy lock's undo hook: stops the build if the run ends before its `venv` step
+
+
+@dataclass(frozen=True)
+class Venv(Change):
+    kind = "venv"
+    about = ("a shared virtualenv for a requirements hash: its build waited for (or built here) and marked ready "
+             "only if pip succeeded")
+    path: str
+    requirements: str
+    extra: tuple[str, ...]
+    undo: str  # as VenvStart's
+    started: bool = False  # by a venv-start step earlier in the run: only waited for here
 
 
 @dataclass(frozen=True)
@@ -297,8 +311,8 @@ class Prune(Change):
 
 # Every kind, in the order of the README's table.
 KINDS: tuple[type[Change], ...] = (Packages, Service, User, Directory, Secrets, SecretsRead, SecretsCopy, Database,
-                                   DbUser, ConfigFile, RemoveFile, Venv, Build, Migrate, SchemaRecord, Start, Restart,
-                                   Link, Switch, WriteFreeze, DatabaseGuard, Stop, Warm, Prune)
+                                   DbUser, ConfigFile, RemoveFile, VenvStart, Venv, Build, Migrate, SchemaRecord, Start,
+                                   Restart, Link, Switch, WriteFreeze, DatabaseGuard, Stop, Warm, Prune)
 
 
 @dataclass(frozen=True)

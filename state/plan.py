@@ -504,14 +504,20 @@ def plan_release(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation,
     on_disk = o.releases.get(rel.id)
     build = needs_build(o, rel.id, schema)
     venv = lay.venv(rel.requirements_hash)
-    if build and rel.requirements_hash not in o.venvs:
-        steps.append(Step(host.name, ADD, c.Venv(venv, rel.requirements, tuple(rel.runtime)), venv,
-                          "no virtualenv for these requirements yet", phase="prepare"))
     for wanted in (*site_files(d), env_file(d)):
         if wanted.reload == "systemd" or wanted.path == lay.env_file:  # before the release is built and starts
             step = config_step(host.name, o, wanted, "prepare")
             if step:
                 steps.append(step)
+    if build and rel.requirements_hash not in o.venvs:
+        # Built in the background from the start of the run (right after the packages: python3-venv), while the
+        # steps up to here run; waited for just before the release's build, which needs it.
+        undo = lay.lock_undo(f"venv-{rel.requirements_hash}")
+        steps.append(Step(host.name, ADD, c.VenvStart(venv, rel.requirements, tuple(rel.runtime), undo), venv,
+                          "no virtualenv for these requirements yet: built in the background meanwhile",
+                          phase="system"))
+        steps.append(Step(host.name, ADD, c.Venv(venv, rel.requirements, tuple(rel.runtime), undo, started=True),
+                          venv, "its build (venv-start) waited for, ready only if pip succeeded", phase="prepare"))
     if build:
         static = static_key(d, host, env_fingerprints(d))
         reason = "not on disk" if on_disk is None else f"on disk but {on_disk.status}"
@@ -762,7 +768,10 @@ def plan(d: Desired, observed: dict[str, HostObserved]) -> Plan:
                            "up).",)
     steps, rollout_warnings = plan_rollout(d, observed, steps, alloc)
     order = {h: i for i, h in enumerate(hosts)}
-    steps.sort(key=lambda s: (order[s.host], PHASES.index(s.phase)))  # stable: planners' order within a phase
+    # Stable: planners' order within a phase, but a virtualenv's background build starts right after the packages
+    # (python3-venv), before the rest of the host's system phase.
+    early = (c.Packages, c.VenvStart)
+    steps.sort(key=lambda s: (order[s.host], PHASES.index(s.phase), not isinstance(s.change, early)))
     certificates, tls_warnings = certificate_report(d, observed)
     return Plan(d.env, tuple(steps), alloc.warnings + freeze_warnings + shared_warnings + preview_warnings
                 + tls_warnings + rollout_warnings + mixed_releases(d, observed), hosts, certificates=certificates)

@@ -277,7 +277,8 @@ def plan_previews(d: Desired, observed: dict[str, HostObserved], schema: int, cu
                 venv = lay.venv(rel.requirements_hash)
                 if rel.requirements_hash not in o.venvs and venv not in venvs:
                     venvs.add(venv)
-                    steps.append(Step(web.name, ADD, c.Venv(venv, rel.requirements, tuple(rel.runtime)), venv,
+                    undo = lay.lock_undo(f"venv-{rel.requirements_hash}")
+                    steps.append(Step(web.name, ADD, c.Venv(venv, rel.requirements, tuple(rel.runtime), undo), venv,
                                       f"preview {name}: no virtualenv for these requirements yet", phase="prepare"))
                 transfer = d.transfers.get(f"release:{rel.id}", {})
                 steps.append(Step(web.name, ADD, c.Build(

@@ -142,6 +142,10 @@ def remove_file(o, ch: c.RemoveFile, d, host):
     return replace(o, paths={**o.paths, ch.path: None})
 
 
+def venv_start(o, ch: c.VenvStart, d, host):
+    return o  # a background build: the venv is ready only once its `venv` step waited for it
+
+
 def venv(o, ch: c.Venv, d, host):
     return replace(o, venvs=o.venvs | {ch.path.rsplit("/", 1)[1]})
 
@@ -333,7 +337,8 @@ def preview_drop(o, ch: c.PreviewDrop, d, host):
 RULES = {
     c.Packages: packages, c.Service: service, c.User: user, c.Directory: directory, c.Secrets: secrets,
     c.SecretsRead: secrets_read, c.SecretsCopy: secrets_copy, c.Database: database, c.DbUser: db_user,
-    c.ConfigFile: config_file, c.RemoveFile: remove_file, c.Venv: venv, c.Build: build, c.Migrate: migrate,
+    c.ConfigFile: config_file, c.RemoveFile: remove_file, c.VenvStart: venv_start, c.Venv: venv, c.Build: build,
+    c.Migrate: migrate,
     c.SchemaRecord: schema_record, c.Start: start, c.Restart: restart, c.Link: link, c.Switch: switch, c.Stop: stop,
     c.Warm: warm,
     c.Prune: prune,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import time
 
 import pytest
 
-from conftest import ROOT, http_get
+from conftest import PREFIX, ROOT, http_get
 
 pytestmark = pytest.mark.sandbox
 HOST = "first"
@@ -138,3 +140,101 @@ def test_the_apps_connection_has_the_databases_collation(deployed, sandbox):
                             f"pinned_settings .venv/bin/python - <<'EOF'\n{script}EOF").stdout.split("\n")
     assert out[0] == "utf8mb4_unicode_ci utf8mb4_unicode_ci", out
     assert out[1] == "1", out
+
+
+# ------------------------------------------------------------------ the virtualenv's background build
+
+def commit_on_a(commits, tmp_path, requirements: str, message: str) -> tuple[str, str]:
+    """A clone of the example repository with one commit on top of A changing only requirements.txt:
+    (the clone's path, the commit)."""
+    clone = tmp_path / "repo"
+    if not clone.exists():
+        subprocess.run(["git", "clone", "-q", str(ROOT / ".build/agroguia"), str(clone)], check=True)
+    git = ["git", "-C", str(clone), "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run([*git, "checkout", "-q", "--detach", commits["A"]["commit"]], check=True)
+    (clone / "requirements.txt").write_text(requirements)
+    when = "2026-11-20T12:00:00+00:00"
+    subprocess.run([*git, "commit", "-q", "-am", message], check=True,
+                   env={**os.environ, "GIT_AUTHOR_DATE": when, "GIT_COMMITTER_DATE": when})
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    return str(clone), head
+
+
+def venv_state(sandbox) -> str:
+    """Per virtualenv folder: whether it is ready, its build's status; then any build still running, and the
+    deploy lock's undo hooks."""
+    return sandbox.ssh(HOST, "for v in /srv/agroguia/venvs/*; do echo \"$(basename $v) "
+                             "ready=$([ -e $v/.pinned-ready ] && echo y || echo n) "
+                             "status=$(cat $v/.pinned-build.status 2>/dev/null)\"; done; "
+                             "echo running=$(pgrep -f '[p]inned /srv/agroguia/venvs/' | wc -l); "
+                             "echo hooks=$(ls /run/lock/pinned-agroguia.lock.undo.d 2>/dev/null | wc -l)").stdout
+
+
+def test_a_failing_pip_install_fails_the_deploy_and_changes_nothing_served(deployed, sandbox, commits, tmp_path):
+    host, env, *_ = deployed
+    before = venv_state(sandbox)
+    repository, bad = commit_on_a(commits, tmp_path, "Django>=5.2,<5.3\npinned-no-such-package-4f1c==1.0\n",
+                                  "a requirement that does not exist")
+    env.write(repository=repository, release=bad)
+    try:
+        proc = env.deploy(check=False)
+    finally:
+        env.write(repository=str(ROOT / ".build/agroguia"), release=commits["A"]["commit"])
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output[-3000:]
+    assert "+ venv-start" in proc.stdout  # the build was started in the background...
+    # ... and its failure is the deploy's, with pip's own words
+    assert "pinned: building the virtualenv" in output and "pinned-no-such-package-4f1c" in output, output[-3000:]
+    assert re.search(r"No matching distribution|Could not find a version", output), output[-3000:]
+    after = venv_state(sandbox)
+    new = [line for line in after.splitlines() if line.split(" ")[0] not in before and "ready=" in line]
+    assert len(new) == 1 and "ready=n" in new[0] and "status=1" in new[0], after  # built, failed, never ready
+    assert "running=0" in after and "hooks=0" in after, after
+    # nothing served changed: A is current and answers; the bad release was never built
+    assert sandbox.ssh(HOST, "readlink /srv/agroguia/current").stdout.strip().endswith(release_id(commits, "A"))
+    listed = sandbox.ssh(HOST, "ls -a /srv/agroguia/versions/0").stdout.split()
+    assert not [name for name in listed if bad[:12] in name], listed
+    page = http_get(f"http://{host.address}/")
+    assert page.status == 200 and "Release: A" in page.body
+
+
+def test_a_run_killed_while_its_venv_builds_leaves_no_build_running(deployed, sandbox, commits, tmp_path):
+    host, env, *_ = deployed
+    # pip waits on an index that never answers (a documentation address: its packets are dropped), so the build
+    # is surely still running when the run is killed.
+    repository, other = commit_on_a(commits, tmp_path, "--index-url http://192.0.2.1/simple/\nDjango>=5.2,<5.3\n",
+                                    "an index that never answers")
+    env.write(repository=repository, release=other)
+    envvars = {**os.environ, "PINNED_STATE_DIR": str(env.state_dir), "PINNED_SANDBOX_PREFIX": PREFIX}
+    run = subprocess.Popen([str(ROOT / ".venv/bin/pyinfra"), "-y", "--limit", HOST, "inventory.py", "deploy.py",
+                            "--data", f"env={env.name}"], cwd=ROOT, env=envvars, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        # The build runs in the background on the host (its pid file is there, no status yet): kill the run.
+        deadline, building = time.monotonic() + 120, []
+        while time.monotonic() < deadline and run.poll() is None and not building:
+            building = sandbox.ssh(HOST, "for v in /srv/agroguia/venvs/*; do [ -s $v/.pinned-build.pid ] && "
+                                         "[ ! -e $v/.pinned-build.status ] && echo $v; done; true").stdout.split()
+        assert run.poll() is None and building, "the virtualenv's build was never seen running"
+        assert re.search(r"running=[1-9]", venv_state(sandbox))
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait()
+        # The deploy lock's holder ends with the run's connection and runs the build's undo hook: the build stops.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            state = venv_state(sandbox)
+            if "running=0" in state and "hooks=0" in state:
+                break
+            time.sleep(0.2)
+        assert "running=0" in state and "hooks=0" in state, state
+        left = sandbox.ssh(HOST, f"ls -a {building[0]}").stdout.split()
+        assert ".pinned-ready" not in left and ".pinned-build.status" not in left, left
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+        env.write(repository=str(ROOT / ".build/agroguia"), release=commits["A"]["commit"])
+    # A is still served, and the hosts converge to it.
+    env.deploy()
+    assert "No changes" in env.pinned("plan").stdout
+    page = http_get(f"http://{host.address}/")
+    assert page.status == 200 and "Release: A" in page.body
