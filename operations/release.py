@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from io import StringIO
-
-from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
+from pyinfra.api import FileUploadCommand, StringCommand, operation
 
 from .files import RELEASE_FILES, RELEASE_META, sh
 from .scripts import chain, run_py, run_sh, script
