@@ -434,6 +434,11 @@ def evaluate(res: Results) -> None:
             fig["ratio_to_10k"] = round(median / t10k, 2) if median and t10k else None
             rows = ROWS["schema_change_100k"] - ROWS["schema_change_10k"]
             fig["cost_per_row_us"] = round((median - t10k) / rows * 1e6, 2) if median and t10k else None
+            # the same from the write freeze the deploys report (copy, migrate, health check, switch): less noise
+            f10k = (res.figures.get(res.key("schema_change_10k", hosts)) or {}).get("freeze_s")
+            f100k = fig.get("freeze_s")
+            fig["freeze_cost_per_row_us"] = (round((statistics.median(f100k) - statistics.median(f10k)) / rows * 1e6,
+                                                   2) if f10k and f100k else None)
         elif name == "rollout_batches":
             together = res.median("rollout_all", hosts)
             fig["ratio_to_all_at_once"] = round(median / together, 2) if median and together else None
@@ -470,7 +475,8 @@ def table(res: Results) -> str:
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
     derived = [(key, field, fig[field]) for key, fig in res.figures.items()
-               for field in ("ratio_to_kept_1", "ratio_to_10k", "cost_per_row_us", "ratio_to_all_at_once")
+               for field in ("ratio_to_kept_1", "ratio_to_10k", "cost_per_row_us", "freeze_cost_per_row_us",
+                             "ratio_to_all_at_once")
                if fig.get(field) is not None]
     if derived:
         lines.append("")
@@ -991,6 +997,7 @@ def kept_figures(res: Results, n: int, state_dir: Path, commits: dict) -> None:
 ROWS_FIGURES = ("schema_change_10k", "schema_change_100k")
 ROWS = {"schema_change_10k": 10_000, "schema_change_100k": 100_000}
 ROWS_HOST = [("rows", ["web", "db"])]
+FREEZE = re.compile(r"pinned: write freeze lasted (\d+\.\d+) s")
 
 
 def rows_figures(res: Results, n: int, state_dir: Path, commits: dict) -> None:
@@ -999,6 +1006,7 @@ def rows_figures(res: Results, n: int, state_dir: Path, commits: dict) -> None:
     as freeze_100k does, MariaDB's sequence engine — not timed); the two alternate within each run. The copy's
     cost per row is (t100k − t10k) / 90,000 rows (in `evaluate`)."""
     runs: dict[str, list[float]] = {name: [] for name in ROWS_FIGURES}
+    freeze: dict[str, list[float]] = {name: [] for name in ROWS_FIGURES}
     error = None
     try:
         for i in range(n):
@@ -1009,13 +1017,19 @@ def rows_figures(res: Results, n: int, state_dir: Path, commits: dict) -> None:
                     hs.boot()
                     hs.deploy("A", f"{name}-setup-deploy-A")
                     hs.ssh(hs.names[0], f'mysql -e "{seed_sql(ROWS[name])}"', f"{name}-seed")
-                    runs[name].append(hs.deploy("C", name))
+                    procs: list = []
+                    runs[name].append(hs.deploy("C", name, out=procs))
+                    lasted = FREEZE.search(procs[0].stdout + procs[0].stderr)
+                    if not lasted:
+                        raise Failed(f"{name}: the deploy did not report its write freeze")
+                    freeze[name].append(float(lasted.group(1)))
                 finally:
                     hs.down()
     except Failed as exc:
         error = str(exc)
     for name in ROWS_FIGURES:
-        res.record(name, ONE, runs[name], error, note=f"{ROWS[name]:,} more rows in A's database (crops_crop)")
+        res.record(name, ONE, runs[name], error, note=f"{ROWS[name]:,} more rows in A's database (crops_crop)",
+                   extra={"freeze_s": freeze[name]})
 
 
 # ---------------------------------------------------------------- rolling out host by host (#15)
@@ -1024,12 +1038,20 @@ ROLLOUT_FIGURES = ("rollout_batches", "rollout_all")
 ROLLOUT = {"canary": 1, "batch": 2, "watch": "1s"}  # watch: the least allowed; its time is taken out (below)
 
 
-def watch_seconds(events_file: Path) -> float:
-    """The seconds of the rollout's `+ watch` operation (on the canary), from bench/profile_run.py's events."""
+CANARY = re.compile(r"rollout: (\S+) first \(canary")
+
+
+def watch_seconds(events_file: Path, output: str) -> float:
+    """The seconds of the rollout's `+ watch` operation on the canary (named by the plan's warning), from
+    bench/profile_run.py's events (pyinfra runs every operation on every host: on the others it does nothing)."""
+    canary = CANARY.search(output)
+    if not canary:
+        raise Failed("rollout_batches: the plan names no canary")
     events = json.loads(events_file.read_text())["events"]
-    spans = [e["end"] - e["start"] for e in events if e["kind"] == "operation" and ": + watch " in e["label"]]
+    spans = [e["end"] - e["start"] for e in events
+             if e["kind"] == "operation" and e["label"].startswith(f"{canary.group(1)}: + watch ")]
     if len(spans) != 1:
-        raise Failed(f"rollout_batches: {len(spans)} watch operation(s) in the profile, not 1")
+        raise Failed(f"rollout_batches: {len(spans)} watch operation(s) on the canary {canary.group(1)}, not 1")
     return spans[0]
 
 
@@ -1058,7 +1080,7 @@ def rollout_figures(res: Results, hs: HostSet, n: int, setup_error: str | None) 
                 if name == "rollout_batches":
                     if "rollout batch 2 of 2" not in procs[0].stdout:
                         raise Failed("rollout_batches: the plan shows no second rollout batch")
-                    watch = watch_seconds(Path(hs.state_dir) / "profile.json")
+                    watch = watch_seconds(Path(hs.state_dir) / "profile.json", procs[0].stdout)
                     watched.append(round(watch, 3))
                 whole[name].append(round(seconds, 3))
                 runs[name].append(seconds - watch)
