@@ -870,11 +870,10 @@ for rid, (n, made) in sorted(wanted.items()):
             meta.update(id=rid, commit=commit, schema=n, built_at=when.strftime("%Y-%m-%dT%H:%M:%SZ"),
                         fingerprint=schema_info(n)["fingerprint"] if n else meta["fingerprint"])
             rewrite(tmp + "/.pinned/release.json", json.dumps(meta, sort_keys=True))
-            with open(tmp + "/pinned_settings.py") as handle:
-                text = handle.read()
-            db = '"%s_v%d"' % (app, n)
-            if n >= 2:
-                rewrite(tmp + "/pinned_settings.py", text.replace('"%s_v1"' % app, db))
+            if n >= 2:  # its own schema version's database
+                with open(tmp + "/pinned_settings.py") as handle:
+                    text = handle.read()
+                rewrite(tmp + "/pinned_settings.py", text.replace('"%s_v1"' % app, '"%s_v%d"' % (app, n)))
         os.rename(tmp, dst)
     link = root + "/by-id/" + rid
     if not os.path.lexists(link):
