@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PYINFRA := $(VENV)/bin/pyinfra
-HOST_PACKAGES := debootstrap systemd-container iptables iproute2 openssh-client curl git python3-venv shellcheck pebble openssl
+HOST_PACKAGES := debootstrap systemd-container iptables iproute2 openssh-client curl git python3-venv shellcheck pebble openssl time
 REPO := .build/agroguia
 
 .PHONY: demo test unit lint e2e bench clean deps venv images repo

@@ -46,7 +46,9 @@ SRV = f"/srv/{APP}"
 
 FIGURES = ("floor", "noop", "code_only", "rollback", "rollback_warm", "restart", "schema_change", "plan_1", "plan_100",
            "setup_from_zero", "apt_pip_alone", "freeze_100k", "copy_migrate_alone", "backup", "restore",
-           "mysqldump_alone", "code_only_warm", "code_only_shallow", "first_deploy", "venv_pip_alone")
+           "mysqldump_alone", "code_only_warm", "code_only_shallow", "first_deploy", "venv_pip_alone",
+           "deploy_kept_1", "deploy_kept_20", "deploy_kept_100", "schema_change_10k", "schema_change_100k",
+           "rollout_batches", "rollout_all")
 FIRST_FIGURES = ("first_deploy", "venv_pip_alone")
 SHALLOW_FIGURES = ("code_only_warm", "code_only_shallow")
 DATA_FIGURES = ("freeze_100k", "copy_migrate_alone", "backup", "restore", "mysqldump_alone")
@@ -83,14 +85,27 @@ WHAT = {
                     "upload, migrate, collectstatic, start, nginx)",
     "venv_pip_alone": "ssh, on the same fresh warm host: python3 -m venv + pip install of A's requirements and "
                       "pinned's extras, nothing else",
+    "deploy_kept_1": "deploy B (code only) over A, 1 release on disk (A)",
+    "deploy_kept_20": "deploy B (code only) over A, 20 releases on disk in 4 schema versions, 5 of them pruned",
+    "deploy_kept_100": "deploy B (code only) over A, 100 releases on disk in 4 schema versions, 5 of them pruned",
+    "schema_change_10k": "deploy C (schema change) over A with 10,000 more rows",
+    "schema_change_100k": "deploy C (schema change) over A with 100,000 more rows",
+    "rollout_batches": "deploy B rolled out (canary 1, watched; then batches of 2), the canary's watch taken out",
+    "rollout_all": "deploy B to every web host at once, beside rollout_batches",
 }
 CI_HOST = [("ci", ["web", "db"])]
 # What the plan says a release built from the served one is sent as (the bytes of the archive uploaded).
 SENT = re.compile(r"as hard links of \S+ \+ (\d+) changed file\(s\), (\d+) deleted, (\d+) bytes to send")
 DATA_HOST = [("data", ["web", "db"])]
 SEED_ROWS = 100_000
-# MariaDB's sequence engine: seq_1_to_N is a table of the numbers 1..N.
-SEED_SQL = (f"INSERT INTO {APP}_v0.crops_crop (name) SELECT CONCAT('bench-', seq) FROM {APP}_v0.seq_1_to_{SEED_ROWS}")
+
+
+def seed_sql(rows: int) -> str:
+    """SQL adding `rows` crops to A's database. MariaDB's sequence engine: seq_1_to_N is a table of 1..N."""
+    return f"INSERT INTO {APP}_v0.crops_crop (name) SELECT CONCAT('bench-', seq) FROM {APP}_v0.seq_1_to_{rows}"
+
+
+SEED_SQL = seed_sql(SEED_ROWS)
 # On the host, as root: the copy a schema change makes and C's migration on it, timed alone.
 COPY_MIGRATE = r"""
 set -e
@@ -160,6 +175,52 @@ def save_log(name: str, cmd: list[str] | str, proc) -> Path:
 
 # ---------------------------------------------------------------- hosts and commands
 
+# Peak memory (ru_maxrss, KiB) of each command that exited as it should, by what it was run as (a figure's timed
+# command runs as the figure's name): Results.record takes a figure's values out of it.
+MAXRSS: dict[str, list[int]] = {}
+# GNU time (Debian package `time`, in the Makefile's deps): it forks the command from its own small process and
+# reports the command's ru_maxrss (wait4) — the command's own peak and its children's. Read from this process
+# instead, a child's ru_maxrss would start at this (larger) process's RSS: Linux counts the memory a child
+# leaves at exec, and getrusage(RUSAGE_CHILDREN) is the largest of every command run so far.
+GNU_TIME = "/usr/bin/time"
+
+
+def run_measured(cmd: list[str], env: dict, timeout: float):
+    """(seconds, CompletedProcess, peak memory in KiB or None) of one command, run under GNU time (its own
+    fork and exec, ~1 ms, inside the seconds). Output goes to temporary files."""
+    with tempfile.TemporaryDirectory(prefix="pinned-bench-run-") as tmp:
+        rss_file = Path(tmp) / "maxrss"
+        wrapped = [GNU_TIME, "-f", "%M", "-o", str(rss_file), *cmd] if os.path.exists(GNU_TIME) else cmd
+        with open(Path(tmp) / "out", "w+") as out, open(Path(tmp) / "err", "w+") as err:
+            started = time.perf_counter()
+            child = subprocess.Popen(wrapped, cwd=ROOT, env=env, stdout=out, stderr=err, text=True)
+            try:
+                child.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                kill_tree(child.pid)
+                child.wait()
+                raise
+            seconds = time.perf_counter() - started
+            out.seek(0)
+            err.seek(0)
+            proc = subprocess.CompletedProcess(cmd, child.returncode, out.read(), err.read())
+        said = rss_file.read_text().split() if rss_file.exists() else []
+        maxrss = int(said[-1]) if said and said[-1].isdigit() else None
+    return seconds, proc, maxrss
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process started here and its children (GNU time's command), by their ids."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    for one in [*children, str(pid)]:
+        try:
+            os.kill(int(one), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
 
 class HostSet:
     """Sandbox hosts deployed together as one environment (a state file in a temporary folder)."""
@@ -173,6 +234,7 @@ class HostSet:
         self.info: dict[str, core.HostInfo] = {}
         self.key = ""
         self.environ: dict[str, str] = {}  # more environment for pinned's commands (e.g. PINNED_CACHE)
+        self.state_extra: dict = {}  # more fields of the state file (e.g. keep_releases, rollout)
 
     def boot(self) -> None:
         progress(f"booting {', '.join(self.names)} ({self.image} image, not timed)")
@@ -189,25 +251,27 @@ class HostSet:
     def pin(self, tag: str, repository: Path = REPO) -> None:
         state = {"app": APP, "repository": str(repository), "release": self.commits[tag]["commit"],
                  "django": {"settings": "agroguia.settings"}, "hosts": "sandbox", "site": {"health_url": "/health/"}}
+        state.update(self.state_extra)
         (self.state_dir / f"{self.env}.yaml").write_text(yaml.safe_dump(state, sort_keys=False))
 
     def limit(self, names: list[str] | None = None) -> list[str]:
         return [a for name in (names or self.names) for a in ("--limit", name)]
 
-    def run(self, what: str, cmd: list[str], ok=(0,), timeout: float = 1800):
-        """(seconds, process) of a command run like a user runs it; Failed unless its exit code is ok."""
+    def run(self, what: str, cmd: list[str], ok=(0,), timeout: float = 1800, rss_key: str | None = None):
+        """(seconds, process) of a command run like a user runs it; Failed unless its exit code is ok. Its peak
+        memory goes to MAXRSS[rss_key or what] (the figures' `maxrss_mib`)."""
         env = {**os.environ, "PINNED_STATE_DIR": str(self.state_dir), "PINNED_SANDBOX_PREFIX": PREFIX,
                **self.environ}
-        started = time.perf_counter()
         try:
-            proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+            seconds, proc, maxrss_kib = run_measured(cmd, env, timeout)
         except subprocess.TimeoutExpired:
             raise Failed(f"{what}: timed out after {timeout:.0f} s") from None
-        seconds = time.perf_counter() - started
         if proc.returncode not in ok:
             log = save_log(f"{what}-{self.label}", cmd, proc)
             raise Failed(f"{what} exited {proc.returncode}: {first_error_line(proc.stderr, proc.stdout)} "
                          f"(log: {log.relative_to(ROOT)})")
+        if maxrss_kib is not None:
+            MAXRSS.setdefault(rss_key or what, []).append(maxrss_kib)
         return seconds, proc
 
     def deploy(self, tag: str, what: str, repository: Path = REPO, out: list | None = None,
@@ -248,11 +312,11 @@ class HostSet:
 
     def ssh(self, name: str, command: str, what: str, timeout: float = 1800) -> float:
         cmd = ["ssh", *core.ssh_options(self.key), f"root@{self.info[name].address}", command]
-        return self.run(f"{what}-{name}", cmd, timeout=timeout)[0]
+        return self.run(f"{what}-{name}", cmd, timeout=timeout, rss_key=what)[0]
 
     def ssh_out(self, name: str, command: str, what: str) -> str:
         cmd = ["ssh", *core.ssh_options(self.key), f"root@{self.info[name].address}", command]
-        return self.run(f"{what}-{name}", cmd)[1].stdout
+        return self.run(f"{what}-{name}", cmd, rss_key=what)[1].stdout
 
     def ssh_all(self, names: list[str], command: str, what: str) -> None:
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(names)) as pool:
@@ -285,6 +349,10 @@ class Results:
             fig["error"] = error
         if note:
             fig["note"] = note
+        rss = MAXRSS.pop(name, [])  # the timed command's peak memory, each successful run
+        if rss:
+            fig["maxrss_mib"] = round(statistics.median(rss) / 1024, 1)
+            fig["maxrss_mib_runs"] = [round(kib / 1024, 1) for kib in rss]
         fig.update(extra or {})
         self.figures[self.key(name, hosts)] = fig
         if error:
@@ -364,10 +432,28 @@ def evaluate(res: Results) -> None:
         elif name == "plan_100":
             p1 = res.median("plan_1", hosts)
             check("≤ 1.1× plan_1", median / p1 if median and p1 else None, 1.1)
+        elif name in ("deploy_kept_20", "deploy_kept_100"):
+            k1 = res.median("deploy_kept_1", hosts)
+            fig["ratio_to_kept_1"] = round(median / k1, 2) if median and k1 else None
+            if name == "deploy_kept_100":
+                check("≤ 1.2× deploy_kept_1", fig["ratio_to_kept_1"], 1.2)
+        elif name == "schema_change_100k":
+            t10k = res.median("schema_change_10k", hosts)
+            fig["ratio_to_10k"] = round(median / t10k, 2) if median and t10k else None
+            rows = ROWS["schema_change_100k"] - ROWS["schema_change_10k"]
+            fig["cost_per_row_us"] = round((median - t10k) / rows * 1e6, 2) if median and t10k else None
+            # the same from the write freeze the deploys report (copy, migrate, health check, switch): less noise
+            f10k = (res.figures.get(res.key("schema_change_10k", hosts)) or {}).get("freeze_s")
+            f100k = fig.get("freeze_s")
+            fig["freeze_cost_per_row_us"] = (round((statistics.median(f100k) - statistics.median(f10k)) / rows * 1e6,
+                                                   2) if f10k and f100k else None)
+        elif name == "rollout_batches":
+            together = res.median("rollout_all", hosts)
+            fig["ratio_to_all_at_once"] = round(median / together, 2) if median and together else None
         if hosts == MULTI:
             single = res.median(name, ONE)
             fig["scaling_to_1_host"] = round(median / single, 2) if median and single else None
-            if name != "floor":
+            if name not in ("floor", *ROLLOUT_FIGURES):  # a rollout has no 1-host figure
                 check("≤ 1.3× 1 host", fig["scaling_to_1_host"], 1.3)
         fig["target"] = "; ".join(c["target"] for c in checks) or None
         fig["checks"] = checks
@@ -379,7 +465,7 @@ def table(res: Results) -> str:
     def num(x, fmt="{:.2f}"):
         return "—" if x is None else fmt.format(x)
 
-    rows = [("figure", "hosts", "median s", "min", "max", "×floor", "×1 host", "target → actual", "met")]
+    rows = [("figure", "hosts", "median s", "min", "max", "×floor", "×1 host", "peak MiB", "target → actual", "met")]
     order = {name: i for i, name in enumerate(FIGURES)}
     for fig in sorted(res.figures.values(), key=lambda f: (order[f["figure"]], f["hosts"] != ONE)):
         targets = "; ".join(
@@ -388,14 +474,21 @@ def table(res: Results) -> str:
         met = {True: "yes", False: "NO", None: "—"}[fig["target_met"]]
         rows.append((fig["figure"], fig["hosts"], num(fig["median"]), num(fig["min"]), num(fig["max"]),
                      num(fig["ratio_to_floor"], "{:.2f}×"), num(fig.get("scaling_to_1_host"), "{:.2f}×"),
-                     targets or "", met if fig["checks"] else ""))
+                     num(fig.get("maxrss_mib"), "{:.0f}"), targets or "", met if fig["checks"] else ""))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = []
     for i, r in enumerate(rows):
-        lines.append("  ".join(c.ljust(w) if j in (0, 1, 7) else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths)))
+        lines.append("  ".join(c.ljust(w) if j in (0, 1, 8) else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths)))
                      .rstrip())
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
+    derived = [(key, field, fig[field]) for key, fig in res.figures.items()
+               for field in ("ratio_to_kept_1", "ratio_to_10k", "cost_per_row_us", "freeze_cost_per_row_us",
+                             "ratio_to_all_at_once")
+               if fig.get(field) is not None]
+    if derived:
+        lines.append("")
+        lines += [f"{key}: {field} {value}" for key, field, value in derived]
     errors = [(k, f["error"]) for k, f in res.figures.items() if f.get("error")]
     if errors:
         lines.append("")
@@ -748,6 +841,322 @@ def first_figures(res: Results, n: int, state_dir: Path, commits: dict) -> None:
                    "before each, order alternating",
                    extra={"profile": profile_medians(profiles)} if name == "first_deploy" and profiles else None)
 
+# ---------------------------------------------------------------- the cost curve: kept releases (#14)
+
+KEPT_FIGURES = ("deploy_kept_1", "deploy_kept_20", "deploy_kept_100")
+KEPT_HOST = [("kept", ["web", "db"])]
+KEPT_STORE = f"/srv/{APP}-bench"  # outside the app's root: the copy of C's release and its schema.json
+# Releases on disk per schema version (0: A's, with A current; 1: C's, with C; 2 and 3: copies of C's schema
+# version) for each figure, and how many of them the timed deploy prunes (keep_releases set to match).
+KEPT_LAYOUT = {1: (1, 0, 0, 0), 20: (8, 4, 4, 4), 100: (40, 20, 20, 20)}
+KEPT_PRUNED = 5
+PRUNED = re.compile(rf"^\s*- prune {SRV}/versions/\d+/(\S+)", re.M)
+# On the host (python3, as root): make the kept releases of a layout and remove those of no layout. A release
+# is a hard-linked copy (`cp -al`, as the host builds a release from the served one) of a real built one — A
+# for schema version 0, C for the others — with its own .pinned/release.json (id, commit, schema, fingerprint,
+# built_at), pinned_settings.py naming its schema version's database, its by-id link; each schema version has
+# its schema.json, `served` and `last` (its newest release). Their units are instances of the templates
+# <app>@.socket/.service: a stopped release has no unit file and no wants link of its own. Prints the releases
+# on disk per schema version.
+KEPT_SCRIPT = r"""
+import datetime, hashlib, json, os, re, shutil, subprocess, sys
+spec = json.loads(sys.argv[1])
+root, store, app, layout = spec["root"], spec["store"], spec["app"], spec["layout"]
+a_id, c_id = spec["a"], spec["c"]
+RID = re.compile(r"^\d{8}T\d{6}-[0-9a-f]{12}$")
+
+def fake(n, k):
+    commit = hashlib.sha1(("pinned-bench-kept %d %d" % (n, k)).encode()).hexdigest()
+    when = datetime.datetime(2025, 1, 1) + datetime.timedelta(minutes=1000 * n + k)
+    return when.strftime("%Y%m%dT%H%M%S") + "-" + commit[:12], commit, when
+
+def rewrite(path, text):  # a hard-linked file: a new file in its place, never the original's content
+    os.unlink(path)
+    with open(path, "w") as handle:
+        handle.write(text)
+
+def schema_info(n):
+    with open(store + "/schema1.json") as handle:
+        info = json.load(handle)
+    if n >= 2:
+        info.update(schema=n, database="%s_v%d" % (app, n), copied_from=1,
+                    fingerprint=hashlib.sha1(("pinned-bench-schema %d" % n).encode()).hexdigest()[:16])
+    return info
+
+templates = {0: root + "/versions/0/" + a_id, 1: store + "/C"}
+wanted = {}
+known = {c_id}
+for n in range(4):
+    count = layout[n]
+    real = 1 if n in (0, 1) and count else 0
+    if n == 1 and count:
+        wanted[c_id] = (1, None)
+    for k in range(200):
+        rid, commit, when = fake(n, k)
+        known.add(rid)
+        if k < count - real:
+            wanted[rid] = (n, (commit, when))
+for n in range(4):
+    folder = "%s/versions/%d" % (root, n)
+    for entry in sorted(os.listdir(folder)) if os.path.isdir(folder) else ():
+        if entry in known and entry not in wanted:
+            shutil.rmtree(folder + "/" + entry)
+            if os.path.lexists(root + "/by-id/" + entry):
+                os.unlink(root + "/by-id/" + entry)
+for n in range(1, 4):
+    folder = "%s/versions/%d" % (root, n)
+    if layout[n]:
+        os.makedirs(folder, exist_ok=True)
+        with open(folder + "/schema.json", "w") as handle:
+            json.dump(schema_info(n), handle, sort_keys=True)
+        open(folder + "/served", "a").close()
+    elif os.path.isdir(folder):
+        left = [e for e in os.listdir(folder) if e not in ("schema.json", "served", "last")]
+        if left:
+            sys.exit("refusing to remove %s: it holds %s" % (folder, left))
+        shutil.rmtree(folder)
+for rid, (n, made) in sorted(wanted.items()):
+    dst = "%s/versions/%d/%s" % (root, n, rid)
+    if not os.path.isdir(dst):
+        template = templates[min(n, 1)]
+        tmp = "%s/versions/%d/.%s.bench" % (root, n, rid)
+        shutil.rmtree(tmp, ignore_errors=True)
+        subprocess.run(["cp", "-al", template, tmp], check=True)
+        if made is not None:
+            commit, when = made
+            with open(template + "/.pinned/release.json") as handle:
+                meta = json.load(handle)
+            meta.update(id=rid, commit=commit, schema=n, built_at=when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        fingerprint=schema_info(n)["fingerprint"] if n else meta["fingerprint"])
+            rewrite(tmp + "/.pinned/release.json", json.dumps(meta, sort_keys=True))
+            if n >= 2:  # its own schema version's database
+                with open(tmp + "/pinned_settings.py") as handle:
+                    text = handle.read()
+                rewrite(tmp + "/pinned_settings.py", text.replace('"%s_v1"' % app, '"%s_v%d"' % (app, n)))
+        os.rename(tmp, dst)
+    link = root + "/by-id/" + rid
+    if not os.path.lexists(link):
+        os.symlink("../versions/%d/%s" % (n, rid), link)
+for n in range(1, 4):
+    if layout[n]:
+        newest = max(rid for rid, (m, _) in wanted.items() if m == n)
+        last = "%s/versions/%d/last" % (root, n)
+        if not os.path.islink(last) or os.readlink(last) != newest:
+            os.symlink(newest, last + ".bench")
+            os.rename(last + ".bench", last)
+on_disk = {}
+for n in range(4):
+    folder = "%s/versions/%d" % (root, n)
+    if os.path.isdir(folder):
+        on_disk[str(n)] = sum(1 for e in os.listdir(folder) if RID.match(e) and os.path.isdir(folder + "/" + e))
+links = sum(1 for e in os.listdir(root + "/by-id") if RID.match(e))
+print(json.dumps({"on_disk": on_disk, "by_id": links}))
+"""
+# On the host, once: C (schema version 1, just rolled back from) stopped as its keep_warm window's end stops it;
+# a hard-linked copy of its release and its schema.json kept aside (the template of the kept releases of schema
+# versions 1-3); databases <app>_v2 and _v3 as copies of <app>_v1 (what a schema change leaves).
+KEPT_PREPARE = r"""
+set -e
+c={c}
+systemctl stop "pinned-warm-{app}@$c.timer"
+systemctl start "pinned-warm-{app}@$c.service"
+! systemctl is-active --quiet "{app}@$c.service"
+rm -rf {store} && mkdir -p {store}
+cp -al {srv}/versions/1/"$c" {store}/C
+cp {srv}/versions/1/schema.json {store}/schema1.json
+for n in 2 3; do
+    mysql -e "DROP DATABASE IF EXISTS {app}_v$n;
+              CREATE DATABASE {app}_v$n CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+    mysqldump --single-transaction {app}_v1 | mysql {app}_v$n
+done
+"""
+
+
+def kept_layout(hs: HostSet, count: int) -> dict:
+    """Puts the host in the state of `count` kept releases (not timed); returns what is on disk."""
+    spec = {"root": SRV, "store": KEPT_STORE, "app": APP, "layout": list(KEPT_LAYOUT[count]),
+            "a": hs.release_id("A"), "c": hs.release_id("C")}
+    out = hs.ssh_out(hs.names[0], f"python3 -c {shlex.quote(KEPT_SCRIPT)} {shlex.quote(json.dumps(spec))}",
+                     f"kept-layout-{count}")
+    try:
+        said = json.loads(out.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise Failed(f"making {count} kept release(s): unexpected output {out[-300:]!r}") from None
+    total = sum(said["on_disk"].values())
+    if total != count or said["by_id"] != count:
+        raise Failed(f"making {count} kept release(s): {total} on disk and {said['by_id']} by-id link(s)")
+    return said["on_disk"]
+
+
+def kept_keep(count: int) -> int | None:
+    """keep_releases for a figure: the deploy (B into schema version 0) prunes KEPT_PRUNED of schema version 0;
+    the other schema versions hold no more than that. None (the default, 5) with 1 release: nothing to prune."""
+    if count == 1:
+        return None
+    keep = KEPT_LAYOUT[count][0] + 1 - KEPT_PRUNED
+    assert all(n <= keep for n in KEPT_LAYOUT[count][1:])
+    return keep
+
+
+def kept_figures(res: Results, n: int, state_dir: Path, commits: dict) -> None:
+    """A full deploy (B, code only, over A) with 1, 20 and 100 kept releases on one warm host, the prune of the
+    extra ones included. Setup (not timed): A, then C (a schema change), then A again (a rollback across it),
+    C's window ended; then per run, for each figure in turn (the order rotating run by run, so all three see the
+    same load): the host put in the figure's state (kept releases made or removed), B deployed (timed; A kept
+    warm), A deployed back and B removed (not timed)."""
+    runs: dict[str, list[float]] = {name: [] for name in KEPT_FIGURES}
+    profiles: dict[str, list] = {name: [] for name in KEPT_FIGURES}
+    notes: dict[str, str] = {}
+    hs = HostSet(ONE, KEPT_HOST, "warm", "benchkept", state_dir, commits)
+    error = None
+    try:
+        hs.boot()
+        progress("kept releases: deploying A, C (schema change), A again (setup, not timed)")
+        hs.deploy("A", "kept-setup-A")
+        hs.deploy("C", "kept-setup-C")
+        hs.deploy("A", "kept-setup-A-back")
+        hs.ssh(hs.names[0], KEPT_PREPARE.format(c=shlex.quote(hs.release_id("C")), app=APP, srv=SRV,
+                                                store=KEPT_STORE), "kept-prepare")
+        kept_layout(hs, 100)
+        hs.state_extra = {"keep_releases": max(KEPT_LAYOUT[100])}  # prunes nothing
+        hs.deploy("A", "kept-setup-grants")  # the accounts' privileges on <app>_v2 and _v3
+        counts = sorted(KEPT_LAYOUT)
+        for i in range(n):
+            for count in counts[i % len(counts):] + counts[:i % len(counts)]:
+                name = f"deploy_kept_{count}"
+                progress(f"{name}: run {i + 1}/{n}")
+                on_disk = kept_layout(hs, count)
+                keep = kept_keep(count)
+                hs.state_extra = {"keep_releases": keep} if keep else {}
+                procs: list = []
+                runs[name].append(hs.deploy("B", name, out=procs, profile=profiles[name]))
+                pruned = set(PRUNED.findall(procs[0].stdout))
+                want = KEPT_PRUNED if keep else 0
+                if len(pruned) != want:
+                    raise Failed(f"{name}: the deploy pruned {len(pruned)} release(s), not {want}")
+                notes[name] = (f"{count} release(s) on disk (per schema version: "
+                               + ", ".join(f"{k}: {v}" for k, v in sorted(on_disk.items())) + "); "
+                               + (f"keep_releases {keep}: the deploy prunes {want}" if keep else
+                                  "keep_releases 5 (default): nothing to prune"))
+                hs.deploy("A", f"{name}-back-to-A")
+                remove_release(hs, "B", "A")
+                hs.state_extra = {}
+    except Failed as exc:
+        error = str(exc)
+    finally:
+        hs.down()
+    for name in KEPT_FIGURES:
+        res.record(name, ONE, runs[name], error, notes.get(name, ""),
+                   extra={"profile": profile_medians(profiles[name])} if profiles[name] else None)
+
+
+# ---------------------------------------------------------------- a schema change and the database's size (#14)
+
+ROWS_FIGURES = ("schema_change_10k", "schema_change_100k")
+ROWS = {"schema_change_10k": 10_000, "schema_change_100k": 100_000}
+ROWS_HOST = [("rows", ["web", "db"])]
+FREEZE = re.compile(r"pinned: write freeze lasted (\d+\.\d+) s")
+
+
+def rows_figures(res: Results, n: int, state_dir: Path, commits: dict) -> None:
+    """The schema change (C over A: the copy of the database, C's migration, the write freeze) with 10,000 and
+    with 100,000 more rows in A's database, each on a fresh warm host (booting, deploying A and adding the rows —
+    as freeze_100k does, MariaDB's sequence engine — not timed); the two alternate within each run. The copy's
+    cost per row is (t100k − t10k) / 90,000 rows (in `evaluate`)."""
+    runs: dict[str, list[float]] = {name: [] for name in ROWS_FIGURES}
+    freeze: dict[str, list[float]] = {name: [] for name in ROWS_FIGURES}
+    error = None
+    try:
+        for i in range(n):
+            for name in ROWS_FIGURES if i % 2 == 0 else tuple(reversed(ROWS_FIGURES)):
+                progress(f"{name}: run {i + 1}/{n}")
+                hs = HostSet(ONE, ROWS_HOST, "warm", "benchrows", state_dir, commits)
+                try:
+                    hs.boot()
+                    hs.deploy("A", f"{name}-setup-deploy-A")
+                    hs.ssh(hs.names[0], f'mysql -e "{seed_sql(ROWS[name])}"', f"{name}-seed")
+                    procs: list = []
+                    runs[name].append(hs.deploy("C", name, out=procs))
+                    lasted = FREEZE.search(procs[0].stdout + procs[0].stderr)
+                    if not lasted:
+                        raise Failed(f"{name}: the deploy did not report its write freeze")
+                    freeze[name].append(float(lasted.group(1)))
+                finally:
+                    hs.down()
+    except Failed as exc:
+        error = str(exc)
+    for name in ROWS_FIGURES:
+        res.record(name, ONE, runs[name], error, note=f"{ROWS[name]:,} more rows in A's database (crops_crop)",
+                   extra={"freeze_s": freeze[name]})
+
+
+# ---------------------------------------------------------------- rolling out host by host (#15)
+
+ROLLOUT_FIGURES = ("rollout_batches", "rollout_all")
+ROLLOUT = {"canary": 1, "batch": 2, "watch": "1s"}  # watch: the least allowed; its time is taken out (below)
+
+
+CANARY = re.compile(r"rollout: (\S+) first \(canary")
+
+
+def watch_seconds(events_file: Path, output: str) -> float:
+    """The seconds of the rollout's `+ watch` operation on the canary (named by the plan's warning), from
+    bench/profile_run.py's events (pyinfra runs every operation on every host: on the others it does nothing)."""
+    canary = CANARY.search(output)
+    if not canary:
+        raise Failed("rollout_batches: the plan names no canary")
+    events = json.loads(events_file.read_text())["events"]
+    spans = [e["end"] - e["start"] for e in events
+             if e["kind"] == "operation" and e["label"].startswith(f"{canary.group(1)}: + watch ")]
+    if len(spans) != 1:
+        raise Failed(f"rollout_batches: {len(spans)} watch operation(s) on the canary {canary.group(1)}, not 1")
+    return spans[0]
+
+
+def rollout_figures(res: Results, hs: HostSet, n: int, setup_error: str | None) -> None:
+    """On the 4+1 warm hosts (A current): B (code only) rolled out with `rollout: {canary: 1, batch: 2, watch:
+    1s}` — the canary w1, watched, then w2 + w3, then w4 — vs all at once, both through bench/profile_run.py;
+    the canary's watch (the `+ watch` operation, as the profile times it) is taken out of the rollout's figure.
+    After each, A is deployed back (all at once) and B removed (not timed). The order alternates run by run."""
+    if setup_error:
+        res.fail(ROLLOUT_FIGURES, MULTI, setup_error)
+        return
+    runs: dict[str, list[float]] = {name: [] for name in ROLLOUT_FIGURES}
+    whole: dict[str, list[float]] = {name: [] for name in ROLLOUT_FIGURES}
+    watched: list[float] = []
+    error = None
+    try:
+        progress(f"rollout: A on {', '.join(hs.names)} (setup, not timed)")
+        hs.deploy("A", "rollout-setup-deploy-A")
+        for i in range(n):
+            for name in ROLLOUT_FIGURES if i % 2 == 0 else tuple(reversed(ROLLOUT_FIGURES)):
+                progress(f"{name}_{MULTI}: run {i + 1}/{n}")
+                hs.state_extra = {"rollout": dict(ROLLOUT)} if name == "rollout_batches" else {}
+                procs: list = []
+                seconds = hs.deploy("B", name, out=procs, profile=[])
+                watch = 0.0
+                if name == "rollout_batches":
+                    if "rollout batch 2 of 2" not in procs[0].stdout:
+                        raise Failed("rollout_batches: the plan shows no second rollout batch")
+                    watch = watch_seconds(Path(hs.state_dir) / "profile.json", procs[0].stdout)
+                    watched.append(round(watch, 3))
+                whole[name].append(round(seconds, 3))
+                runs[name].append(seconds - watch)
+                hs.state_extra = {}
+                hs.deploy("A", f"{name}-back-to-A")
+                remove_release(hs, "B", "A")
+    except Failed as exc:
+        error = str(exc)
+    finally:
+        hs.state_extra = {}
+    for name in ROLLOUT_FIGURES:
+        extra = {"deploy_s": whole[name]}
+        if name == "rollout_batches":
+            extra["watch_s"] = watched
+        res.record(name, MULTI, runs[name], error, extra=extra,
+                   note="the canary's watch (watch: 1s, its `+ watch` operation as bench/profile_run.py times it) "
+                        "taken out of each run" if name == "rollout_batches" else "")
+
 
 def phase(res: Results, label: str, n: int, want: set[str], state_dir: Path, commits: dict) -> None:
     warm_specs, fresh_specs = (SINGLE_HOSTS, FRESH_SINGLE) if label == ONE else (MULTI_HOSTS, FRESH_MULTI)
@@ -756,6 +1165,8 @@ def phase(res: Results, label: str, n: int, want: set[str], state_dir: Path, com
     hs = HostSet(label, warm_specs, "warm", env, state_dir, commits)
     try:
         setup_error = warm_figures(res, hs, n, want)
+        if label == MULTI and want & set(ROLLOUT_FIGURES):
+            rollout_figures(res, hs, n, setup_error)
     finally:
         hs.down()
     fresh = [f for f in ("setup_from_zero", "schema_change") if f in want]
@@ -779,6 +1190,10 @@ def phase(res: Results, label: str, n: int, want: set[str], state_dir: Path, com
         shallow_figures(res, n, state_dir, commits)
     if label == ONE and want & set(FIRST_FIGURES):
         first_figures(res, n, state_dir, commits)
+    if label == ONE and want & set(KEPT_FIGURES):
+        kept_figures(res, n, state_dir, commits)
+    if label == ONE and want & set(ROWS_FIGURES):
+        rows_figures(res, n, state_dir, commits)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -797,10 +1212,9 @@ def main(argv: list[str] | None = None) -> int:
         want.add("restart")  # its target is 2× floor + restart
     if {"code_only", "rollback", "rollback_warm"} & want:
         want |= {"code_only", "rollback", "rollback_warm"}  # measured in one loop
-    if want & set(SHALLOW_FIGURES):
-        want |= set(SHALLOW_FIGURES)  # measured side by side
-    if want & set(FIRST_FIGURES):
-        want |= set(FIRST_FIGURES)  # measured side by side
+    for together in (SHALLOW_FIGURES, FIRST_FIGURES, KEPT_FIGURES, ROWS_FIGURES, ROLLOUT_FIGURES):
+        if want & set(together):
+            want |= set(together)  # measured side by side
     if os.geteuid() != 0:
         print("bench: needs root (the sandbox: network namespaces, mounts, systemd-nspawn)", file=sys.stderr)
         return 1
@@ -826,7 +1240,7 @@ def main(argv: list[str] | None = None) -> int:
                 progress("skipping the 4+1 figures (--skip-multi)")
             else:
                 one_host_only = {"apt_pip_alone", "restart", "plan_1", "plan_100", *DATA_FIGURES, *SHALLOW_FIGURES,
-                                 *FIRST_FIGURES}
+                                 *FIRST_FIGURES, *KEPT_FIGURES, *ROWS_FIGURES}
                 phase(res, MULTI, args.runs, want - one_host_only, Path(tmp), commits)
     except KeyboardInterrupt:
         interrupted = True

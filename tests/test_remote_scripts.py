@@ -193,14 +193,29 @@ def test_prune_removes_a_release_a_leftover_build_or_a_venv(app_root, tmp_path, 
     assert calls(tmp_path / "bin") == []  # no release id: no unit touched
 
 
-def test_prune_of_a_release_stops_its_units_and_removes_its_by_id_link(app_root, tmp_path):
-    stub(tmp_path / "bin", "systemctl", "exit 0")
+# (is-enabled's exit status, is-active's lines for the socket and the service, whether prune disables them)
+UNIT_STATES = [
+    (0, "inactive\ninactive", True),   # enabled (a host rebooted with it enabled)
+    (1, "active\nactive", True),       # running, not enabled
+    (1, "inactive\nfailed", True),     # a failed service stays loaded until stopped or reset
+    (1, "", True),                     # systemd said nothing: stop to be sure
+    (1, "inactive\ninactive", False),  # a stopped release kept on disk: nothing to disable, no reload
+]
+
+
+@pytest.mark.parametrize("enabled, active, disables", UNIT_STATES)
+def test_prune_of_a_release_stops_its_units_if_they_run_and_removes_its_by_id_link(app_root, tmp_path, enabled,
+                                                                                     active, disables):
+    stub(tmp_path / "bin", "systemctl", f'case "$1" in is-enabled) exit {enabled};; '
+                                        f'is-active) printf "{active}\\n"; exit 3;; esac; exit 0')
     (app_root / "by-id/r2").symlink_to("../versions/1/r2")
     result = run(run_sh("prune.sh", app_root, app_root / "versions/1/r2", "app@r2.socket", "app@r2.service",
                         app_root / "by-id/r2"), env={"PATH": f"{tmp_path}/bin:{os.environ['PATH']}"})
     assert result.returncode == 0, result.stderr
     assert not (app_root / "versions/1/r2").exists() and not os.path.lexists(app_root / "by-id/r2")
-    assert calls(tmp_path / "bin") == ["systemctl disable --quiet --now app@r2.socket app@r2.service"]
+    disable = "systemctl disable --quiet --now app@r2.socket app@r2.service"
+    assert (disable in calls(tmp_path / "bin")) == disables, calls(tmp_path / "bin")
+    assert all(c.split()[1] in ("is-active", "is-enabled", "disable") for c in calls(tmp_path / "bin"))
     assert (app_root / "versions/1/r1/keep").exists()
 
 

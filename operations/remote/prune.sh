@@ -11,8 +11,14 @@ case "$path" in "$root"/versions/*/*|"$root"/venvs/*) ;; *) refuse;; esac
 below=${path#"$root"/}
 case "/$below/" in *//*|*/./*|*/../*) refuse;; esac
 case "$below" in versions/*/*/*|venvs/*/*) refuse;; esac
+# Its units are disabled and stopped only when they are enabled or not inactive (running, failed...): `systemctl
+# disable` has systemd reload every unit (~0.6 s on the sandbox host) even when there is nothing to disable, as for
+# a stopped release kept on disk — once per pruned release (bench: deploy_kept_*).
 if [ -n "$socket_unit" ]; then
-    stop_units "$socket_unit" "$service_unit" 2>/dev/null || true
+    states=$(systemctl is-active "$socket_unit" "$service_unit" 2>/dev/null | sort -u | tr '\n' ' ')
+    if systemctl is-enabled --quiet "$socket_unit" "$service_unit" 2>/dev/null || [ "$states" != "inactive " ]; then
+        stop_units "$socket_unit" "$service_unit" 2>/dev/null || true
+    fi
 fi
 if [ -n "$by_id" ]; then rm -f "$by_id"; fi
 rm -rf -- "$path"
