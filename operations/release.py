@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pyinfra.api import FileUploadCommand, StringCommand, operation
+from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 
 from .files import RELEASE_FILES, RELEASE_META, sh
 from .scripts import chain, run_py, run_sh, script
@@ -47,7 +47,7 @@ COLLECTSTATIC = script("collectstatic.py")
 def build(app: str, release_id: str, building: str, final: str, tarball: str, archive: str, venv: str,
           settings: str, runtime: str, metadata: str, by_id: str, by_id_target: str, base_dir: str = "",
           replaced: tuple[str, ...] = (), links: tuple[tuple[str, str], ...] = (), static_key: str = "",
-          static_linked: bool = False, secrets: str = ""):
+          static_linked: bool = False, secrets: str = "", undo: str = ""):
     """Upload a release and build it in `building` (versions/<N>/.<id>.building); only a finished build is
     renamed to `final` (so no half-built release is ever used), linked from `by-id/` just before. With a base
     release on the host, only the changed files are sent (`archive` holds just those); when the plan found that
@@ -61,7 +61,10 @@ def build(app: str, release_id: str, building: str, final: str, tarball: str, ar
     else:
         yield run_sh("build_prepare.sh", building)
     yield FileUploadCommand(archive, tarball)
-    steps = [run_sh("build_extract.sh", building, tarball, venv, settings, runtime)]
+    # With `undo`, the chain first leaves the lock an undo hook that stops it if the run ends while it runs
+    # (build_guard.sh), and removes it once the release is in place.
+    steps = [run_sh("build_guard.sh", undo)] if undo else []
+    steps.append(run_sh("build_extract.sh", building, tarball, venv, settings, runtime))
     if links:  # `shared:` folders with a link, `scratch:` folders: links inside the project
         steps.append(run_sh("build_links.sh", building, *(part for pair in links for part in pair)))
     # collectstatic runs as the app user into the release's own assets/, which is then made root's.
@@ -71,6 +74,8 @@ def build(app: str, release_id: str, building: str, final: str, tarball: str, ar
     # its digest; then the by-id link and the rename.
     steps.append(run_sh("build_stamp.sh", building, RELEASE_META, RELEASE_FILES, metadata))
     steps.append(run_sh("build_finish.sh", building, final, by_id, by_id_target))
+    if undo:
+        steps.append(StringCommand("rm", "-f", QuoteString(undo)))
     yield chain(*steps)
 
 

@@ -17,6 +17,11 @@ class EditError(Exception):
 TOP = re.compile(r"^previews:[ \t]*(\{\s*\})?[ \t]*(#.*)?$")
 
 
+def yaml_key(name: str) -> str:
+    """The name as a YAML key: bare, unless YAML would read it as something else (`no` is false, `1` a number)."""
+    return name if yaml.safe_load(f"{name}: 0") == {name: 0} else f'"{name}"'
+
+
 def entry_text(name: str, entry: dict) -> str:
     parts = [f"release: \"{entry['release']}\""]  # quoted: a hash of digits (and one e) is no number
     if entry.get("port") is not None:
@@ -27,7 +32,7 @@ def entry_text(name: str, entry: dict) -> str:
         parts.append(f"database: {entry['database']}")
     if entry.get("promote", "fresh-copy") != "fresh-copy":
         parts.append(f"promote: {entry['promote']}")
-    return f"{name}: {{{', '.join(parts)}}}"
+    return f"{yaml_key(name)}: {{{', '.join(parts)}}}"
 
 
 def _block(lines: list[str]) -> tuple[int, int, str] | None:
@@ -50,7 +55,8 @@ def _block(lines: list[str]) -> tuple[int, int, str] | None:
 
 def _entry_span(lines: list[str], start: int, end: int, indent: str, name: str) -> tuple[int, int] | None:
     for j in range(start, end):
-        if re.match(rf"^{re.escape(indent)}{re.escape(name)}:(\s|$)", lines[j]):
+        if re.match(rf"^{re.escape(indent)}(?:{re.escape(name)}|\"{re.escape(name)}\"|'{re.escape(name)}'):(\s|$)",
+                    lines[j]):
             k = j + 1
             while k < end and (not lines[k].strip() or len(lines[k]) - len(lines[k].lstrip()) > len(indent)):
                 k += 1

@@ -174,6 +174,7 @@ class Build(Change):
     static_key: str = ""  # what collectstatic's output depends on beyond the files (state/static.py), recorded
     static_linked: bool = False  # nothing collectstatic reads changed: assets/ are hard links of base_dir's
     secrets: str = ""  # the host's secrets file, whose fingerprints collectstatic records
+    undo: str = ""  # the deploy lock's undo hook that stops the chained build if the run ends while it runs
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ each field is restricted to what it can sanely hold; the operations still quote 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -576,6 +577,16 @@ class State(BaseModel):
         "health-checked, with their own units and nginx server; `current` is untouched. Removed here: stopped, "
         "their units, nginx server, database account and database go.",
     )
+
+    @field_validator("previews", mode="before")
+    @classmethod
+    def _preview_names_are_text(cls, previews):
+        # YAML 1.1 reads `no`, `off`, `on`, `yes` as booleans and `null` as nothing: a name to quote.
+        for name in previews if isinstance(previews, dict) else ():
+            if not isinstance(name, str):
+                raise ValueError(f"a preview name YAML reads as {json.dumps(name)}, not as text (yes, no, on, off, "
+                                 "null and numbers are read so): write the name in quotes, e.g. \"no\": {...}")
+        return previews
 
     @field_validator("previews")
     @classmethod

@@ -546,7 +546,7 @@ def plan_release(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation,
             metadata=release_metadata(d, schema),
             by_id=lay.by_id_link(rel.id), by_id_target=lay.by_id_target(schema, rel.id),
             base_dir=base_dir, replaced=replaced, links=links, static_key=static, static_linked=static_linked,
-            secrets=lay.secrets,
+            secrets=lay.secrets, undo=lay.lock_undo(f"build-{rel.id}"),
         ), release_dir, reason, phase="prepare"))
     elif o.by_id.get(rel.id) != lay.by_id_target(schema, rel.id):  # on disk, but its units would not find it
         steps.append(Step(host.name, CHANGE, c.Link(lay.by_id_link(rel.id), lay.by_id_target(schema, rel.id)),

@@ -286,7 +286,7 @@ def plan_previews(d: Desired, observed: dict[str, HostObserved], schema: int, cu
                     tarball=lay.tarball(number, rel.id), archive=transfer.get("archive", ""), venv=venv,
                     settings=settings_module(dp, web, number, release_dir), runtime=runtime_module(),
                     metadata=release_metadata(dp, number), by_id=lay.by_id_link(rel.id),
-                    by_id_target=lay.by_id_target(number, rel.id),
+                    by_id_target=lay.by_id_target(number, rel.id), undo=lay.lock_undo(f"build-{rel.id}"),
                 ), release_dir, f"preview {name}: " + ("not on disk" if r is None else f"on disk but {r.status}")
                     + f": build from {rel.commit[:12]}" + (f", {transfer['bytes']} bytes to send" if transfer else ""),
                     phase="prepare"))

@@ -211,16 +211,38 @@ def remove_release(sandbox, host, commits, tag, schema):
                       f"/srv/agroguia/by-id/{r}", check=False)
 
 
+# The build is quick (a code-only release is hard links + a few files, its assets linked): to kill the run
+# inside it, the host's `tar` (build_extract.sh, in the build's chained command) is held first — a wrapper
+# earlier in PATH that marks that it runs, then waits — so the kill lands while the chain runs on the host.
+HELD_TAR = """#!/bin/sh
+touch /run/pinned-test-tar-held
+sleep 300
+exec /usr/bin/tar "$@"
+"""
+
+
 def test_kill_during_the_build(env, sandbox, commits):
     serve(env, commits, "A")
     remove_release(sandbox, HOST, commits, "B", 0)
-    env.write(release=commits["B"]["commit"])
-    run = Run(env)
-    run.wait_line(r"Starting operation: \+ release /srv/agroguia/versions/0/")
-    until_on_host(sandbox, HOST, f"test -d /srv/agroguia/versions/0/.{rid(commits, 'B')}.building")
-    run.kill()
-    assert whole_release(sandbox, commits, HOST, {"A"}) == "A"
-    writes_answer_properly(sandbox, HOST)
+    building = f"/srv/agroguia/versions/0/.{rid(commits, 'B')}.building"
+    sandbox.ssh(HOST, f"rm -f /run/pinned-test-tar-held; printf %s {shlex.quote(HELD_TAR)} > /usr/local/bin/tar; "
+                      "chmod 0755 /usr/local/bin/tar")
+    try:
+        env.write(release=commits["B"]["commit"])
+        run = Run(env)
+        run.wait_line(r"Starting operation: \+ release /srv/agroguia/versions/0/")
+        until_on_host(sandbox, HOST, f"test -d {building} && test -e /run/pinned-test-tar-held")
+        run.kill()
+        # The run's end stopped its build on the host (the lock's undo hook, build_guard.sh): the held step and
+        # the rest of the chain are gone, the folder was never renamed into place.
+        until_on_host(sandbox, HOST, "! pgrep -f '^sleep 300$' >/dev/null && ! test -e /run/lock/pinned-agroguia.lock",
+                      timeout=60)
+        assert sandbox.ssh(HOST, f"test -d {building} && ! test -e /srv/agroguia/versions/0/{rid(commits, 'B')}",
+                           check=False).returncode == 0
+        assert whole_release(sandbox, commits, HOST, {"A"}) == "A"
+        writes_answer_properly(sandbox, HOST)
+    finally:
+        sandbox.ssh(HOST, "rm -f /usr/local/bin/tar /run/pinned-test-tar-held", check=False)
     converges(env, sandbox, [HOST])
     assert whole_release(sandbox, commits, HOST, {"B"}) == "B"
 

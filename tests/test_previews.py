@@ -55,10 +55,18 @@ def test_bad_previews_are_refused_naming_the_field(text, field):
     assert field in str(exc.value) and str(exc.value).startswith("prod.yaml: ")
 
 
+@pytest.mark.parametrize("name", ["no", "off", "on", "yes", "null"])
+def test_a_name_yaml_reads_as_no_text_is_refused_saying_to_quote_it(name):
+    with pytest.raises(StateFileError) as exc:
+        parse_state(BASE + f"previews: {{{name}: {{release: abcdef2, port: 8081}}}}", "prod.yaml")
+    assert str(exc.value).startswith("prod.yaml: field 'previews'") and "write the name in quotes" in str(exc.value)
+    assert list(parse_state(BASE + f"previews: {{'{name}': {{release: abcdef2, port: 8081}}}}").previews) == [name]
+
+
 @given(st.from_regex(r"[a-z]([a-z0-9-]{0,14}[a-z0-9])?", fullmatch=True))
 @settings(max_examples=60, deadline=None)
 def test_every_valid_name_gives_safe_unit_host_and_database_names(name):
-    state = parse_state(BASE + f"previews: {{{name}: {{release: abcdef2, port: 8081}}}}")
+    state = parse_state(BASE + f"previews: {{\"{name}\": {{release: abcdef2, port: 8081}}}}")
     assert list(state.previews) == [name]
     db = pv.db_name("shop", name)
     assert len(db) <= 64 and all(ch.isalnum() or ch == "_" for ch in db)
@@ -186,6 +194,14 @@ def test_preview_add_and_remove_keep_comments_and_layout():
     gone = preview_edit.remove(preview_edit.remove(again, "try-b"), "mig")
     assert gone.startswith(COMMENTED) and "previews: {}" in gone and not parse_state(gone).previews
     assert preview_edit.add(gone, "x", {"release": "abcdef1", "host": True}).count("previews:") == 1
+
+
+def test_preview_add_quotes_a_name_yaml_would_read_as_no_text():
+    added = preview_edit.add(COMMENTED, "no", {"release": "1234567", "port": 8081})
+    assert '  "no": {release: "1234567", port: 8081}' in added and list(parse_state(added).previews) == ["no"]
+    again = preview_edit.add(added, "no", {"release": "abcdef3", "port": 8082})  # finds its quoted line
+    assert again.count('"no":') == 1 and parse_state(again).previews["no"].port == 8082
+    assert not parse_state(preview_edit.remove(again, "no")).previews
 
 
 @pytest.mark.parametrize("text", [

@@ -629,3 +629,41 @@ def test_a_script_cannot_match_its_own_pgrep():
         text = script(path.name)
         assert "worker process is shutting down" not in text, path.name
         assert not [line for line in text.splitlines()[1:] if line.lstrip().startswith("#")], path.name
+
+
+def _wait_for(path: Path, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} was not written"
+        time.sleep(0.02)
+
+
+def test_build_guard_hook_stops_the_chain_it_guards_then_is_a_no_op(tmp_path):
+    # A chained build (its own session, as an SSH command's is) whose first link is build_guard.sh: the hook it
+    # leaves stops the whole chain — the step running now and every one after it.
+    hook = tmp_path / "lock.undo.d" / "build-r1"
+    done = tmp_path / "renamed"
+    chain = f"sh {REMOTE / 'build_guard.sh'} {hook} && sleep 60 && touch {done}"
+    proc = subprocess.Popen(["setsid", "sh", "-c", chain])
+    try:
+        _wait_for(hook)
+        assert proc.poll() is None and (hook.parent.stat().st_mode & 0o777) == 0o700
+        subprocess.run(["sh", str(hook)], check=True, timeout=20)
+        assert proc.wait(timeout=10) == -signal.SIGTERM  # the chain's shell died by the signal
+        assert not done.exists()
+        subprocess.run(["sh", str(hook)], check=True, timeout=5)  # its group is gone: nothing to stop
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_build_guard_hook_of_a_finished_chain_touches_no_other_process(tmp_path):
+    hook = tmp_path / "undo" / "build-r1"
+    subprocess.run(["setsid", "sh", "-c", f"sh {REMOTE / 'build_guard.sh'} {hook} && true"], check=True, timeout=10)
+    bystander = subprocess.Popen(["setsid", "sleep", "60"])
+    try:
+        subprocess.run(["sh", str(hook)], check=True, timeout=10)
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()
