@@ -15,7 +15,6 @@ host marked failed), a command that prints nothing (`process` is not called). So
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from pyinfra.api import FactBase, QuoteString, StringCommand
 
@@ -23,7 +22,7 @@ from pinned.state.observed import HostObserved, ProbeError, parse
 
 from .scripts import script
 
-OBSERVE_SCRIPT = (Path(__file__).parent / "remote" / "observe.py").read_text()
+OBSERVE_SCRIPT = script("observe.py")
 
 # What the shell guard prints instead of the script's JSON ("$?" is python3's exit status).
 _PYTHON_MISSING = json.dumps({"errors": [{"probe": "python3", "status": 127,

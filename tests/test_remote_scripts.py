@@ -667,3 +667,21 @@ def test_build_guard_hook_of_a_finished_chain_touches_no_other_process(tmp_path)
     finally:
         bystander.kill()
         bystander.wait()
+
+
+def test_python_scripts_get_their_libraries_inlined_as_the_host_runs_them():
+    # A remote Python script imports a remote/*_lib.py on one line (found beside it when run locally); the text
+    # sent to the host has the library in that line's place: one `python3 -c TEXT`, nothing to import there.
+    from pinned.operations.scripts import IMPORT_LIB, PY_LIBS
+
+    users = {}
+    for path in remote_files():
+        if path.suffix == ".py":
+            libs = [m.group(1) + ".py" for line in path.read_text().splitlines() if (m := IMPORT_LIB.match(line))]
+            if libs:
+                users[path.name] = libs
+                text = script(path.name)
+                assert not any(IMPORT_LIB.match(line) for line in text.splitlines()), path.name
+                compile(text, path.name, "exec")
+    assert {lib for libs in users.values() for lib in libs} == set(PY_LIBS)
+    assert {"observe.py", "record_loaded.py", "collectstatic.py", "verify_copy.py", "adopt_database.py"} <= set(users)

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from pinned.operations.scripts import REMOTE, run_py
+from pinned.operations.scripts import run_py, script
 from pinned.operations.secrets import store_command
 from pinned.state.desired import env_quote
 
@@ -26,7 +26,7 @@ def run(command, stdin: str = "") -> subprocess.CompletedProcess:
 
 def observed_fingerprints(path) -> dict:
     """What the observe script reports for a secrets file (its observe_secrets function, run here)."""
-    text = (REMOTE / "observe.py").read_text()
+    text = script("observe.py")  # as the host runs it (its secrets_lib.py inlined)
     code = text[:text.index("\ntry:\n    out = main(")] + f"\nprint(json.dumps(observe_secrets({str(path)!r})))\n"
     out = subprocess.run(["python3", "-c", code], capture_output=True, text=True, check=True).stdout
     return json.loads(out)["fingerprints"]

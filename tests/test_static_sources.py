@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import runpy
 import shutil
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from test_plan import EMPTY, HOST, converge, desired
 
 from pinned.operations import release as release_op
 from pinned.operations.release import COLLECTSTATIC
-from pinned.operations.scripts import run_sh
+from pinned.operations.scripts import run_sh, script
 from pinned.state.observed import parse
 from pinned.state.plan import plan
 from pinned.state.render import plan_json
@@ -37,7 +36,11 @@ RECORD = {"format": 1, "key": KEY, "outside": "", "secrets": SECRETS,
           "files": ["agroguia/__init__.py", "agroguia/settings.py", "crops/__init__.py", "crops/admin.py",
                     "crops/apps.py", "crops/models.py", "manage.py", "pinned_settings.py", "settings.json"]}
 SETTINGS = "agroguia.settings"
-OBSERVE = Path(__file__).resolve().parent.parent / "operations" / "remote" / "observe.py"
+def observe_functions() -> dict:
+    """The observe script's functions, from its text as the host runs it (secrets_lib.py inlined)."""
+    scope: dict = {"__name__": "observe"}
+    exec(compile(script("observe.py"), "observe.py", "exec"), scope)
+    return scope
 
 
 def run(command, **kwargs) -> subprocess.CompletedProcess:
@@ -238,7 +241,7 @@ def test_collectstatic_records_the_folders_and_files_it_read(tmp_path):
     record = json.loads((root / ".pinned/static_sources.json").read_text())
     assert record["format"] == 1 and record["key"] == KEY and record["outside"] == ""
     # The secrets' fingerprints as the observe fact makes them (the plan compares the two), never a value.
-    observe = runpy.run_path(str(OBSERVE))
+    observe = observe_functions()
     assert record["secrets"] == observe["observe_secrets"](str(tmp_path / "secrets.env"))["fingerprints"]
     assert set(record["secrets"]) == {"DB_PASSWORD", "SECRET_KEY", "API_TOKEN"}
     assert not any(v in (root / ".pinned/static_sources.json").read_text() for v in ("pw1", "k-1", 't\\"x'))
@@ -311,7 +314,7 @@ def test_hardlink_takes_the_base_assets_only_when_linked_and_still_there(tmp_pat
 
 
 def test_observe_reads_the_current_release_record_and_parse_keeps_it(tmp_path):
-    observe = runpy.run_path(str(OBSERVE))
+    observe = observe_functions()
     root = tmp_path / "srv/app"
     rid_a, rid_b = "20261120T100000-aaaaaaaaaaaa", "20261121T100000-bbbbbbbbbbbb"
     for rid, record in ((rid_a, RECORD), (rid_b, None)):

@@ -7,31 +7,7 @@
 import subprocess
 import sys
 
-
-def name(text):
-    return "`" + text.replace("`", "``") + "`"
-
-
-def literal(text):
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def q(sql):
-    out = subprocess.run(["mysql", "-N", "-B", "-e", sql], check=True, stdout=subprocess.PIPE,
-                         universal_newlines=True).stdout
-    return [line.split("\t") for line in out.splitlines() if line]
-
-
-def tables(db):
-    return sorted(r[0] for r in q("SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
-                                  "AND table_type = 'BASE TABLE'" % literal(db)))
-
-
-def counts(db, names):
-    if not names:
-        return {}
-    sql = " UNION ALL ".join("SELECT %s, COUNT(*) FROM %s.%s" % (literal(t), name(db), name(t)) for t in names)
-    return {r[0]: int(r[1]) for r in q(sql)}
+from mysql_lib import counts, literal, name, q, tables
 
 
 def others(db):

@@ -17,12 +17,12 @@
 #   outside    "" or the first location (or file reached through a link of the release) outside both the
 #              release and its virtualenv: its content can change with no release changing, so the assets are
 #              never taken from this release
-import hashlib
-import hmac
 import json
 import os
 import runpy
 import sys
+
+from secrets_lib import secret_fingerprints, secret_pairs
 
 OPENED = set()
 
@@ -52,16 +52,13 @@ def classify(path, top, venv):
     return "outside", None  # the host's own files (the stdlib, /etc, the env and secrets files): not the release's
 
 
-def secret_fingerprints(path):
-    """{name: fingerprint} of the secrets file, computed as observe.py's observe_secrets does; None if unreadable."""
+def secrets_read(path):
+    """{name: fingerprint} of the secrets file, as the observe script makes them (secrets_lib); None if unreadable."""
     try:
         with open(path, "rb") as handle:
-            data = handle.read()
+            return secret_fingerprints(secret_pairs(handle.read()))
     except OSError:
         return None
-    pairs = [line.split(b"=", 1) for line in data.splitlines() if b"=" in line and not line.startswith(b"#")]
-    key = dict(pairs).get(b"SECRET_KEY", b"")
-    return {name.decode(): hmac.new(key, name + b"=" + value, hashlib.sha256).hexdigest()[:12] for name, value in pairs}
 
 
 def finder_locations(finders, app_configs):
@@ -110,7 +107,7 @@ def record(key, top, locations, files, unknown="", secrets=None):
 
 
 def main(key, secrets_file):
-    secrets = secret_fingerprints(secrets_file) if secrets_file else None
+    secrets = secrets_read(secrets_file) if secrets_file else None
     sys.addaudithook(_audit)
     top = os.getcwd()
     sys.argv = ["manage.py", "collectstatic", "--noinput", "--verbosity", "0"]

@@ -8,7 +8,6 @@
 # a failure never passes for "absent" (the parser refuses output with errors).
 import glob
 import hashlib
-import hmac
 import grp
 import json
 import os
@@ -21,6 +20,8 @@ import ssl
 import sys
 import time
 import traceback
+
+from secrets_lib import secret_fingerprints, secret_pairs
 
 # Words `systemctl is-active` / `is-enabled` print on stdout (also with a non-zero exit status).
 STATE_WORD = re.compile(r"^[a-z][a-z-]*$")
@@ -266,15 +267,10 @@ def observe_secrets(path):
         try:
             with open(path, "rb") as handle:
                 data = handle.read()
-            pairs = [line.split(b"=", 1) for line in data.splitlines() if b"=" in line and not line.startswith(b"#")]
+            pairs = secret_pairs(data)
             secrets["keys"] = sorted(key.decode() for key, _ in pairs)
             secrets["digest"] = hashlib.sha256(data).hexdigest()
-            # Per name, a short fingerprint keyed with the site's own SECRET_KEY (an HMAC: without that key a
-            # fingerprint tells nothing of a value, even a guessable one): which values changed, never what.
-            key = dict(pairs).get(b"SECRET_KEY", b"")
-            secrets["fingerprints"] = {
-                name.decode(): hmac.new(key, name + b"=" + value, hashlib.sha256).hexdigest()[:12]
-                for name, value in pairs}
+            secrets["fingerprints"] = secret_fingerprints(pairs)  # keyed: which values changed, never what
         except OSError:
             secrets["keys"] = []
     return secrets

@@ -1,28 +1,10 @@
 # Compare two databases table by table with exact row counts: the copy is used only if they match.
 # python3 -c TEXT SOURCE COPY (copy_database.sh runs it). Runs ON the host: standard library only.
-import subprocess
 import sys
 
+from mysql_lib import counts, tables
+
 src, dst = sys.argv[1:3]
-
-
-def q(sql):
-    out = subprocess.run(["mysql", "-N", "-B", "-e", sql], check=True, stdout=subprocess.PIPE,
-                         universal_newlines=True).stdout
-    return [line.split("\t") for line in out.splitlines() if line]
-
-
-def tables(db):
-    return sorted(r[0] for r in q("SELECT table_name FROM information_schema.tables WHERE table_schema = '%s' "
-                                  "AND table_type = 'BASE TABLE'" % db))
-
-
-def counts(db, names):
-    if not names:
-        return {}
-    sql = " UNION ALL ".join("SELECT '%s', COUNT(*) FROM `%s`.`%s`" % (t, db, t) for t in names)
-    return {r[0]: int(r[1]) for r in q(sql)}
-
 
 a, b = tables(src), tables(dst)
 if a != b:
