@@ -128,10 +128,9 @@ class RemoveFile(Change):
 
 
 @dataclass(frozen=True)
-class VenvStart(Change):
-    kind = "venv-start"
-    about = ("start building a shared virtualenv in the background, first thing on the host (python3 -m venv + pip "
-             "install), while the steps that do not need it run; its `venv` step waits for it")
+class VenvBuild(Change):
+    """What a virtualenv's build is made of (the fields of `venv-start` and `venv`; not a kind of its own)."""
+
     path: str
     requirements: str
     extra: tuple[str, ...]
@@ -139,14 +138,17 @@ class VenvStart(Change):
 
 
 @dataclass(frozen=True)
-class Venv(Change):
+class VenvStart(VenvBuild):
+    kind = "venv-start"
+    about = ("start building a shared virtualenv in the background, first thing on the host (python3 -m venv + pip "
+             "install), while the steps that do not need it run; its `venv` step waits for it")
+
+
+@dataclass(frozen=True)
+class Venv(VenvBuild):
     kind = "venv"
     about = ("a shared virtualenv for a requirements hash: its build waited for (or built here) and marked ready "
              "only if pip succeeded")
-    path: str
-    requirements: str
-    extra: tuple[str, ...]
-    undo: str  # as VenvStart's
     started: bool = False  # by a venv-start step earlier in the run: only waited for here
 
 

@@ -209,6 +209,14 @@ class Layout:
     def lock_undo(self, name: str) -> str:
         return f"{self.lock_undo_dir}/{name}"
 
+    def venv_undo(self, requirements_hash: str) -> str:
+        """The undo hook that stops a virtualenv's background build (venv_start.sh) if the run ends first."""
+        return self.lock_undo(f"venv-{requirements_hash}")
+
+    def build_undo(self, release_id: str) -> str:
+        """The undo hook that stops a release's chained build (build_guard.sh) if the run ends while it runs."""
+        return self.lock_undo(f"build-{release_id}")
+
     @property
     def nginx_freeze(self) -> str:
         """Included by the site: empty, or (during a write freeze) the rule that refuses writes."""

@@ -512,7 +512,7 @@ def plan_release(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation,
     if build and rel.requirements_hash not in o.venvs:
         # Built in the background from the start of the run (right after the packages: python3-venv), while the
         # steps up to here run; waited for just before the release's build, which needs it.
-        undo = lay.lock_undo(f"venv-{rel.requirements_hash}")
+        undo = lay.venv_undo(rel.requirements_hash)
         steps.append(Step(host.name, ADD, c.VenvStart(venv, rel.requirements, tuple(rel.runtime), undo), venv,
                           "no virtualenv for these requirements yet: built in the background meanwhile",
                           phase="system"))
@@ -546,7 +546,7 @@ def plan_release(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation,
             metadata=release_metadata(d, schema),
             by_id=lay.by_id_link(rel.id), by_id_target=lay.by_id_target(schema, rel.id),
             base_dir=base_dir, replaced=replaced, links=links, static_key=static, static_linked=static_linked,
-            secrets=lay.secrets, undo=lay.lock_undo(f"build-{rel.id}"),
+            secrets=lay.secrets, undo=lay.build_undo(rel.id),
         ), release_dir, reason, phase="prepare"))
     elif o.by_id.get(rel.id) != lay.by_id_target(schema, rel.id):  # on disk, but its units would not find it
         steps.append(Step(host.name, CHANGE, c.Link(lay.by_id_link(rel.id), lay.by_id_target(schema, rel.id)),

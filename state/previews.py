@@ -277,7 +277,7 @@ def plan_previews(d: Desired, observed: dict[str, HostObserved], schema: int, cu
                 venv = lay.venv(rel.requirements_hash)
                 if rel.requirements_hash not in o.venvs and venv not in venvs:
                     venvs.add(venv)
-                    undo = lay.lock_undo(f"venv-{rel.requirements_hash}")
+                    undo = lay.venv_undo(rel.requirements_hash)
                     steps.append(Step(web.name, ADD, c.Venv(venv, rel.requirements, tuple(rel.runtime), undo), venv,
                                       f"preview {name}: no virtualenv for these requirements yet", phase="prepare"))
                 transfer = d.transfers.get(f"release:{rel.id}", {})
@@ -286,7 +286,7 @@ def plan_previews(d: Desired, observed: dict[str, HostObserved], schema: int, cu
                     tarball=lay.tarball(number, rel.id), archive=transfer.get("archive", ""), venv=venv,
                     settings=settings_module(dp, web, number, release_dir), runtime=runtime_module(),
                     metadata=release_metadata(dp, number), by_id=lay.by_id_link(rel.id),
-                    by_id_target=lay.by_id_target(number, rel.id), undo=lay.lock_undo(f"build-{rel.id}"),
+                    by_id_target=lay.by_id_target(number, rel.id), undo=lay.build_undo(rel.id),
                 ), release_dir, f"preview {name}: " + ("not on disk" if r is None else f"on disk but {r.status}")
                     + f": build from {rel.commit[:12]}" + (f", {transfer['bytes']} bytes to send" if transfer else ""),
                     phase="prepare"))
