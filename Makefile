@@ -35,7 +35,7 @@ demo: deps venv images repo  ## boot the sandbox host, deploy the example app, p
 
 lint: venv  ## shellcheck on the scripts that run on the hosts, ruff on the Python (settings: pyproject.toml)
 	@command -v shellcheck >/dev/null || { echo "shellcheck is missing: run make deps (Debian package shellcheck)"; exit 1; }
-	shellcheck -S warning operations/remote/*.sh
+	shellcheck -S warning operations/remote/*.sh bench/remote/*.sh
 	$(VENV)/bin/ruff check --extend-exclude .venv,.build,.cache .
 
 unit: venv lint  ## fast tests, no hosts

@@ -851,125 +851,10 @@ KEPT_STORE = f"/srv/{APP}-bench"  # outside the app's root: the copy of C's rele
 KEPT_LAYOUT = {1: (1, 0, 0, 0), 20: (8, 4, 4, 4), 100: (40, 20, 20, 20)}
 KEPT_PRUNED = 5
 PRUNED = re.compile(rf"^\s*- prune {SRV}/versions/\d+/(\S+)", re.M)
-# On the host (python3, as root): make the kept releases of a layout and remove those of no layout. A release
-# is a hard-linked copy (`cp -al`, as the host builds a release from the served one) of a real built one — A
-# for schema version 0, C for the others — with its own .pinned/release.json (id, commit, schema, fingerprint,
-# built_at), pinned_settings.py naming its schema version's database, its by-id link; each schema version has
-# its schema.json, `served` and `last` (its newest release). Their units are instances of the templates
-# <app>@.socket/.service: a stopped release has no unit file and no wants link of its own. Prints the releases
-# on disk per schema version.
-KEPT_SCRIPT = r"""
-import datetime, hashlib, json, os, re, shutil, subprocess, sys
-spec = json.loads(sys.argv[1])
-root, store, app, layout = spec["root"], spec["store"], spec["app"], spec["layout"]
-a_id, c_id = spec["a"], spec["c"]
-RID = re.compile(r"^\d{8}T\d{6}-[0-9a-f]{12}$")
-
-def fake(n, k):
-    commit = hashlib.sha1(("pinned-bench-kept %d %d" % (n, k)).encode()).hexdigest()
-    when = datetime.datetime(2025, 1, 1) + datetime.timedelta(minutes=1000 * n + k)
-    return when.strftime("%Y%m%dT%H%M%S") + "-" + commit[:12], commit, when
-
-def rewrite(path, text):  # a hard-linked file: a new file in its place, never the original's content
-    os.unlink(path)
-    with open(path, "w") as handle:
-        handle.write(text)
-
-def schema_info(n):
-    with open(store + "/schema1.json") as handle:
-        info = json.load(handle)
-    if n >= 2:
-        info.update(schema=n, database="%s_v%d" % (app, n), copied_from=1,
-                    fingerprint=hashlib.sha1(("pinned-bench-schema %d" % n).encode()).hexdigest()[:16])
-    return info
-
-templates = {0: root + "/versions/0/" + a_id, 1: store + "/C"}
-wanted = {}
-known = {c_id}
-for n in range(4):
-    count = layout[n]
-    real = 1 if n in (0, 1) and count else 0
-    if n == 1 and count:
-        wanted[c_id] = (1, None)
-    for k in range(200):
-        rid, commit, when = fake(n, k)
-        known.add(rid)
-        if k < count - real:
-            wanted[rid] = (n, (commit, when))
-for n in range(4):
-    folder = "%s/versions/%d" % (root, n)
-    for entry in sorted(os.listdir(folder)) if os.path.isdir(folder) else ():
-        if entry in known and entry not in wanted:
-            shutil.rmtree(folder + "/" + entry)
-            if os.path.lexists(root + "/by-id/" + entry):
-                os.unlink(root + "/by-id/" + entry)
-for n in range(1, 4):
-    folder = "%s/versions/%d" % (root, n)
-    if layout[n]:
-        os.makedirs(folder, exist_ok=True)
-        with open(folder + "/schema.json", "w") as handle:
-            json.dump(schema_info(n), handle, sort_keys=True)
-        open(folder + "/served", "a").close()
-    elif os.path.isdir(folder):
-        left = [e for e in os.listdir(folder) if e not in ("schema.json", "served", "last")]
-        if left:
-            sys.exit("refusing to remove %s: it holds %s" % (folder, left))
-        shutil.rmtree(folder)
-for rid, (n, made) in sorted(wanted.items()):
-    dst = "%s/versions/%d/%s" % (root, n, rid)
-    if not os.path.isdir(dst):
-        template = templates[min(n, 1)]
-        tmp = "%s/versions/%d/.%s.bench" % (root, n, rid)
-        shutil.rmtree(tmp, ignore_errors=True)
-        subprocess.run(["cp", "-al", template, tmp], check=True)
-        if made is not None:
-            commit, when = made
-            with open(template + "/.pinned/release.json") as handle:
-                meta = json.load(handle)
-            meta.update(id=rid, commit=commit, schema=n, built_at=when.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                        fingerprint=schema_info(n)["fingerprint"] if n else meta["fingerprint"])
-            rewrite(tmp + "/.pinned/release.json", json.dumps(meta, sort_keys=True))
-            if n >= 2:  # its own schema version's database
-                with open(tmp + "/pinned_settings.py") as handle:
-                    text = handle.read()
-                rewrite(tmp + "/pinned_settings.py", text.replace('"%s_v1"' % app, '"%s_v%d"' % (app, n)))
-        os.rename(tmp, dst)
-    link = root + "/by-id/" + rid
-    if not os.path.lexists(link):
-        os.symlink("../versions/%d/%s" % (n, rid), link)
-for n in range(1, 4):
-    if layout[n]:
-        newest = max(rid for rid, (m, _) in wanted.items() if m == n)
-        last = "%s/versions/%d/last" % (root, n)
-        if not os.path.islink(last) or os.readlink(last) != newest:
-            os.symlink(newest, last + ".bench")
-            os.rename(last + ".bench", last)
-on_disk = {}
-for n in range(4):
-    folder = "%s/versions/%d" % (root, n)
-    if os.path.isdir(folder):
-        on_disk[str(n)] = sum(1 for e in os.listdir(folder) if RID.match(e) and os.path.isdir(folder + "/" + e))
-links = sum(1 for e in os.listdir(root + "/by-id") if RID.match(e))
-print(json.dumps({"on_disk": on_disk, "by_id": links}))
-"""
-# On the host, once: C (schema version 1, just rolled back from) stopped as its keep_warm window's end stops it;
-# a hard-linked copy of its release and its schema.json kept aside (the template of the kept releases of schema
-# versions 1-3); databases <app>_v2 and _v3 as copies of <app>_v1 (what a schema change leaves).
-KEPT_PREPARE = r"""
-set -e
-c={c}
-systemctl stop "pinned-warm-{app}@$c.timer"
-systemctl start "pinned-warm-{app}@$c.service"
-! systemctl is-active --quiet "{app}@$c.service"
-rm -rf {store} && mkdir -p {store}
-cp -al {srv}/versions/1/"$c" {store}/C
-cp {srv}/versions/1/schema.json {store}/schema1.json
-for n in 2 3; do
-    mysql -e "DROP DATABASE IF EXISTS {app}_v$n;
-              CREATE DATABASE {app}_v$n CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
-    mysqldump --single-transaction {app}_v1 | mysql {app}_v$n
-done
-"""
+# On the host: make the kept releases of a layout, remove those of no layout (bench/remote/kept_releases.py).
+KEPT_SCRIPT = (BENCH / "remote" / "kept_releases.py").read_text()
+# On the host, once: C stopped, its release kept aside as a template, databases v2 and v3 (remote/kept_prepare.sh).
+KEPT_PREPARE = (BENCH / "remote" / "kept_prepare.sh").read_text()
 
 
 def kept_layout(hs: HostSet, count: int) -> dict:
@@ -1015,8 +900,9 @@ def kept_figures(res: Results, n: int, state_dir: Path, commits: dict) -> None:
         hs.deploy("A", "kept-setup-A")
         hs.deploy("C", "kept-setup-C")
         hs.deploy("A", "kept-setup-A-back")
-        hs.ssh(hs.names[0], KEPT_PREPARE.format(c=shlex.quote(hs.release_id("C")), app=APP, srv=SRV,
-                                                store=KEPT_STORE), "kept-prepare")
+        hs.ssh(hs.names[0], f"sh -c {shlex.quote(KEPT_PREPARE)} kept-prepare "
+                            + " ".join(shlex.quote(v) for v in (APP, hs.release_id("C"), KEPT_STORE, SRV)),
+               "kept-prepare")
         kept_layout(hs, 100)
         hs.state_extra = {"keep_releases": max(KEPT_LAYOUT[100])}  # prunes nothing
         hs.deploy("A", "kept-setup-grants")  # the accounts' privileges on <app>_v2 and _v3
