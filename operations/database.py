@@ -6,7 +6,7 @@ from __future__ import annotations
 from pyinfra.api import QuoteString, StringCommand, operation
 
 from .files import RELEASE_META, sh
-from .scripts import run_py, run_sh, script
+from .scripts import chain, run_py, run_sh, script
 
 # SQL that names the password is made on the server, from the secrets file, and piped to mysql:
 # the password is never in a command line, the plan or pyinfra's output.
@@ -43,11 +43,18 @@ MIGRATE_DROP = script("migrate_drop.py")  # run by MIGRATE_SCRIPT with the relea
 
 
 @operation()
-def migrate(app: str, release_dir: str, database: str, release_id: str, drop_on_failure: bool = True):
+def migrate(app: str, release_dir: str, database: str, release_id: str, drop_on_failure: bool = True,
+            undo: str = ""):
     """Run Django's migrations with a release against its schema version's database, once: a new copy
-    (dropped again if they fail), or the live database (`schema_change: in_place`: never dropped)."""
-    yield sh(MIGRATE_SCRIPT, app, release_dir, database, release_id, RELEASE_META, MIGRATE_DROP,
-             "1" if drop_on_failure else "0")
+    (dropped again if they fail), or the live database (`schema_change: in_place`: never dropped). With `undo`,
+    a run that ends while they run holds the deploy lock until they ended (run_guard.sh `wait`): its failure
+    path (mark the release failed, drop its copy) never meets a next run that has made that database anew."""
+    migration = sh(MIGRATE_SCRIPT, app, release_dir, database, release_id, RELEASE_META, MIGRATE_DROP,
+                   "1" if drop_on_failure else "0")
+    if not undo:
+        yield migration
+        return
+    yield chain(run_sh("run_guard.sh", undo, "wait"), migration, StringCommand("rm", "-f", QuoteString(undo)))
 
 
 @operation()

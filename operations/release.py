@@ -62,8 +62,8 @@ def build(app: str, release_id: str, building: str, final: str, tarball: str, ar
         yield run_sh("build_prepare.sh", building)
     yield FileUploadCommand(archive, tarball)
     # With `undo`, the chain first leaves the lock an undo hook that stops it if the run ends while it runs
-    # (build_guard.sh), and removes it once the release is in place.
-    steps = [run_sh("build_guard.sh", undo)] if undo else []
+    # (run_guard.sh), and removes it once the release is in place.
+    steps = [run_sh("run_guard.sh", undo, "stop")] if undo else []
     steps.append(run_sh("build_extract.sh", building, tarball, venv, settings, runtime))
     if links:  # `shared:` folders with a link, `scratch:` folders: links inside the project
         steps.append(run_sh("build_links.sh", building, *(part for pair in links for part in pair)))

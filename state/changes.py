@@ -189,6 +189,7 @@ class Migrate(Change):
     database: str
     release_id: str
     drop_on_failure: bool = True  # a copy made for this release is dropped if it fails; a live database never
+    undo: str = ""  # the deploy lock's undo hook: a run that ends first lets the migration finish (run_guard.sh)
 
 
 @dataclass(frozen=True)

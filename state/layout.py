@@ -213,8 +213,12 @@ class Layout:
         """The undo hook that stops a virtualenv's background build (venv_start.sh) if the run ends first."""
         return self.lock_undo(f"venv-{requirements_hash}")
 
+    def migrate_undo(self, release_id: str) -> str:
+        """The undo hook that holds the lock until a release's migration ended (run_guard.sh) if the run ends first."""
+        return self.lock_undo(f"migrate-{release_id}")
+
     def build_undo(self, release_id: str) -> str:
-        """The undo hook that stops a release's chained build (build_guard.sh) if the run ends while it runs."""
+        """The undo hook that stops a release's chained build (run_guard.sh) if the run ends while it runs."""
         return self.lock_undo(f"build-{release_id}")
 
     @property

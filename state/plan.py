@@ -555,7 +555,8 @@ def plan_release(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation,
     if first_web and alloc.migrate:
         new = [m for m in rel.migrations if m not in source_migrations]
         steps.append(Step(host.name, CHANGE, c.Migrate(app, release_dir, lay.database(schema), rel.id,
-                                                       drop_on_failure=not alloc.in_place),
+                                                       drop_on_failure=not alloc.in_place,
+                                                       undo=lay.migrate_undo(rel.id)),
                           lay.database(schema), f"with release {rel.id}: {migration_names(new)}", phase="migrate"))
     recorded = o.schemas.get(schema)
     if alloc.migrate or recorded is None or not recorded.migrated:

@@ -233,7 +233,7 @@ def test_kill_during_the_build(env, sandbox, commits):
         run.wait_line(r"Starting operation: \+ release /srv/agroguia/versions/0/")
         until_on_host(sandbox, HOST, f"test -d {building} && test -e /run/pinned-test-tar-held")
         run.kill()
-        # The run's end stopped its build on the host (the lock's undo hook, build_guard.sh): the held step and
+        # The run's end stopped its build on the host (the lock's undo hook, run_guard.sh): the held step and
         # the rest of the chain are gone, the folder was never renamed into place.
         until_on_host(sandbox, HOST, "! pgrep -f '^sleep 300$' >/dev/null && ! test -e /run/lock/pinned-agroguia.lock",
                       timeout=60)

@@ -639,11 +639,11 @@ def _wait_for(path: Path, seconds: float = 10) -> None:
 
 
 def test_build_guard_hook_stops_the_chain_it_guards_then_is_a_no_op(tmp_path):
-    # A chained build (its own session, as an SSH command's is) whose first link is build_guard.sh: the hook it
+    # A chained build (its own session, as an SSH command's is) whose first link is run_guard.sh: the hook it
     # leaves stops the whole chain — the step running now and every one after it.
     hook = tmp_path / "lock.undo.d" / "build-r1"
     done = tmp_path / "renamed"
-    chain = f"sh {REMOTE / 'build_guard.sh'} {hook} && sleep 60 && touch {done}"
+    chain = f"sh {REMOTE / 'run_guard.sh'} {hook} && sleep 60 && touch {done}"
     proc = subprocess.Popen(["setsid", "sh", "-c", chain])
     try:
         _wait_for(hook)
@@ -657,9 +657,25 @@ def test_build_guard_hook_stops_the_chain_it_guards_then_is_a_no_op(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+def test_run_guard_hook_in_wait_mode_lets_the_chain_finish_first(tmp_path):
+    # A migration's guard: the hook returns only once the chain ended on its own — nothing killed it.
+    hook = tmp_path / "lock.undo.d" / "migrate-r1"
+    done = tmp_path / "migrated"
+    chain = f"sh {REMOTE / 'run_guard.sh'} {hook} wait && sleep 1 && touch {done}"
+    proc = subprocess.Popen(["setsid", "sh", "-c", chain])
+    try:
+        _wait_for(hook)
+        assert proc.poll() is None  # the hook runs while the chain still does
+        subprocess.run(["sh", str(hook)], check=True, timeout=30)
+        assert proc.wait(timeout=10) == 0 and done.exists()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
 def test_build_guard_hook_of_a_finished_chain_touches_no_other_process(tmp_path):
     hook = tmp_path / "undo" / "build-r1"
-    subprocess.run(["setsid", "sh", "-c", f"sh {REMOTE / 'build_guard.sh'} {hook} && true"], check=True, timeout=10)
+    subprocess.run(["setsid", "sh", "-c", f"sh {REMOTE / 'run_guard.sh'} {hook} && true"], check=True, timeout=10)
     bystander = subprocess.Popen(["setsid", "sleep", "60"])
     try:
         subprocess.run(["sh", str(hook)], check=True, timeout=10)
