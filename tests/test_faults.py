@@ -276,6 +276,12 @@ def test_kill_during_the_migration(env, sandbox, commits):
     run.wait_line(r"Starting operation: ~ migrate agroguia_v\d+")
     until_on_host(sandbox, HOST, "pgrep -f '[m]anage.py migrate' >/dev/null")
     run.kill()
+    # The killed run's migration goes on on the host, and the deploy lock stays held while it does (run_guard.sh
+    # wait): no next run can drop and make its database anew under it.
+    held = sandbox.ssh(HOST, "pgrep -f '[m]anage.py migrate' >/dev/null || exit 2; "
+                             "while pgrep -f '[m]anage.py migrate' >/dev/null; do "
+                             "test -e /run/lock/pinned-agroguia.lock || exit 1; sleep 0.05; done", check=False)
+    assert held.returncode == 0, f"the lock ended while the killed run's migration still ran ({held.returncode})"
     assert whole_release(sandbox, commits, HOST, {"A"}) == "A"
     writes_answer_properly(sandbox, HOST)
     freeze_lifted_by_the_lock(sandbox, HOST, HOST)
