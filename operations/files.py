@@ -7,7 +7,7 @@ from io import StringIO
 
 from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 
-from .scripts import run_sh, script, sh  # noqa: F401 (sh: operations.files.sh stays importable)
+from .scripts import chain, run_sh, script, sh  # noqa: F401 (sh: operations.files.sh stays importable)
 
 # Sets fields of a release's metadata: python3 -c "$RELEASE_META" RELEASE_DIR key=value ... (atomic write).
 RELEASE_META = script("release_meta.py")
@@ -22,16 +22,18 @@ def config_file(path: str, content: str, mode: str = "0644", owner: str = "root"
     tmp = f"{path}.pinned-tmp"
     yield StringCommand("mkdir", "-p", QuoteString(posixpath.dirname(path)))
     yield FileUploadCommand(StringIO(content), tmp)
-    yield StringCommand("chown", QuoteString(f"{owner}:{group}"), QuoteString(tmp))
-    yield StringCommand("chmod", QuoteString(mode), QuoteString(tmp))
+    # One round trip after the upload: owner, mode, into place, reload (each only if the one before succeeded).
+    steps = [StringCommand("chown", QuoteString(f"{owner}:{group}"), QuoteString(tmp)),
+             StringCommand("chmod", QuoteString(mode), QuoteString(tmp))]
     if reload == "nginx":
-        yield run_sh("config_nginx.sh", path)
+        steps.append(run_sh("config_nginx.sh", path))
     else:
-        yield StringCommand("mv", "-f", QuoteString(tmp), QuoteString(path))
+        steps.append(StringCommand("mv", "-f", QuoteString(tmp), QuoteString(path)))
     if reload == "systemd":
-        yield "systemctl daemon-reload"
+        steps.append(StringCommand("systemctl", "daemon-reload"))
     if reload == "mariadb":
-        yield "systemctl restart mariadb"
+        steps.append(StringCommand("systemctl", "restart", "mariadb"))
+    yield chain(*steps)
 
 
 @operation()

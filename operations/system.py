@@ -10,9 +10,9 @@ from .scripts import run_py, run_sh
 
 
 @operation()
-def packages(packages: tuple[str, ...]):
-    """Install Debian packages (apt update first)."""
-    yield from apt.packages._inner(packages=list(packages), update=True)
+def packages(packages: tuple[str, ...], update: bool = True):
+    """Install Debian packages (apt update first, unless this run did it already)."""
+    yield from apt.packages._inner(packages=list(packages), update=update)
 
 
 @operation()

@@ -27,6 +27,7 @@ class Packages(Change):
     kind = "packages"
     about = "install missing Debian packages"
     packages: tuple[str, ...]
+    update: bool = True  # apt-get update first (not again for the second install of a run)
 
 
 @dataclass(frozen=True)
@@ -308,7 +309,7 @@ class Prune(Change):
     root: str  # the path must lie under root's versions/ or venvs/ (checked on the host too)
     path: str
     release_id: str = ""  # a release: its units and by-id link go too
-    socket_unit: str = ""
+    socket_unit: str = ""  # its units: named only when systemd holds one of them (observed) or one is enabled
     service_unit: str = ""
     by_id: str = ""
 

@@ -22,6 +22,7 @@ from .hosts import Hosts, SshOptions
 
 # What a fresh server needs for any pinned site (the sandbox's warm layer installs exactly these).
 SYSTEM_PACKAGES = ("nginx", "mariadb-server", "python3-venv")
+VENV_PACKAGES = ("python3-venv",)  # what a release's virtualenv build needs (operations/remote/venv_build.sh)
 # Installed into every release's virtualenv next to the app's own requirements.
 RUNTIME_REQUIREMENTS = ("gunicorn>=25", "PyMySQL>=1.1.3")
 DEFAULT_ENV = "sandbox"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import posixpath
 import re
 from dataclasses import dataclass, replace
 
@@ -43,6 +44,7 @@ from .desired import (
     user_files,
 )
 from .layout import NGINX_DEFAULT_SITE
+from .model import VENV_PACKAGES
 from .observed import HostObserved, ReleaseOnDisk
 from .previews import SECRET_PREFIX as PREVIEW_SECRET_PREFIX
 from .previews import plan_previews, preview_releases, preview_secret_names, preview_venvs, promote_allocation
@@ -139,10 +141,29 @@ def file_diff(path: str, old: str | None, new: str) -> str:
     return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
 
 
+UNIT_FILE = re.compile(r"^/etc/systemd/system/[^/]+\.(service|socket|timer)$")  # not a drop-in (<unit>.d/)
+
+
+def reload_of(wanted: ManagedFile, observed: HostObserved) -> str:
+    """What to reload after writing a file: nothing for a unit file new on the host (not a drop-in) of which
+    systemd holds no unit (none listed, nor an instance of a template). systemd loads a unit it does not hold
+    from disk when it is first named, and since v246 it looks again when the unit folder changed after a
+    lookup found nothing (its unit cache), so a daemon-reload (~0.3 s of systemd's CPU on the sandbox host,
+    once per file) is needed only where it holds a unit the file defines."""
+    m = UNIT_FILE.match(wanted.path)
+    if wanted.reload != "systemd" or observed.files.get(wanted.path) is not None or not m:
+        return wanted.reload
+    name = posixpath.basename(wanted.path)
+    stem, suffix = name.rsplit(".", 1)
+    held = [u for u in observed.units if u == name or (stem.endswith("@") and u.startswith(stem)
+                                                       and u.endswith("." + suffix))]
+    return "systemd" if held else ""
+
+
 def config_step(host: str, observed: HostObserved, wanted: ManagedFile, phase: str) -> Step | None:
     have = observed.files.get(wanted.path)
     change = c.ConfigFile(path=wanted.path, content=wanted.content, mode=wanted.mode, owner=wanted.owner,
-                          group=wanted.group, reload=wanted.reload)
+                          group=wanted.group, reload=reload_of(wanted, observed))
     if have is None:
         return Step(host, ADD, change, wanted.path, f"{wanted.label}: missing",
                     diff=file_diff(wanted.path, None, wanted.content), phase=phase)
@@ -287,7 +308,15 @@ def plan_system(d: Desired, host: HostSpec, o: HostObserved) -> list[Step]:
     steps: list[Step] = []
     app, lay = d.state.app, d.layout
     missing = [p for p in d.packages(host) if p not in o.packages]
-    if missing:
+    first = [p for p in missing if p in VENV_PACKAGES]
+    rest = [p for p in missing if p not in VENV_PACKAGES]
+    if first and rest:
+        # What a virtualenv's build needs goes in first: the build (venv-start) then runs beside the other
+        # installs (MariaDB, nginx: most of a bare host's setup) instead of after them.
+        steps.append(Step(host.name, ADD, c.Packages(tuple(first)), " ".join(first),
+                          "not installed (first: the virtualenv's build needs it)"))
+        steps.append(Step(host.name, ADD, c.Packages(tuple(rest), update=False), " ".join(rest), "not installed"))
+    elif missing:
         steps.append(Step(host.name, ADD, c.Packages(tuple(missing)), " ".join(missing), "not installed"))
     for unit, role in (("nginx.service", "web"), ("mariadb.service", "db")):
         if role in host.roles and not (o.unit_active(unit) and o.unit_enabled(unit)) and not missing:
@@ -613,10 +642,13 @@ def plan_release(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocation,
             upstream=upstream.content, history=lay.history, from_release=o.current or "none", release_id=rel.id,
             by=d.by,
         ), lay.current, reason, diff=diff if upstream_differs else "", phase="switch"))
+    site = site_steps(d, host, o)  # the site (with HTTPS): after `current` exists, so nginx -t sees it whole
     if o.paths.get(NGINX_DEFAULT_SITE) or "nginx" not in o.packages:  # Debian's nginx package enables it
-        steps.append(Step(host.name, REMOVE, c.RemoveFile(NGINX_DEFAULT_SITE), NGINX_DEFAULT_SITE,
-                          "Debian's welcome page would answer on the site's port", phase="site"))
-    steps += site_steps(d, host, o)  # the site (with HTTPS): after `current` exists, so nginx -t sees it whole
+        # When the site's own file is written next, its test and reload cover the removal (one reload).
+        site_written = any(isinstance(s.change, c.ConfigFile) and s.change.reload == "nginx" for s in site)
+        steps.append(Step(host.name, REMOVE, c.RemoveFile(NGINX_DEFAULT_SITE, reload="" if site_written else "nginx"),
+                          NGINX_DEFAULT_SITE, "Debian's welcome page would answer on the site's port", phase="site"))
+    steps += site
     # Releases that run but are not the pinned one: stopped, or kept warm for a rollback (state/warm.py).
     steps += plan_warm_or_stop(d, host, o, rel.id, config_same)
     return steps
@@ -647,9 +679,14 @@ def plan_retention(d: Desired, host: HostSpec, o: HostObserved, alloc: Allocatio
             r = releases[rid]
             removed.add(rid)
             path = lay.release_dir(number, rid)
+            # Its units are named (and checked, stopped, disabled on the host) only when systemd holds one of
+            # them or one is enabled: a release kept stopped has none, and its prune is then one `rm` (two
+            # systemctl calls fewer per pruned release; bench: deploy_kept_*).
+            units = (lay.unit(rid, "socket"), lay.unit(rid, "service"))
+            held = any(u in o.units for u in units)
             steps.append(Step(host.name, REMOVE, c.Prune(
-                lay.root, path, release_id=rid, socket_unit=lay.unit(rid, "socket"),
-                service_unit=lay.unit(rid, "service"), by_id=lay.by_id_link(rid),
+                lay.root, path, release_id=rid, socket_unit=units[0] if held else "",
+                service_unit=units[1] if held else "", by_id=lay.by_id_link(rid),
             ), path, f"{r.status}; keep_releases {d.state.keep_releases} in schema version {number}", phase="cleanup"))
     for path in o.building:
         if path != lay.building_dir(alloc.schema, pinned) or not building:
@@ -770,9 +807,12 @@ def plan(d: Desired, observed: dict[str, HostObserved]) -> Plan:
     steps, rollout_warnings = plan_rollout(d, observed, steps, alloc)
     order = {h: i for i, h in enumerate(hosts)}
     # Stable: planners' order within a phase, but a virtualenv's background build starts right after the packages
-    # (python3-venv), before the rest of the host's system phase.
-    early = (c.Packages, c.VenvStart)
-    steps.sort(key=lambda s: (order[s.host], PHASES.index(s.phase), not isinstance(s.change, early)))
+    # it needs (python3-venv), before the other packages' install and the rest of the host's system phase.
+    def rank(s: Step) -> int:
+        if isinstance(s.change, c.Packages):
+            return 0 if s.change.update else 2
+        return 1 if isinstance(s.change, c.VenvStart) else 3
+    steps.sort(key=lambda s: (order[s.host], PHASES.index(s.phase), rank(s)))
     certificates, tls_warnings = certificate_report(d, observed)
     return Plan(d.env, tuple(steps), alloc.warnings + freeze_warnings + shared_warnings + preview_warnings
                 + tls_warnings + rollout_warnings + mixed_releases(d, observed), hosts, certificates=certificates)

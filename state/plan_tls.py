@@ -16,7 +16,7 @@ warning for one that expires within WARN_DAYS.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import changes as c
 from .desired import Desired, HostSpec, ManagedFile, nginx_site, site_files
@@ -120,9 +120,13 @@ def site_steps(d: Desired, host: HostSpec, o: HostObserved) -> list[Step]:
     tls, lay, name = d.state.site.tls, d.layout, host.name
     steps: list[Step] = []
     final = nginx_site(d)
+    # nginx reads the write freeze's files only through the site's file: while the host has none (a first
+    # deploy), they are written with the system phase, behind the virtualenv's build, with nothing to reload
+    # (the site's file, last, is tested and loaded with them).
+    early = o.files.get(final.path) is None
     for wanted in site_files(d):
         if wanted.reload == "nginx" and wanted.path != final.path:  # the write freeze's files
-            step = config_step(name, o, wanted, "site")
+            step = config_step(name, o, replace(wanted, reload="") if early else wanted, "system" if early else "site")
             if step:
                 steps.append(step)
     reissue = None

@@ -266,3 +266,96 @@ def test_each_web_host_builds_from_its_own_served_release_as_the_engine_measured
         change, reason = build(transfers)
         assert (change.base_dir, change.replaced, change.archive) == ("", (), "/cache/b.tar.gz")
         assert reason.endswith(", 3287 bytes to send")
+
+
+def test_a_unit_file_new_to_systemd_is_written_without_a_daemon_reload():
+    """systemd loads a unit it does not hold from disk when it is first named: a first deploy's unit files skip
+    the daemon-reload; a changed one, a drop-in, or a new file whose units systemd still holds reload it."""
+    from pinned.state.desired import ManagedFile
+    from pinned.state.plan import reload_of
+    d = desired("A")
+    first = {s.target: s.change for s in plan(d, EMPTY).steps if s.kind == "config"}
+    units = [p for p in first if p.startswith("/etc/systemd/system/")]
+    assert "/etc/systemd/system/agroguia@.service" in units and len(units) >= 3
+    assert all(first[p].reload == "" for p in units)
+    after = converge(d, EMPTY)
+    template = "/etc/systemd/system/agroguia@.service"
+    drifted = replace(after["server"], files={**after["server"].files, template: replace(
+        after["server"].files[template], content="[Service]\n")})
+    again = [s.change for s in plan(d, {"server": drifted}).steps if s.target == template]
+    assert [ch.reload for ch in again] == ["systemd"]
+    wanted = ManagedFile(template, "[Service]\n", "systemd service template", reload="systemd")
+    running = HostObserved(units={"agroguia@r1.service": {"active": "active", "enabled": False}})
+    assert reload_of(wanted, running) == "systemd"  # its file was removed by hand while an instance runs
+    assert reload_of(wanted, HostObserved(units={"other@r1.service": {"active": "active"}})) == ""
+    assert reload_of(wanted, HostObserved(files={template: None})) == ""  # observed: asked for, not there
+    dropin = ManagedFile("/etc/systemd/system/certbot.service.d/pinned-agroguia.conf", "[Service]\n", "drop-in",
+                         reload="systemd")
+    assert reload_of(dropin, HostObserved()) == "systemd"
+
+
+def test_a_first_deploy_writes_the_write_freeze_files_early_with_nothing_to_reload():
+    """nginx reads the write freeze's files only through the site's file: on a host without it they go with the
+    system phase (behind the virtualenv's build); once the site is there, a change to them is tested and
+    reloaded in the site phase."""
+    d = desired("A")
+    freeze = "/etc/nginx/pinned/agroguia-freeze.conf"
+    # the host as observed: the files asked for, none there
+    asked = {s.target: None for s in plan(d, EMPTY).steps if s.kind == "config"}
+    steps = plan(d, {"server": HostObserved(files=asked)}).steps
+    kinds = [s.kind for s in steps]
+    early = [s for s in steps if s.target == freeze]
+    assert [(s.phase, s.change.reload) for s in early] == [("system", "")]
+    assert kinds.index("venv-start") < steps.index(early[0]) < kinds.index("venv")
+    assert steps[-1].target == "/etc/nginx/conf.d/pinned-agroguia.conf" and steps[-1].change.reload == "nginx"
+    after = converge(d, EMPTY)
+    drifted = replace(after["server"], files={**after["server"].files, freeze: replace(
+        after["server"].files[freeze], content="# edited\n")})
+    late = [s for s in plan(d, {"server": drifted}).steps if s.target == freeze]
+    assert [(s.phase, s.change.reload) for s in late] == [("site", "nginx")]
+
+
+def test_debian_default_site_is_removed_within_the_sites_own_reload_when_there_is_one():
+    d = desired("A")
+    first = plan(d, EMPTY).steps
+    removal = [s for s in first if s.kind == "nginx-default-site"]
+    assert [s.change.reload for s in removal] == [""]  # the site's file follows: its test and reload cover it
+    assert first[-1].change.reload == "nginx" and first.index(removal[0]) < len(first) - 1
+    after = converge(d, EMPTY)
+    back = replace(after["server"], paths={**after["server"].paths, "/etc/nginx/sites-enabled/default": {
+        "type": "link"}})  # an nginx upgrade put it back; the site is as wanted
+    again = plan(d, {"server": back}).steps
+    assert [(s.kind, s.change.reload) for s in again] == [("nginx-default-site", "nginx")]
+
+
+def test_a_pruned_release_names_its_units_only_when_systemd_holds_one():
+    """A release kept stopped is pruned with one `rm` (no systemctl); one whose unit systemd still lists (a
+    failed service, an enabled socket) has its units named, so prune.sh stops and disables them."""
+    observed = EMPTY
+    for tag in ("R1", "R2", "R3"):
+        observed = converge(desired(tag, keep_warm="0"), observed)
+    d = desired("R4", keep_releases=1, keep_warm="0")
+    o = observed["server"]
+    units = {u: st for u, st in o.units.items() if "R1" not in u and "R2" not in u}
+    r1, r2 = RELEASES["R1"], RELEASES["R2"]
+    rid1, rid2 = sorted(rid for rid in o.releases if rid != o.current)
+    units[f"agroguia@{rid2}.service"] = {"active": "failed", "enabled": False}
+    prunes = {s.change.release_id: s.change for s in plan(d, {"server": replace(o, units=units)}).steps
+              if s.kind == "prune" and s.change.release_id}
+    assert set(prunes) == {rid1, rid2, o.current} and r1.commit[:12] in rid1 and r2.commit[:12] in rid2
+    assert prunes[o.current].service_unit == f"agroguia@{o.current}.service"  # it serves until the switch
+    assert (prunes[rid1].socket_unit, prunes[rid1].service_unit) == ("", "")
+    assert (prunes[rid2].socket_unit, prunes[rid2].service_unit) == (f"agroguia@{rid2}.socket",
+                                                                     f"agroguia@{rid2}.service")
+
+
+def test_a_bare_host_installs_python3_venv_first_and_builds_the_virtualenv_beside_the_other_installs():
+    """On a bare host the virtualenv's build (venv-start) starts once python3-venv is in, before nginx and
+    MariaDB are installed (apt-get update once); with python3-venv already there, one install as before."""
+    steps = plan(desired("A"), EMPTY).steps
+    head = [(s.kind, s.change.packages if s.kind == "packages" else None) for s in steps[:3]]
+    assert head == [("packages", ("python3-venv",)), ("venv-start", None), ("packages", ("nginx", "mariadb-server"))]
+    assert [s.change.update for s in steps if s.kind == "packages"] == [True, False]
+    provisioned = HostObserved(packages=frozenset({"python3-venv"}))
+    again = [s for s in plan(desired("A"), {"server": provisioned}).steps if s.kind == "packages"]
+    assert [(s.change.packages, s.change.update) for s in again] == [(("nginx", "mariadb-server"), True)]

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Remove a release (its units, its by-id link, its folder), a leftover build or an unused venv.
-# $1 the app root, $2 the path, $3 $4 a release's socket and service units, $5 its by-id link (all three ""
-# for a leftover build or a venv).
+# $1 the app root, $2 the path, $3 $4 a release's socket and service units ("" when the plan saw systemd hold
+# neither: nothing to stop), $5 its by-id link (all three "" for a leftover build or a venv).
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 . "$(dirname "$0")/lib.sh"
 root=$1 path=$2 socket_unit=$3 service_unit=$4 by_id=$5
