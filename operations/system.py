@@ -10,9 +10,27 @@ from .scripts import run_py, run_sh
 
 
 @operation()
-def packages(packages: tuple[str, ...], update: bool = True):
-    """Install Debian packages (apt update first, unless this run did it already)."""
-    yield from apt.packages._inner(packages=list(packages), update=update)
+def packages(packages: tuple[str, ...], update: bool = True, job: str = "", undo: str = ""):
+    """Install Debian packages (apt update first, unless this run did it already), or wait for their install
+    started in the background by `packages_start` (`job`)."""
+    if job:
+        yield run_sh("packages_wait.sh", job, undo)
+    else:
+        yield from apt.packages._inner(packages=list(packages), update=update)
+
+
+def packages_start_command(packages: tuple[str, ...], job: str, undo: str) -> StringCommand:
+    """Start installing packages in the background (remote/packages_start.sh), with the deploy lock's undo hook
+    that holds the lock until the install ended if the run ends before waiting for it."""
+    hook = run_sh("packages_hold.sh", job).get_raw_value()
+    return run_sh("packages_start.sh", job, undo, hook, *packages)
+
+
+@operation()
+def packages_start(packages: tuple[str, ...], job: str, undo: str):
+    """Start installing Debian packages in the background: what does not need them runs meanwhile; the
+    `packages` step with the same job waits for them."""
+    yield packages_start_command(packages, job, undo)
 
 
 @operation()

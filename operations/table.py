@@ -6,6 +6,7 @@ from . import backups, database, files, freeze, previews, processes, release, sy
 
 OPERATIONS = {
     c.Packages: system.packages,
+    c.PackagesStart: system.packages_start,
     c.Service: system.service,
     c.User: system.user,
     c.Directory: system.directory,

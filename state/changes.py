@@ -28,6 +28,18 @@ class Packages(Change):
     about = "install missing Debian packages"
     packages: tuple[str, ...]
     update: bool = True  # apt-get update first (not again for the second install of a run)
+    job: str = ""  # started in the background by a packages-start step earlier in the run: only waited for here
+    undo: str = ""  # that install's deploy lock undo hook, removed once it ended
+
+
+@dataclass(frozen=True)
+class PackagesStart(Change):
+    kind = "packages-start"
+    about = ("start installing Debian packages in the background (a bare host's nginx and MariaDB), after the "
+             "virtualenv's build started, while the steps that do not need them run; its `packages` step waits")
+    packages: tuple[str, ...]
+    job: str  # the install's folder on the host: its pid, apt's output, its exit status
+    undo: str  # the deploy lock's undo hook: holds the lock until the install ended if the run ends first
 
 
 @dataclass(frozen=True)
@@ -315,9 +327,10 @@ class Prune(Change):
 
 
 # Every kind, in the order of the README's table.
-KINDS: tuple[type[Change], ...] = (Packages, Service, User, Directory, Secrets, SecretsRead, SecretsCopy, Database,
-                                   DbUser, ConfigFile, RemoveFile, VenvStart, Venv, Build, Migrate, SchemaRecord, Start,
-                                   Restart, Link, Switch, WriteFreeze, DatabaseGuard, Stop, Warm, Prune)
+KINDS: tuple[type[Change], ...] = (Packages, PackagesStart, Service, User, Directory, Secrets, SecretsRead,
+                                   SecretsCopy, Database, DbUser, ConfigFile, RemoveFile, VenvStart, Venv, Build,
+                                   Migrate, SchemaRecord, Start, Restart, Link, Switch, WriteFreeze, DatabaseGuard,
+                                   Stop, Warm, Prune)
 
 
 @dataclass(frozen=True)

@@ -213,6 +213,17 @@ class Layout:
         """The undo hook that stops a virtualenv's background build (venv_start.sh) if the run ends first."""
         return self.lock_undo(f"venv-{requirements_hash}")
 
+    @property
+    def packages_job(self) -> str:
+        """A background install of Debian packages (packages_start.sh): its pid, apt's output, its exit status."""
+        return f"/run/pinned-{self.app}-packages"
+
+    @property
+    def packages_undo(self) -> str:
+        """The undo hook that holds the lock until a background install ended (packages_hold.sh) if the run ends
+        first."""
+        return self.lock_undo("packages")
+
     def migrate_undo(self, release_id: str) -> str:
         """The undo hook that holds the lock until a release's migration ended (run_guard.sh) if the run ends first."""
         return self.lock_undo(f"migrate-{release_id}")

@@ -312,10 +312,15 @@ def plan_system(d: Desired, host: HostSpec, o: HostObserved) -> list[Step]:
     rest = [p for p in missing if p not in VENV_PACKAGES]
     if first and rest:
         # What a virtualenv's build needs goes in first: the build (venv-start) then runs beside the other
-        # installs (MariaDB, nginx: most of a bare host's setup) instead of after them.
+        # installs (MariaDB, nginx: most of a bare host's setup), which run in the background too while the
+        # users, folders and secrets are made, waited for before the database's account (phase accounts).
         steps.append(Step(host.name, ADD, c.Packages(tuple(first)), " ".join(first),
                           "not installed (first: the virtualenv's build needs it)"))
-        steps.append(Step(host.name, ADD, c.Packages(tuple(rest), update=False), " ".join(rest), "not installed"))
+        steps.append(Step(host.name, ADD, c.PackagesStart(tuple(rest), lay.packages_job, lay.packages_undo),
+                          " ".join(rest), "not installed: installed in the background meanwhile"))
+        steps.append(Step(host.name, ADD, c.Packages(tuple(rest), update=False, job=lay.packages_job,
+                                                     undo=lay.packages_undo), " ".join(rest),
+                          "its install (packages-start) waited for", phase="accounts"))
     elif missing:
         steps.append(Step(host.name, ADD, c.Packages(tuple(missing)), " ".join(missing), "not installed"))
     for unit, role in (("nginx.service", "web"), ("mariadb.service", "db")):
@@ -808,10 +813,9 @@ def plan(d: Desired, observed: dict[str, HostObserved]) -> Plan:
     order = {h: i for i, h in enumerate(hosts)}
     # Stable: planners' order within a phase, but a virtualenv's background build starts right after the packages
     # it needs (python3-venv), before the other packages' install and the rest of the host's system phase.
-    def rank(s: Step) -> int:
-        if isinstance(s.change, c.Packages):
-            return 0 if s.change.update else 2
-        return 1 if isinstance(s.change, c.VenvStart) else 3
+    def rank(s: Step) -> int:  # within a host's phase; a background install's wait comes first in its phase
+        ranks = {c.Packages: 0, c.VenvStart: 1, c.PackagesStart: 2}
+        return ranks.get(type(s.change), 3)
     steps.sort(key=lambda s: (order[s.host], PHASES.index(s.phase), rank(s)))
     certificates, tls_warnings = certificate_report(d, observed)
     return Plan(d.env, tuple(steps), alloc.warnings + freeze_warnings + shared_warnings + preview_warnings

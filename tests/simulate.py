@@ -142,6 +142,10 @@ def remove_file(o, ch: c.RemoveFile, d, host):
     return replace(o, paths={**o.paths, ch.path: None})
 
 
+def packages_start(o, ch: c.PackagesStart, d, host):
+    return o  # a background install: the packages are there once their `packages` step waited for it
+
+
 def venv_start(o, ch: c.VenvStart, d, host):
     return o  # a background build: the venv is ready only once its `venv` step waited for it
 
@@ -335,7 +339,8 @@ def preview_drop(o, ch: c.PreviewDrop, d, host):
 
 
 RULES = {
-    c.Packages: packages, c.Service: service, c.User: user, c.Directory: directory, c.Secrets: secrets,
+    c.Packages: packages, c.PackagesStart: packages_start, c.Service: service, c.User: user,
+    c.Directory: directory, c.Secrets: secrets,
     c.SecretsRead: secrets_read, c.SecretsCopy: secrets_copy, c.Database: database, c.DbUser: db_user,
     c.ConfigFile: config_file, c.RemoveFile: remove_file, c.VenvStart: venv_start, c.Venv: venv, c.Build: build,
     c.Migrate: migrate,

@@ -349,13 +349,22 @@ def test_a_pruned_release_names_its_units_only_when_systemd_holds_one():
                                                                      f"agroguia@{rid2}.service")
 
 
-def test_a_bare_host_installs_python3_venv_first_and_builds_the_virtualenv_beside_the_other_installs():
-    """On a bare host the virtualenv's build (venv-start) starts once python3-venv is in, before nginx and
-    MariaDB are installed (apt-get update once); with python3-venv already there, one install as before."""
+def test_a_bare_host_installs_python3_venv_first_and_the_rest_beside_the_virtualenvs_build():
+    """On a bare host the virtualenv's build (venv-start) starts once python3-venv is in (apt-get update once);
+    then nginx and MariaDB install in the background (packages-start) while the users, folders and secrets are
+    made, waited for before the database's account. With python3-venv already there: one install, in line."""
     steps = plan(desired("A"), EMPTY).steps
-    head = [(s.kind, s.change.packages if s.kind == "packages" else None) for s in steps[:3]]
-    assert head == [("packages", ("python3-venv",)), ("venv-start", None), ("packages", ("nginx", "mariadb-server"))]
-    assert [s.change.update for s in steps if s.kind == "packages"] == [True, False]
+    head = [(s.kind, getattr(s.change, "packages", None)) for s in steps[:3]]
+    assert head == [("packages", ("python3-venv",)), ("venv-start", None),
+                    ("packages-start", ("nginx", "mariadb-server"))]
+    kinds = [s.kind for s in steps]
+    waited = [s for s in steps if s.kind == "packages" and s.change.job]
+    assert [(s.change.packages, s.change.update, s.phase) for s in waited] == [
+        (("nginx", "mariadb-server"), False, "accounts")]
+    assert waited[0].change.job == steps[2].change.job and waited[0].change.undo == steps[2].change.undo
+    at = steps.index(waited[0])
+    assert kinds.index("user") < kinds.index("secrets") < at < kinds.index("db-user") < kinds.index("database")
     provisioned = HostObserved(packages=frozenset({"python3-venv"}))
-    again = [s for s in plan(desired("A"), {"server": provisioned}).steps if s.kind == "packages"]
-    assert [(s.change.packages, s.change.update) for s in again] == [(("nginx", "mariadb-server"), True)]
+    again = [s for s in plan(desired("A"), {"server": provisioned}).steps if s.kind.startswith("packages")]
+    assert [(s.kind, s.change.packages, s.change.update, s.change.job) for s in again] == [
+        ("packages", ("nginx", "mariadb-server"), True, "")]
