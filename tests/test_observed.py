@@ -362,3 +362,15 @@ def test_observe_host_through_pyinfra(tmp_path, monkeypatch, local_host):
                               secrets="/nonexistent/secrets", history="/nonexistent/history")
     observed = observe_host(local_host, request)
     assert observed.reachable_python and observed.units["nginx.service"]["active"] == "inactive"
+
+
+@needs_dpkg
+def test_a_not_found_inactive_stub_is_no_unit_but_a_not_found_running_one_is(tmp_path):
+    """systemd lists a removed unit it was asked about as `not-found inactive` until it forgets it: a preview
+    removed a moment ago must not be planned for removal again (tests/test_rollout.py saw that plan once)."""
+    systemctl(tmp_path, list_units=(
+        f'echo "{APP}-pv-mig.service not-found inactive dead {APP}-pv-mig.service"; '
+        f'echo "{APP}@r1.service not-found active running pinned release (its file removed by hand)"; exit 0'))
+    observed = parse(json.dumps(run_observe(tmp_path)))
+    assert f"{APP}-pv-mig.service" not in observed.units
+    assert observed.units[f"{APP}@r1.service"] == {"active": "active", "enabled": False}

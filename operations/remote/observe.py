@@ -99,6 +99,10 @@ def observe_units(unit_prefix, others=(), prefixes=()):
             fail("units", status, "", line, context="a line of systemctl list-units")
             units[words[0]] = {"active": None, "enabled": False}
             continue
+        if words[1] == "not-found" and words[2] == "inactive":
+            # A stub systemd keeps, until it forgets it, for a name it was asked about with no unit file there
+            # (a removed preview's or release's unit): nothing runs and nothing defines it, so no unit at all.
+            continue
         units[words[0]] = {"active": words[2], "enabled": False}
     for prefix in (unit_prefix,) + tuple(prefixes):
         for link in glob.glob("/etc/systemd/system/*.wants/" + prefix + "*"):
