@@ -11,6 +11,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from test_venv_scripts import alive
+
 from pinned.operations.scripts import run_sh
 from pinned.operations.system import packages_start_command
 
@@ -44,14 +46,6 @@ def start(tmp_path: Path, seconds: float, status: int = 0, packages=("nginx", "m
 def wait(job: Path, undo: Path) -> subprocess.CompletedProcess:
     return subprocess.run(["sh", "-c", run_sh("packages_wait.sh", str(job), str(undo)).get_raw_value()],
                           capture_output=True, text=True, timeout=60)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_start_returns_at_once_and_the_wait_sees_the_install_succeed(tmp_path):
